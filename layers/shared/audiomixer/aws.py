@@ -1,0 +1,47 @@
+"""The one lazily-built, cached place for boto3 clients. Adapters take clients as arguments; handlers
+and the local stack get them from here. boto3 honours AWS_ENDPOINT_URL itself, so the same code talks to
+AWS, moto or LocalStack."""
+
+from __future__ import annotations
+
+from functools import lru_cache
+from typing import Any
+
+import boto3
+from botocore.config import Config
+
+from audiomixer.settings import get_settings
+
+_RETRIES = Config(retries={"max_attempts": 5, "mode": "standard"}, connect_timeout=5, read_timeout=60)
+
+
+@lru_cache(maxsize=None)
+def client(service: str) -> Any:
+    settings = get_settings()
+    kwargs: dict[str, Any] = {"region_name": settings.region, "config": _RETRIES}
+    if service == "s3":
+        # Path-style keeps presigned URLs valid against a loopback endpoint.
+        kwargs["config"] = _RETRIES.merge(Config(s3={"addressing_style": "path"}, signature_version="s3v4"))
+    return boto3.client(service, **kwargs)  # type: ignore[call-overload]
+
+
+@lru_cache(maxsize=8)
+def management_api(endpoint_url: str) -> Any:
+    """The API Gateway @connections client for one WebSocket stage endpoint."""
+    settings = get_settings()
+    return boto3.client(
+        "apigatewaymanagementapi",
+        endpoint_url=endpoint_url,
+        region_name=settings.region,
+        config=Config(retries={"max_attempts": 2, "mode": "standard"}, connect_timeout=2, read_timeout=5),
+    )
+
+
+def reset() -> None:
+    """Forget cached settings and clients (tests and the local stack change the environment)."""
+    from audiomixer import store
+
+    client.cache_clear()
+    management_api.cache_clear()
+    get_settings.cache_clear()
+    store.models.configure()

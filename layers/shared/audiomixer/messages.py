@@ -1,0 +1,34 @@
+"""The small JSON messages that cross the queues (ids, never audio), and the adapter that sends them."""
+
+from __future__ import annotations
+
+from typing import Any, Literal
+
+from pydantic import BaseModel, ConfigDict, Field
+
+_ID = r"^[0-9a-f]{32}$"
+_TENANT = r"^[a-z0-9][a-z0-9-]{0,62}$"
+
+
+class _Message(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+    tenant_id: str = Field(pattern=_TENANT)
+
+
+class SeparateMessage(_Message):
+    project_id: str = Field(pattern=_ID)
+
+
+class AnalyseMessage(_Message):
+    kind: Literal["project", "sound"]
+    id: str = Field(pattern=_ID)
+
+
+class RenderMessage(_Message):
+    mix_id: str = Field(pattern=_ID)
+
+
+def send(sqs: Any, queue_url: str, message: BaseModel) -> str:
+    """Send one message; returns its SQS message id."""
+    response = sqs.send_message(QueueUrl=queue_url, MessageBody=message.model_dump_json())
+    return str(response["MessageId"])

@@ -1,0 +1,74 @@
+"""The one settings model. Every resource name reaches the code through the environment that
+template.yaml sets (Globals.Function.Environment); the local stack derives the same variables from the
+same template, so the two cannot drift."""
+
+from __future__ import annotations
+
+from functools import lru_cache
+
+from pydantic import AliasChoices, Field
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+STEMS: tuple[str, ...] = ("drums", "bass", "vocals", "other")
+
+
+class Settings(BaseSettings):
+    model_config = SettingsConfigDict(env_prefix="AUDIOMIXER_", extra="ignore")
+
+    # --- resources (set by template.yaml / the local stack) ---
+    bucket: str = "audiomixer-audio"
+    projects_table: str = "audiomixer-projects"
+    sounds_table: str = "audiomixer-sounds"
+    mixes_table: str = "audiomixer-mixes"
+    api_keys_table: str = "audiomixer-api-keys"
+    connections_table: str = "audiomixer-connections"
+    idempotency_table: str = "audiomixer-idempotency"
+    ingest_queue_url: str = ""
+    separate_queue_url: str = ""
+    analyse_queue_url: str = ""
+    render_queue_url: str = ""
+    batch_job_queue: str = "audiomixer-separation"
+    batch_job_definition: str = "audiomixer-separation"
+    # API Gateway management endpoint, https://{api-id}.execute-api.{region}.amazonaws.com/{stage}
+    ws_endpoint: str = ""
+
+    # --- AWS plumbing ---
+    region: str = Field(default="us-east-1", validation_alias=AliasChoices("AWS_REGION", "AWS_DEFAULT_REGION"))
+    # boto3 honours AWS_ENDPOINT_URL itself; PynamoDB needs it spelled out.
+    aws_endpoint_url: str | None = Field(default=None, validation_alias=AliasChoices("AWS_ENDPOINT_URL"))
+
+    # --- limits (ingest and API) ---
+    max_upload_bytes: int = 200 * 1024 * 1024
+    multipart_limit_bytes: int = 4 * 1024 * 1024
+    max_duration_s: float = 15 * 60.0
+    min_duration_s: float = 0.05
+    max_channels: int = 8
+    min_sample_rate: int = 8_000
+    max_sample_rate: int = 192_000
+    target_sample_rate: int = 44_100
+    style_sound_max_duration_s: float = 120.0
+
+    # --- tenants ---
+    max_concurrent_jobs: int = 5
+    max_stored_bytes: int = 5 * 1024**3
+    api_key_pepper: str = "local-dev-pepper"
+    # When deployed, the pepper is read from SSM / Secrets Manager under this name (see secrets.py).
+    api_key_pepper_parameter: str | None = None
+    cors_allow_origins: list[str] = ["http://localhost:3000", "http://localhost:5173"]
+    presign_expiry_s: int = 900
+    download_expiry_s: int = 300
+
+    # --- separation ---
+    demucs_model: str = Field(default="htdemucs_ft", validation_alias=AliasChoices("DEMUCS_MODEL", "AUDIOMIXER_DEMUCS_MODEL"))
+    demucs_repo: str | None = Field(default=None, validation_alias=AliasChoices("DEMUCS_REPO", "AUDIOMIXER_DEMUCS_REPO"))
+    separation_chunk_s: float = 30.0
+    separation_overlap_s: float = 1.0
+
+    # --- notifications ---
+    progress_min_interval_s: float = 1.0
+    connection_ttl_s: int = 2 * 60 * 60
+
+
+@lru_cache(maxsize=1)
+def get_settings() -> Settings:
+    return Settings()

@@ -1,0 +1,124 @@
+"""S3 keys, built from ids only (never from client filenames)."""
+
+from __future__ import annotations
+
+import re
+import uuid
+
+from audiomixer.settings import STEMS
+
+_ID = re.compile(r"^[0-9a-f]{32}$")
+_TENANT = re.compile(r"^[a-z0-9][a-z0-9-]{0,62}$")
+UPLOAD_PREFIX = "uploads/"
+UPLOAD_KINDS = ("base-track", "style-sound", "stem")
+
+
+def new_id() -> str:
+    return uuid.uuid4().hex
+
+
+def is_id(value: str) -> bool:
+    return bool(_ID.match(value))
+
+
+def check_tenant(tenant_id: str) -> str:
+    if not _TENANT.match(tenant_id):
+        raise ValueError(f"invalid tenant id {tenant_id!r}: use lowercase letters, digits and '-'")
+    return tenant_id
+
+
+def _check(tenant_id: str, object_id: str) -> None:
+    check_tenant(tenant_id)
+    if not is_id(object_id):
+        raise ValueError(f"invalid id {object_id!r}")
+
+
+def upload(tenant_id: str, kind: str, object_id: str, stem: str | None = None) -> str:
+    """Where a raw upload lands; the bucket notifies the ingest queue for this prefix only."""
+    _check(tenant_id, object_id)
+    if kind not in UPLOAD_KINDS:
+        raise ValueError(f"unknown upload kind {kind!r}")
+    if kind == "stem":
+        if stem not in STEMS:
+            raise ValueError(f"unknown stem {stem!r}")
+        return f"{UPLOAD_PREFIX}{tenant_id}/stem/{object_id}/{stem}"
+    return f"{UPLOAD_PREFIX}{tenant_id}/{kind}/{object_id}"
+
+
+class UploadKey:
+    """A parsed raw-upload key."""
+
+    def __init__(self, tenant_id: str, kind: str, object_id: str, stem: str | None) -> None:
+        self.tenant_id, self.kind, self.object_id, self.stem = tenant_id, kind, object_id, stem
+
+    @classmethod
+    def parse(cls, key: str) -> UploadKey:
+        parts = key.split("/")
+        if len(parts) < 4 or parts[0] + "/" != UPLOAD_PREFIX:
+            raise ValueError(f"not an upload key: {key!r}")
+        tenant_id, kind, object_id = parts[1], parts[2], parts[3]
+        stem = None
+        if kind == "stem":
+            if len(parts) != 5:
+                raise ValueError(f"not a stem upload key: {key!r}")
+            stem = parts[4]
+        elif len(parts) != 4:
+            raise ValueError(f"not an upload key: {key!r}")
+        upload(tenant_id, kind, object_id, stem)  # validates every part
+        return cls(tenant_id, kind, object_id, stem)
+
+
+def project_prefix(tenant_id: str, project_id: str) -> str:
+    _check(tenant_id, project_id)
+    return f"{tenant_id}/projects/{project_id}/"
+
+
+def project_source(tenant_id: str, project_id: str) -> str:
+    return project_prefix(tenant_id, project_id) + "source.flac"
+
+
+def stem(tenant_id: str, project_id: str, stem_name: str) -> str:
+    if stem_name not in STEMS:
+        raise ValueError(f"unknown stem {stem_name!r}")
+    return project_prefix(tenant_id, project_id) + f"stems/{stem_name}.flac"
+
+
+def stems_prefix(tenant_id: str, project_id: str) -> str:
+    return project_prefix(tenant_id, project_id) + "stems"
+
+
+def checkpoints_prefix(tenant_id: str, project_id: str) -> str:
+    return project_prefix(tenant_id, project_id) + "checkpoints"
+
+
+def stem_analysis(tenant_id: str, project_id: str, stem_name: str) -> str:
+    if stem_name not in STEMS:
+        raise ValueError(f"unknown stem {stem_name!r}")
+    return project_prefix(tenant_id, project_id) + f"analysis/{stem_name}.json"
+
+
+def sound_prefix(tenant_id: str, sound_id: str) -> str:
+    _check(tenant_id, sound_id)
+    return f"{tenant_id}/library/{sound_id}/"
+
+
+def sound_audio(tenant_id: str, sound_id: str) -> str:
+    return sound_prefix(tenant_id, sound_id) + "sound.flac"
+
+
+def sound_analysis(tenant_id: str, sound_id: str) -> str:
+    return sound_prefix(tenant_id, sound_id) + "analysis.json"
+
+
+MIX_FORMATS = ("wav", "flac", "mp3")
+
+
+def mix_prefix(tenant_id: str, mix_id: str) -> str:
+    _check(tenant_id, mix_id)
+    return f"{tenant_id}/mixes/{mix_id}/"
+
+
+def mix_output(tenant_id: str, mix_id: str, fmt: str) -> str:
+    if fmt not in MIX_FORMATS:
+        raise ValueError(f"unknown mix format {fmt!r}")
+    return mix_prefix(tenant_id, mix_id) + f"mix.{fmt}"

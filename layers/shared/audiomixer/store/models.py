@@ -1,0 +1,164 @@
+"""PynamoDB models. Keys are partitioned by tenant; every row carries a version attribute so that
+concurrent stage updates never silently overwrite one another. Table names, region and endpoint come
+from settings at `configure()` time (never at import), so tests and the local stack can rebind them."""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime
+from typing import Any
+
+from pynamodb.attributes import (
+    BooleanAttribute,
+    JSONAttribute,
+    MapAttribute,
+    NumberAttribute,
+    UnicodeAttribute,
+    UTCDateTimeAttribute,
+    VersionAttribute,
+)
+from pynamodb.indexes import GlobalSecondaryIndex, KeysOnlyProjection, AllProjection
+from pynamodb.models import Model
+
+from audiomixer.settings import get_settings
+
+
+def utcnow() -> datetime:
+    return datetime.now(UTC)
+
+
+class ContentHashIndex(GlobalSecondaryIndex["Project"]):
+    class Meta:
+        index_name = "content_hash_index"
+        projection = KeysOnlyProjection()
+
+    tenant_content_hash = UnicodeAttribute(hash_key=True)
+
+
+class Project(Model):
+    class Meta:
+        table_name = "audiomixer-projects"
+
+    tenant_id = UnicodeAttribute(hash_key=True)
+    project_id = UnicodeAttribute(range_key=True)
+    name = UnicodeAttribute()
+    # queued -> separating -> analysing -> ready, or failed (see store.transitions)
+    status = UnicodeAttribute(default="queued")
+    stage = UnicodeAttribute(default="upload")
+    progress = NumberAttribute(default=0)
+    failure_reason = UnicodeAttribute(null=True)
+    # "song": separate with Demucs; "stems": the user brought stems, separation is skipped
+    source_kind = UnicodeAttribute(default="song")
+    stems = MapAttribute[str, Any](default=dict)  # stem -> True once its FLAC is in S3
+    duration_s = NumberAttribute(null=True)
+    size_bytes = NumberAttribute(default=0)
+    content_hash = UnicodeAttribute(null=True)
+    tenant_content_hash = UnicodeAttribute(null=True)
+    content_hash_index = ContentHashIndex()
+    batch_job_id = UnicodeAttribute(null=True)
+    analysis = JSONAttribute(null=True)  # per-stem summary
+    created_at = UTCDateTimeAttribute(default=utcnow)
+    updated_at = UTCDateTimeAttribute(default=utcnow)
+    version = VersionAttribute()
+
+
+class Sound(Model):
+    """A style sound in a tenant's library."""
+
+    class Meta:
+        table_name = "audiomixer-sounds"
+
+    tenant_id = UnicodeAttribute(hash_key=True)
+    sound_id = UnicodeAttribute(range_key=True)
+    name = UnicodeAttribute()
+    status = UnicodeAttribute(default="queued")  # queued -> analysing -> ready | failed
+    stage = UnicodeAttribute(default="upload")
+    failure_reason = UnicodeAttribute(null=True)
+    duration_s = NumberAttribute(null=True)
+    size_bytes = NumberAttribute(default=0)
+    content_hash = UnicodeAttribute(null=True)
+    analysis = JSONAttribute(null=True)  # summary of the grain table
+    created_at = UTCDateTimeAttribute(default=utcnow)
+    updated_at = UTCDateTimeAttribute(default=utcnow)
+    version = VersionAttribute()
+
+
+class Mix(Model):
+    class Meta:
+        table_name = "audiomixer-mixes"
+
+    tenant_id = UnicodeAttribute(hash_key=True)
+    mix_id = UnicodeAttribute(range_key=True)
+    project_id = UnicodeAttribute()
+    config = JSONAttribute(default=dict)  # stem -> {enabled, style_sound_id, volume}
+    settings = JSONAttribute(default=dict)  # grain_duration_ms, use_pitch_mapping, use_envelope, format, ...
+    status = UnicodeAttribute(default="queued")  # queued -> rendering -> completed | failed
+    stage = UnicodeAttribute(default="queued")
+    progress = NumberAttribute(default=0)
+    failure_reason = UnicodeAttribute(null=True)
+    output_key = UnicodeAttribute(null=True)
+    output_format = UnicodeAttribute(default="wav")
+    size_bytes = NumberAttribute(default=0)
+    created_at = UTCDateTimeAttribute(default=utcnow)
+    updated_at = UTCDateTimeAttribute(default=utcnow)
+    version = VersionAttribute()
+
+
+class ApiKey(Model):
+    """An API key, stored only as a peppered hash."""
+
+    class Meta:
+        table_name = "audiomixer-api-keys"
+
+    key_hash = UnicodeAttribute(hash_key=True)
+    tenant_id = UnicodeAttribute()
+    label = UnicodeAttribute(null=True)
+    revoked = BooleanAttribute(default=False)
+    created_at = UTCDateTimeAttribute(default=utcnow)
+
+
+class SubscriptionIndex(GlobalSecondaryIndex["Connection"]):
+    class Meta:
+        index_name = "subscription_index"
+        projection = AllProjection()
+
+    subscription = UnicodeAttribute(hash_key=True)
+
+
+class Connection(Model):
+    """A WebSocket connection subscribed to one project or mix."""
+
+    class Meta:
+        table_name = "audiomixer-connections"
+
+    connection_id = UnicodeAttribute(hash_key=True)
+    subscription = UnicodeAttribute()  # "{tenant}#project#{id}" or "{tenant}#mix#{id}"
+    subscription_index = SubscriptionIndex()
+    tenant_id = UnicodeAttribute()
+    endpoint = UnicodeAttribute(null=True)
+    expires_at = NumberAttribute()  # epoch seconds, DynamoDB TTL
+    created_at = UTCDateTimeAttribute(default=utcnow)
+
+
+ALL_MODELS: tuple[type[Model], ...] = (Project, Sound, Mix, ApiKey, Connection)
+
+
+def configure() -> None:
+    """Bind every model to the tables, region and endpoint of the current settings."""
+    s = get_settings()
+    names = {
+        Project: s.projects_table,
+        Sound: s.sounds_table,
+        Mix: s.mixes_table,
+        ApiKey: s.api_keys_table,
+        Connection: s.connections_table,
+    }
+    for model, table in names.items():
+        model.Meta.table_name = table
+        model.Meta.region = s.region
+        model.Meta.host = s.aws_endpoint_url
+        model._connection = None  # PynamoDB caches the connection per model
+        for index in model._indexes.values():
+            index._connection = None  # type: ignore[attr-defined]
+
+
+configure()

@@ -1,0 +1,100 @@
+"""Status state machines, enforced by conditional updates: a duplicate or out-of-order stage message
+can never move a job backwards, and concurrent writers never lose each other's fields (the version
+attribute makes each update conditional; on a conflict we re-read and re-decide)."""
+
+from __future__ import annotations
+
+from typing import Any, TypeVar
+
+from pynamodb.exceptions import DoesNotExist, UpdateError
+from pynamodb.models import Model
+
+from audiomixer.store.models import Mix, Project, Sound, utcnow
+
+PROJECT = {
+    "queued": {"separating", "analysing", "ready", "failed"},
+    "separating": {"analysing", "failed"},
+    "analysing": {"ready", "failed"},
+    "ready": set(),
+    "failed": set(),
+}
+SOUND = {
+    "queued": {"analysing", "ready", "failed"},
+    "analysing": {"ready", "failed"},
+    "ready": set(),
+    "failed": set(),
+}
+MIX = {
+    "queued": {"rendering", "completed", "failed"},
+    "rendering": {"completed", "failed"},
+    "completed": set(),
+    "failed": set(),
+}
+MACHINES: dict[type[Model], dict[str, set[str]]] = {Project: PROJECT, Sound: SOUND, Mix: MIX}
+TERMINAL = {"ready", "completed", "failed"}
+
+M = TypeVar("M", bound=Model)
+_ATTEMPTS = 8
+
+
+def _conflict(exc: UpdateError) -> bool:
+    return exc.cause_response_code == "ConditionalCheckFailedException"
+
+
+def transition(item: M, to_status: str, **fields: Any) -> bool:
+    """Move `item` to `to_status` (setting `fields` with it) if the state machine allows it from the
+    item's current stored status. Returns False, leaving the row alone, when it does not (duplicate,
+    out of order, already terminal) or when the row is gone (deleted while work was queued)."""
+    cls = type(item)
+    machine = MACHINES[cls]
+    allowed_from = [s for s, targets in machine.items() if to_status in targets]
+    for _ in range(_ATTEMPTS):
+        if item.status not in allowed_from:  # type: ignore[attr-defined]
+            return False
+        actions = [cls.status.set(to_status), cls.updated_at.set(utcnow())]  # type: ignore[attr-defined]
+        actions += [getattr(cls, name).set(value) for name, value in fields.items()]
+        try:
+            item.update(actions=actions, condition=cls.status.is_in(*allowed_from))  # type: ignore[attr-defined]
+            return True
+        except UpdateError as exc:
+            if not _conflict(exc):
+                raise
+        try:
+            item.refresh(consistent_read=True)
+        except DoesNotExist:
+            return False
+    return False
+
+
+def update_fields(item: M, *, only_in: set[str] | None = None, **fields: Any) -> bool:
+    """Set fields without changing status, only while the status is one of `only_in` (if given).
+    Retries on version conflicts; False when the status no longer allows it or the row is gone."""
+    cls = type(item)
+    for _ in range(_ATTEMPTS):
+        if only_in is not None and item.status not in only_in:  # type: ignore[attr-defined]
+            return False
+        actions = [cls.updated_at.set(utcnow())]  # type: ignore[attr-defined]
+        actions += [getattr(cls, name).set(value) for name, value in fields.items()]
+        condition = cls.status.is_in(*only_in) if only_in else cls.status.exists()  # type: ignore[attr-defined]
+        try:
+            item.update(actions=actions, condition=condition)
+            return True
+        except UpdateError as exc:
+            if not _conflict(exc):
+                raise
+        try:
+            item.refresh(consistent_read=True)
+        except DoesNotExist:
+            return False
+    return False
+
+
+def raise_progress(item: M, progress: int, status: str, **fields: Any) -> bool:
+    """Progress only rises, and only while the item is still in `status`."""
+    for _ in range(_ATTEMPTS):
+        if getattr(item, "progress", 0) >= progress and not fields:
+            return False
+        if not update_fields(item, only_in={status}, progress=max(progress, item.progress), **fields):  # type: ignore[attr-defined]
+            return False
+        return True
+    return False
