@@ -4,7 +4,7 @@ AWS, moto or LocalStack."""
 
 from __future__ import annotations
 
-from functools import lru_cache
+from functools import cache, lru_cache
 from typing import Any
 
 import boto3
@@ -15,7 +15,7 @@ from audiomixer.settings import get_settings
 _RETRIES = Config(retries={"max_attempts": 5, "mode": "standard"}, connect_timeout=5, read_timeout=60)
 
 
-@lru_cache(maxsize=None)
+@cache
 def client(service: str) -> Any:
     settings = get_settings()
     kwargs: dict[str, Any] = {"region_name": settings.region, "config": _RETRIES}

@@ -25,8 +25,14 @@ class StatusEvent(BaseModel):
 
     type: Kind = Field(description="what the id refers to")
     id: str
-    status: str = Field(description="project: queued|separating|analysing|ready|failed; mix: queued|rendering|completed|failed")
-    stage: str = Field(description="the pipeline stage that sent the event (upload, ingest, separate, analyse, render, ...)")
+    status: str = Field(
+        description="project: queued|separating|analysing|ready|failed;"
+        " mix: queued|rendering|completed|failed;"
+        " sound: queued|analysing|ready|failed"
+    )
+    stage: str = Field(
+        description="the pipeline stage that sent the event (upload, ingest, separate, analyse, render, ...)"
+    )
     progress: int = Field(ge=0, le=100)
     detail: str | None = Field(default=None, description="failure reason or a short human message")
     at: str = Field(description="ISO-8601 UTC time the event was produced")
@@ -66,7 +72,12 @@ class _Throttle:
         now = time.monotonic()
         with self._lock:
             previous = self._last.get(key)
-            if previous and previous[0] == event.status and event.progress < 100 and now - previous[1] < interval:
+            if (
+                previous
+                and previous[0] == event.status
+                and event.progress < 100
+                and now - previous[1] < interval
+            ):
                 return False
             self._last[key] = (event.status, now)
             if len(self._last) > 10_000:  # a long-lived process must not grow without bound
@@ -107,7 +118,10 @@ def publish(tenant_id: str, event: StatusEvent, *, management_client: Any = None
                 else:
                     connection.delete()
             except Exception as exc:  # one bad connection must not starve the others
-                logger.warning("notify: post failed", extra={"connection_id": connection.connection_id, "error": str(exc)})
+                logger.warning(
+                    "notify: post failed",
+                    extra={"connection_id": connection.connection_id, "error": str(exc)},
+                )
         return sent
     except Exception as exc:  # the notifier never fails the stage that called it
         logger.warning("notify: publish failed", extra={"event": event.model_dump(), "error": str(exc)})

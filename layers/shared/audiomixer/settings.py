@@ -33,7 +33,9 @@ class Settings(BaseSettings):
     ws_endpoint: str = ""
 
     # --- AWS plumbing ---
-    region: str = Field(default="us-east-1", validation_alias=AliasChoices("AWS_REGION", "AWS_DEFAULT_REGION"))
+    region: str = Field(
+        default="us-east-1", validation_alias=AliasChoices("AWS_REGION", "AWS_DEFAULT_REGION")
+    )
     # boto3 honours AWS_ENDPOINT_URL itself; PynamoDB needs it spelled out.
     aws_endpoint_url: str | None = Field(default=None, validation_alias=AliasChoices("AWS_ENDPOINT_URL"))
 
@@ -59,10 +61,18 @@ class Settings(BaseSettings):
     download_expiry_s: int = 300
 
     # --- separation ---
-    demucs_model: str = Field(default="htdemucs_ft", validation_alias=AliasChoices("DEMUCS_MODEL", "AUDIOMIXER_DEMUCS_MODEL"))
-    demucs_repo: str | None = Field(default=None, validation_alias=AliasChoices("DEMUCS_REPO", "AUDIOMIXER_DEMUCS_REPO"))
+    demucs_model: str = Field(
+        default="htdemucs_ft", validation_alias=AliasChoices("DEMUCS_MODEL", "AUDIOMIXER_DEMUCS_MODEL")
+    )
+    demucs_repo: str | None = Field(
+        default=None, validation_alias=AliasChoices("DEMUCS_REPO", "AUDIOMIXER_DEMUCS_REPO")
+    )
     separation_chunk_s: float = 30.0
     separation_overlap_s: float = 1.0
+
+    # --- queues ---
+    # template.yaml sets maxReceiveCount 5 on every queue; the last delivery records the failure.
+    max_receive_count: int = 5
 
     # --- notifications ---
     progress_min_interval_s: float = 1.0

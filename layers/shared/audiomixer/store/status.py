@@ -91,10 +91,8 @@ def update_fields(item: M, *, only_in: set[str] | None = None, **fields: Any) ->
 
 def raise_progress(item: M, progress: int, status: str, **fields: Any) -> bool:
     """Progress only rises, and only while the item is still in `status`."""
-    for _ in range(_ATTEMPTS):
-        if getattr(item, "progress", 0) >= progress and not fields:
-            return False
-        if not update_fields(item, only_in={status}, progress=max(progress, item.progress), **fields):  # type: ignore[attr-defined]
-            return False
-        return True
-    return False
+    if getattr(item, "progress", 0) >= progress and not fields:
+        return False
+    return update_fields(
+        item, only_in={status}, progress=max(progress, getattr(item, "progress", 0)), **fields
+    )

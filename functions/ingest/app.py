@@ -1,0 +1,15 @@
+"""Lambda entry of the ingest stage (SQS, partial batch failures): see audiomixer.pipeline.ingest."""
+
+from typing import Any
+
+from audiomixer.pipeline import ingest
+from audiomixer.pipeline.sqs import sqs_handler
+from aws_lambda_powertools import Logger
+
+logger = Logger(service="audiomixer")
+_handle = sqs_handler(ingest.process, ingest.on_final_failure)
+
+
+@logger.inject_lambda_context
+def handler(event: dict[str, Any], context: Any) -> dict[str, Any]:
+    return _handle(event, context)

@@ -1,0 +1,13 @@
+"""Lambda entry of the WebSocket `$disconnect` route: see audiomixer.pipeline.websocket."""
+
+from typing import Any
+
+from audiomixer.pipeline import websocket
+from aws_lambda_powertools import Logger
+
+logger = Logger(service="audiomixer")
+
+
+@logger.inject_lambda_context
+def handler(event: dict[str, Any], context: Any) -> dict[str, Any]:
+    return websocket.disconnect(event)

@@ -1,0 +1,110 @@
+"""The `audiomixer` command. Each subcommand lives in its own module and parses its own arguments, so
+`audiomixer --help` stays fast (nothing heavy is imported until a subcommand runs)."""
+
+from __future__ import annotations
+
+import argparse
+import importlib
+import json
+import os
+import sys
+from pathlib import Path
+
+COMMANDS: dict[str, tuple[str, str]] = {
+    "dev": (
+        "audiomixer.local.cli:dev_main",
+        "run the whole service locally (AWS emulation, API, workers, WebSocket)",
+    ),
+    "status": (
+        "audiomixer.local.cli:status_main",
+        "queue depths, DLQ depths and Batch jobs of the local stack",
+    ),
+    "invoke": (
+        "audiomixer.local.cli:invoke_main",
+        "run one function's handler with an event file (sam local invoke's twin)",
+    ),
+    "dlq": ("audiomixer.local.cli:dlq_main", "list or redrive a dead-letter queue of the local stack"),
+    "keys": ("audiomixer.cli:keys_main", "create or revoke API keys"),
+    "remix": ("audiomixer.remix:main", "separate/analyse/render/mix local files in one process"),
+    "bench": ("audiomixer.cli:bench_main", "benchmarks: separate, render, analyse"),
+}
+BENCHES = {
+    "separate": "audiomixer.bench.separate:main",
+    "render": "audiomixer.bench.render:main",
+    "analyse": "audiomixer.bench.analyse:main",
+}
+
+
+def _call(target: str, argv: list[str]) -> int:
+    module_name, func_name = target.split(":")
+    return int(getattr(importlib.import_module(module_name), func_name)(argv) or 0)
+
+
+def use_local_stack_env(data_dir: str | None) -> bool:
+    """Point this process at a running `audiomixer dev` stack (its stack.json), if there is one."""
+    path = Path(data_dir or os.environ.get("AUDIOMIXER_DATA_DIR", ".audiomixer")) / "stack.json"
+    if not path.exists():
+        return False
+    os.environ.update({k: str(v) for k, v in json.loads(path.read_text()).get("env", {}).items()})
+    from audiomixer import aws
+
+    aws.reset()
+    return True
+
+
+def keys_main(argv: list[str]) -> int:
+    parser = argparse.ArgumentParser(
+        prog="audiomixer keys", description="Manage API keys (shown once, stored hashed)."
+    )
+    sub = parser.add_subparsers(dest="action", required=True)
+    create = sub.add_parser("create", help="create a key for a tenant and print it once")
+    create.add_argument("--tenant", required=True, help="tenant id: lowercase letters, digits and '-'")
+    create.add_argument("--label", default=None)
+    revoke = sub.add_parser("revoke", help="revoke a key")
+    revoke.add_argument("key")
+    for p in (create, revoke):
+        p.add_argument(
+            "--data-dir",
+            default=None,
+            help="local stack data dir (default .audiomixer); "
+            "without a running local stack the AWS environment is used",
+        )
+    args = parser.parse_args(argv)
+    use_local_stack_env(args.data_dir)
+    from audiomixer import auth
+
+    if args.action == "create":
+        try:
+            key = auth.create_api_key(args.tenant, label=args.label)
+        except ValueError as exc:
+            print(f"error: {exc}", file=sys.stderr)
+            return 2
+        print(key)
+        return 0
+    if not auth.revoke_api_key(args.key):
+        print("error: no such key", file=sys.stderr)
+        return 2
+    return 0
+
+
+def bench_main(argv: list[str]) -> int:
+    if not argv or argv[0] not in BENCHES:
+        print(f"usage: audiomixer bench {{{','.join(BENCHES)}}} [options]", file=sys.stderr)
+        return 2
+    return _call(BENCHES[argv[0]], argv[1:])
+
+
+def main(argv: list[str] | None = None) -> int:
+    argv = list(sys.argv[1:] if argv is None else argv)
+    if not argv or argv[0] in ("-h", "--help") or argv[0] not in COMMANDS:
+        width = max(map(len, COMMANDS))
+        print("usage: audiomixer COMMAND [options]\n\ncommands:")
+        for name, (_, text) in COMMANDS.items():
+            print(f"  {name:<{width}}  {text}")
+        print("\n`audiomixer COMMAND --help` for a command's options.")
+        return 0 if argv and argv[0] in ("-h", "--help") else 2
+    return _call(COMMANDS[argv[0]][0], argv[1:])
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,107 @@
+"""Analyse: per-stem onsets, f0, envelope and silence for a project; a grain table for a style sound."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from aws_lambda_powertools import Logger
+from aws_lambda_powertools.utilities.data_classes.sqs_event import SQSRecord
+from pynamodb.exceptions import DoesNotExist
+
+from audiomixer import aws, notify
+from audiomixer.messages import AnalyseMessage
+from audiomixer.pipeline.audio_files import read_audio, read_json, write_json
+from audiomixer.pipeline.sqs import parse_message
+from audiomixer.settings import STEMS, Settings, get_settings
+from audiomixer.store import blobs, keys
+from audiomixer.store.models import Project, Sound
+from audiomixer.store.status import raise_progress, transition
+
+logger = Logger(service="audiomixer", child=True)
+
+
+def process(record: SQSRecord) -> None:
+    message = parse_message(record, AnalyseMessage)
+    if message is not None:
+        analyse(message)
+
+
+def on_final_failure(record: SQSRecord, exc: Exception) -> None:
+    message = parse_message(record, AnalyseMessage)
+    if message is None:
+        return
+    model = Project if message.kind == "project" else Sound
+    try:
+        item = model.get(message.tenant_id, message.id, consistent_read=True)
+    except DoesNotExist:
+        return
+    reason = f"analysis failed after repeated attempts ({type(exc).__name__}); upload the audio again"
+    if transition(item, "failed", failure_reason=reason, stage="analyse"):
+        notify.announce(message.kind, item)
+
+
+def analyse(message: AnalyseMessage, *, s3: Any = None, settings: Settings | None = None) -> str:
+    settings = settings or get_settings()
+    s3 = s3 or aws.client("s3")
+    if message.kind == "sound":
+        return analyse_sound(message.tenant_id, message.id, s3, settings)
+    return analyse_project(message.tenant_id, message.id, s3, settings)
+
+
+def stem_summary(analysis: Any) -> dict[str, Any]:
+    data = analysis.to_dict()
+    voiced = [p for p in data.get("voiced_prob", []) if p is not None]
+    return {
+        "kind": data.get("kind"),
+        "duration_s": round(float(analysis.duration_s), 3),
+        "onsets": len(data.get("onsets_s", [])),
+        "voiced_ratio": round(sum(1 for p in voiced if p >= 0.5) / len(voiced), 3) if voiced else 0.0,
+    }
+
+
+def analyse_project(tenant_id: str, project_id: str, s3: Any, settings: Settings) -> str:
+    from audiomixer.dsp.analysis import StemAnalysis, analyse_stem
+
+    try:
+        project = Project.get(tenant_id, project_id, consistent_read=True)
+    except DoesNotExist:
+        return "deleted"
+    if project.status != "analysing":
+        notify.announce("project", project)
+        return "duplicate"
+    present = [s for s in STEMS if project.stems.as_dict().get(s)]
+    summary: dict[str, Any] = {}
+    for done, stem_name in enumerate(present, start=1):
+        analysis_key = keys.stem_analysis(tenant_id, project_id, stem_name)
+        if blobs.exists(s3, settings.bucket, analysis_key):  # a redelivery resumes where it stopped
+            analysis = StemAnalysis.from_dict(read_json(s3, settings.bucket, analysis_key))
+        else:
+            samples, sample_rate = read_audio(
+                s3, settings.bucket, keys.stem(tenant_id, project_id, stem_name)
+            )
+            analysis = analyse_stem(samples, sample_rate)
+            write_json(s3, settings.bucket, analysis_key, analysis.to_dict())
+        summary[stem_name] = stem_summary(analysis)
+        if raise_progress(project, 90 + (10 * done) // (len(present) + 1), "analysing"):
+            notify.announce("project", project)
+    if transition(project, "ready", stage="ready", progress=100, analysis=summary):
+        notify.announce("project", project)
+    return "ready"
+
+
+def analyse_sound(tenant_id: str, sound_id: str, s3: Any, settings: Settings) -> str:
+    from audiomixer.dsp.grains import analyse_style_sound
+
+    try:
+        sound = Sound.get(tenant_id, sound_id, consistent_read=True)
+    except DoesNotExist:
+        return "deleted"
+    if sound.status != "analysing":
+        notify.announce("sound", sound)
+        return "duplicate"
+    samples, sample_rate = read_audio(s3, settings.bucket, keys.sound_audio(tenant_id, sound_id))
+    table = analyse_style_sound(samples, sample_rate)
+    write_json(s3, settings.bucket, keys.sound_analysis(tenant_id, sound_id), table.to_dict())
+    if transition(sound, "ready", stage="ready", analysis=table.summary()):
+        notify.announce("sound", sound)
+    return "ready"

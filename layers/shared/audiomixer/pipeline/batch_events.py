@@ -1,0 +1,69 @@
+"""Batch job state changes (EventBridge): a FAILED job, or a SUCCEEDED one without its stems, ends the
+project as `failed` with a reason a person can act on."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from aws_lambda_powertools import Logger
+from pynamodb.exceptions import DoesNotExist
+
+from audiomixer import aws, notify
+from audiomixer.settings import STEMS, get_settings
+from audiomixer.store import blobs, keys
+from audiomixer.store.models import Project
+from audiomixer.store.status import transition
+
+logger = Logger(service="audiomixer", child=True)
+
+
+def failure_reason(detail: dict[str, Any]) -> str:
+    reason = str(detail.get("statusReason") or "").strip()
+    exit_code = (detail.get("container") or {}).get("exitCode")
+    attempts = detail.get("attempts") or []
+    if attempts:
+        last = attempts[-1].get("container") or {}
+        exit_code = last.get("exitCode", exit_code)
+        reason = reason or str(last.get("reason") or "")
+    text = "separation job failed"
+    if reason:
+        text += f": {reason}"
+    if exit_code is not None:
+        text += f" (exit code {exit_code})"
+    return text + f" after {max(len(attempts), 1)} attempt(s); upload the song again or contact support"
+
+
+def handle(event: dict[str, Any], *, s3: Any = None) -> str:
+    detail = event.get("detail") or {}
+    params = detail.get("parameters") or {}
+    tenant_id, project_id = params.get("tenant_id"), params.get("project_id")
+    status = detail.get("status")
+    if not tenant_id or not project_id:
+        logger.warning("batch event without our parameters", extra={"job_id": detail.get("jobId")})
+        return "ignored"
+    try:
+        project = Project.get(tenant_id, project_id, consistent_read=True)
+    except DoesNotExist:
+        return "deleted"
+    if project.batch_job_id and detail.get("jobId") and project.batch_job_id != detail["jobId"]:
+        return "other-job"  # a stale or duplicate job: only the recorded one speaks for the project
+    if status == "FAILED":
+        if transition(project, "failed", failure_reason=failure_reason(detail), stage="separate"):
+            notify.announce("project", project)
+            return "failed"
+        return "unchanged"
+    if status == "SUCCEEDED":
+        settings = get_settings()
+        s3 = s3 or aws.client("s3")
+        missing = [
+            s for s in STEMS if not blobs.exists(s3, settings.bucket, keys.stem(tenant_id, project_id, s))
+        ]
+        if missing:
+            reason = (
+                f"separation job finished but stems are missing: {', '.join(missing)}; upload the song again"
+            )
+            if transition(project, "failed", failure_reason=reason, stage="separate"):
+                notify.announce("project", project)
+                return "failed"
+        return "ok"
+    return "ignored"

@@ -1,0 +1,277 @@
+"""Ingest: a raw upload landed under uploads/; decode it by content, validate it against the limits,
+normalise it to 44.1 kHz stereo FLAC at its id-derived key, and hand it to the next stage."""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from typing import Any
+from urllib.parse import unquote_plus
+
+from aws_lambda_powertools import Logger
+from aws_lambda_powertools.utilities.data_classes.sqs_event import SQSRecord
+from pynamodb.exceptions import DoesNotExist
+
+from audiomixer import aws, notify
+from audiomixer.messages import AnalyseMessage, SeparateMessage, send
+from audiomixer.pipeline.sqs import PermanentError
+from audiomixer.settings import STEMS, Settings, get_settings
+from audiomixer.store import blobs, keys
+from audiomixer.store.models import Project, Sound
+from audiomixer.store.status import transition, update_fields
+
+logger = Logger(service="audiomixer", child=True)
+
+
+def s3_records(record: SQSRecord) -> list[tuple[str, str]]:
+    """(bucket, key) pairs of the S3 notification inside an SQS record; S3's test event has none."""
+    body = json.loads(record.body)
+    out = []
+    for entry in body.get("Records", []):
+        if not str(entry.get("eventName", "")).startswith("ObjectCreated"):
+            continue
+        s3 = entry["s3"]
+        out.append((s3["bucket"]["name"], unquote_plus(s3["object"]["key"])))
+    return out
+
+
+def process(record: SQSRecord) -> None:
+    for bucket, key in s3_records(record):
+        ingest_object(bucket, key)
+
+
+def on_final_failure(record: SQSRecord, exc: Exception) -> None:
+    for _bucket, key in s3_records(record):
+        try:
+            upload = keys.UploadKey.parse(key)
+        except ValueError:
+            continue
+        _fail(
+            upload,
+            f"ingest failed after repeated attempts ({type(exc).__name__}); please upload the file again",
+        )
+
+
+def _load(upload: keys.UploadKey) -> Project | Sound | None:
+    try:
+        if upload.kind == "style-sound":
+            return Sound.get(upload.tenant_id, upload.object_id, consistent_read=True)
+        return Project.get(upload.tenant_id, upload.object_id, consistent_read=True)
+    except DoesNotExist:
+        return None
+
+
+def _kind(item: Project | Sound) -> notify.Kind:
+    return "sound" if isinstance(item, Sound) else "project"
+
+
+def _fail(upload: keys.UploadKey, reason: str) -> None:
+    item = _load(upload)
+    if item is not None and transition(item, "failed", failure_reason=reason, stage="ingest"):
+        notify.announce(_kind(item), item, stage="ingest")
+
+
+def ingest_object(
+    bucket: str, key: str, *, s3: Any = None, sqs: Any = None, settings: Settings | None = None
+) -> str:
+    """Ingest one uploaded object; returns what happened (for logs and tests)."""
+    settings = settings or get_settings()
+    s3 = s3 or aws.client("s3")
+    sqs = sqs or aws.client("sqs")
+    try:
+        upload = keys.UploadKey.parse(key)
+    except ValueError:
+        # Nothing we issued writes here: remove it so no orphan stays behind.
+        logger.warning("deleting object with an unexpected upload key", extra={"key": key})
+        blobs.delete(s3, bucket, key)
+        return "ignored"
+    item = _load(upload)
+    if item is None:
+        # Deleted while the upload was in flight (or never ours): a no-op, minus the orphan.
+        blobs.delete(s3, bucket, key)
+        return "deleted"
+    if item.status != "queued" or (upload.kind == "stem" and item.stems.as_dict().get(upload.stem)):
+        blobs.delete(s3, bucket, key)  # a redelivery: the work is done, only re-announce it
+        notify.announce(_kind(item), item)
+        return "duplicate"
+    try:
+        result = _ingest(upload, item, bucket, key, s3, sqs, settings)
+    except PermanentError as exc:
+        if transition(item, "failed", failure_reason=str(exc), stage="ingest"):
+            notify.announce(_kind(item), item, stage="ingest")
+        result = "failed"
+    blobs.delete(s3, bucket, key)
+    return result
+
+
+def _limits(settings: Settings, upload: keys.UploadKey) -> Any:
+    from audiomixer.dsp.audio_io import AudioLimits
+
+    max_duration = (
+        settings.style_sound_max_duration_s if upload.kind == "style-sound" else settings.max_duration_s
+    )
+    return AudioLimits(
+        max_bytes=settings.max_upload_bytes,
+        max_duration_s=max_duration,
+        min_duration_s=settings.min_duration_s,
+        max_channels=settings.max_channels,
+        min_sample_rate=settings.min_sample_rate,
+        max_sample_rate=settings.max_sample_rate,
+    )
+
+
+def _decode(data: bytes, upload: keys.UploadKey, settings: Settings) -> tuple[bytes, float]:
+    """Validated, normalised FLAC bytes and the duration in seconds."""
+    from audiomixer.dsp.audio_io import AudioDecodeError, decode_audio, encode_audio, normalise
+
+    try:
+        decoded = decode_audio(data, _limits(settings, upload))
+    except AudioDecodeError as exc:
+        raise PermanentError(exc.reason) from exc
+    samples = normalise(decoded, settings.target_sample_rate)
+    return encode_audio(samples, settings.target_sample_rate, "flac"), samples.shape[
+        0
+    ] / settings.target_sample_rate
+
+
+def _ingest(
+    upload: keys.UploadKey,
+    item: Project | Sound,
+    bucket: str,
+    key: str,
+    s3: Any,
+    sqs: Any,
+    settings: Settings,
+) -> str:
+    size = blobs.size(s3, bucket, key)
+    if size is None:
+        return "missing"  # already consumed by an earlier delivery
+    if size == 0:
+        raise PermanentError("the uploaded file is empty (0 bytes); upload an audio file")
+    if size > settings.max_upload_bytes:
+        # Presigned POST conditions are not enforced by every emulator, so the limit is checked here too.
+        raise PermanentError(
+            f"the uploaded file is {size / 1e6:.1f} MB; the limit is {settings.max_upload_bytes / 1e6:.0f} MB"
+        )
+    data = blobs.read(s3, bucket, key, max_bytes=settings.max_upload_bytes)
+    flac, duration = _decode(data, upload, settings)
+    digest = hashlib.sha256(data).hexdigest()
+
+    if isinstance(item, Sound):
+        blobs.write(s3, bucket, keys.sound_audio(upload.tenant_id, upload.object_id), flac, "audio/flac")
+        if transition(
+            item, "analysing", stage="analyse", duration_s=duration, size_bytes=len(flac), content_hash=digest
+        ):
+            send(
+                sqs,
+                settings.analyse_queue_url,
+                AnalyseMessage(tenant_id=item.tenant_id, kind="sound", id=item.sound_id),
+            )
+            notify.announce("sound", item)
+        return "sound"
+
+    if upload.kind == "stem":
+        return _ingest_stem(upload, item, flac, duration, bucket, s3, sqs, settings)
+
+    source_key = keys.project_source(item.tenant_id, item.project_id)
+    blobs.write(s3, bucket, source_key, flac, "audio/flac")
+    if _reuse_identical(item, digest, bucket, s3, sqs, settings, duration, len(flac)):
+        return "reused"
+    if not update_fields(
+        item,
+        only_in={"queued"},
+        stage="separate",
+        duration_s=duration,
+        size_bytes=len(flac),
+        content_hash=digest,
+        tenant_content_hash=f"{item.tenant_id}#{digest}",
+    ):
+        return "gone"
+    send(
+        sqs,
+        settings.separate_queue_url,
+        SeparateMessage(tenant_id=item.tenant_id, project_id=item.project_id),
+    )
+    notify.announce("project", item, stage="ingest")
+    return "song"
+
+
+def _ingest_stem(
+    upload: keys.UploadKey,
+    item: Project,
+    flac: bytes,
+    duration: float,
+    bucket: str,
+    s3: Any,
+    sqs: Any,
+    settings: Settings,
+) -> str:
+    assert upload.stem is not None
+    blobs.write(s3, bucket, keys.stem(item.tenant_id, item.project_id, upload.stem), flac, "audio/flac")
+    # Each stem's flag is its own map path, so parallel ingests of one project's stems never collide.
+    item.update(
+        actions=[
+            Project.stems[upload.stem].set(True),  # type: ignore[index]
+            Project.size_bytes.add(len(flac)),
+            Project.duration_s.set(max(duration, item.duration_s or 0)),
+        ],
+        condition=Project.status == "queued",
+    )
+    item.refresh(consistent_read=True)
+    expected = item.stems.as_dict()
+    if expected and all(expected.values()) and transition(item, "analysing", stage="analyse", progress=50):
+        send(
+            sqs,
+            settings.analyse_queue_url,
+            AnalyseMessage(tenant_id=item.tenant_id, kind="project", id=item.project_id),
+        )
+        notify.announce("project", item)
+    return "stem"
+
+
+def _reuse_identical(
+    item: Project, digest: str, bucket: str, s3: Any, sqs: Any, settings: Settings, duration: float, size: int
+) -> bool:
+    """An identical upload by the same tenant reuses the earlier stems and analysis."""
+    for match in Project.content_hash_index.query(f"{item.tenant_id}#{digest}"):
+        if match.project_id == item.project_id:
+            continue
+        try:
+            earlier = Project.get(match.tenant_id, match.project_id, consistent_read=True)
+        except DoesNotExist:
+            continue
+        if earlier.status != "ready" or earlier.source_kind != "song":
+            continue
+        for stem_name in STEMS:
+            blobs.copy(
+                s3,
+                bucket,
+                keys.stem(earlier.tenant_id, earlier.project_id, stem_name),
+                keys.stem(item.tenant_id, item.project_id, stem_name),
+            )
+            analysis_key = keys.stem_analysis(earlier.tenant_id, earlier.project_id, stem_name)
+            if blobs.exists(s3, bucket, analysis_key):
+                blobs.copy(
+                    s3, bucket, analysis_key, keys.stem_analysis(item.tenant_id, item.project_id, stem_name)
+                )
+        if transition(
+            item,
+            "ready",
+            stage="ready",
+            progress=100,
+            stems=dict.fromkeys(STEMS, True),
+            analysis=earlier.analysis,
+            duration_s=duration,
+            size_bytes=size,
+            content_hash=digest,
+            tenant_content_hash=f"{item.tenant_id}#{digest}",
+        ):
+            notify.announce(
+                "project", item, detail=f"identical to project {earlier.project_id}: stems reused"
+            )
+        logger.info(
+            "reused stems of an identical upload",
+            extra={"project_id": item.project_id, "from": earlier.project_id},
+        )
+        return True
+    return False

@@ -1,0 +1,115 @@
+"""The separation Batch job's main: Demucs in restartable chunks (audiomixer.separation), with progress in
+DynamoDB and over WebSocket, then the project moves on to analysis.
+
+Exit codes: 0 done (or nothing to do), 2 failed for a reason recorded on the project (no retry helps),
+1 an unexpected error (Batch's retry strategy decides; batch_events records the final failure)."""
+
+from __future__ import annotations
+
+import argparse
+import os
+import sys
+import time
+from pathlib import Path
+
+from aws_lambda_powertools import Logger
+from pynamodb.exceptions import DoesNotExist
+
+from audiomixer import aws, notify
+from audiomixer.messages import AnalyseMessage, send
+from audiomixer.settings import STEMS, get_settings
+from audiomixer.store import keys
+from audiomixer.store.models import Project
+from audiomixer.store.status import raise_progress, transition
+
+logger = Logger(service="audiomixer-separation")
+
+EXIT_OK, EXIT_RETRY, EXIT_FAILED = 0, 1, 2
+
+
+class _ProgressReporter:
+    """Writes progress at most about once a second; the last chunk always gets through."""
+
+    def __init__(self, project: Project, interval_s: float) -> None:
+        self.project, self.interval_s, self._last = project, interval_s, 0.0
+
+    def __call__(self, percent: int, message: str = "") -> None:
+        now = time.monotonic()
+        if percent < 100 and now - self._last < self.interval_s:
+            return
+        self._last = now
+        # Separation is the first 90 % of the way to `ready`; analysis takes the rest.
+        if raise_progress(self.project, min(90, int(percent * 0.9)), "separating"):
+            notify.announce("project", self.project, detail=message or None)
+
+
+def run(tenant_id: str, project_id: str, source_key: str) -> int:
+    from audiomixer.separation import SeparationError, run_separation_job
+
+    settings = get_settings()
+    try:
+        project = Project.get(tenant_id, project_id, consistent_read=True)
+    except DoesNotExist:
+        logger.info("project deleted before separation ran; nothing to do")
+        return EXIT_OK
+    if project.status == "queued":
+        # The job can start before dispatch's bookkeeping lands; the state machine keeps this safe.
+        transition(project, "separating", stage="separate", batch_job_id=os.environ.get("AWS_BATCH_JOB_ID"))
+    if project.status != "separating":
+        logger.info("project is past separation", extra={"status": project.status})
+        return EXIT_OK
+    if source_key != keys.project_source(tenant_id, project_id):
+        reason = "separation job was given a source that does not belong to the project"
+        transition(project, "failed", failure_reason=reason, stage="separate")
+        notify.announce("project", project)
+        return EXIT_FAILED
+    logger.info(
+        "separating",
+        extra={"attempt": os.environ.get("AWS_BATCH_JOB_ATTEMPT", "1"), "model": settings.demucs_model},
+    )
+    try:
+        run_separation_job(
+            s3=aws.client("s3"),
+            bucket=settings.bucket,
+            source_key=source_key,
+            stems_prefix=keys.stems_prefix(tenant_id, project_id),
+            checkpoint_prefix=keys.checkpoints_prefix(tenant_id, project_id),
+            model_name=settings.demucs_model,
+            repo=Path(settings.demucs_repo) if settings.demucs_repo else None,
+            chunk_s=settings.separation_chunk_s,
+            overlap_s=settings.separation_overlap_s,
+            on_progress=_ProgressReporter(project, settings.progress_min_interval_s),
+        )
+    except SeparationError as exc:
+        # Bad input or a missing model: retrying cannot help, so record why and stop.
+        if transition(project, "failed", failure_reason=str(exc), stage="separate"):
+            notify.announce("project", project)
+        return EXIT_FAILED
+    project.refresh(consistent_read=True)
+    if transition(project, "analysing", stage="analyse", progress=90, stems=dict.fromkeys(STEMS, True)):
+        send(
+            aws.client("sqs"),
+            settings.analyse_queue_url,
+            AnalyseMessage(tenant_id=tenant_id, kind="project", id=project_id),
+        )
+        notify.announce("project", project)
+    return EXIT_OK
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(
+        prog="gpu_batch/entrypoint.py", description="Separate one project's song."
+    )
+    parser.add_argument("tenant_id")
+    parser.add_argument("project_id")
+    parser.add_argument("source_key")
+    args = parser.parse_args(argv)
+    try:
+        return run(args.tenant_id, args.project_id, args.source_key)
+    except Exception:
+        logger.exception("separation job crashed; Batch's retry strategy decides what happens next")
+        return EXIT_RETRY
+
+
+if __name__ == "__main__":
+    sys.exit(main())

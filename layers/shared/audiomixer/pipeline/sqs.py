@@ -1,0 +1,70 @@
+"""One way for every SQS-triggered stage to process a batch: powertools' BatchProcessor reports partial
+failures, so only the records that failed come back; a record that has failed on its last allowed delivery
+first records a `failed` status with a reason, so a job never sits stuck behind its DLQ."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from typing import Any, TypeVar
+
+from aws_lambda_powertools import Logger
+from aws_lambda_powertools.utilities.batch import BatchProcessor, EventType, process_partial_response
+from aws_lambda_powertools.utilities.data_classes.sqs_event import SQSRecord
+from pydantic import BaseModel, ValidationError
+
+from audiomixer.settings import get_settings
+
+logger = Logger(service="audiomixer", child=True)
+T = TypeVar("T", bound=BaseModel)
+
+
+class PermanentError(Exception):
+    """Bad input: record it as the job's failure reason and do not retry."""
+
+
+def receive_count(record: SQSRecord) -> int:
+    try:
+        return int(record.attributes.approximate_receive_count or 1)
+    except (TypeError, ValueError):
+        return 1
+
+
+def parse_message(record: SQSRecord, model: type[T]) -> T | None:
+    """Parse a message body; a malformed one is logged and dropped (retrying cannot fix it)."""
+    try:
+        return model.model_validate_json(record.body)
+    except ValidationError as exc:
+        logger.error("dropping malformed message", extra={"message_id": record.message_id, "error": str(exc)})
+        return None
+
+
+def sqs_handler(
+    process: Callable[[SQSRecord], None],
+    on_final_failure: Callable[[SQSRecord, Exception], None],
+) -> Callable[[dict[str, Any], Any], dict[str, Any]]:
+    """Build a Lambda handler over `process(record)`. `on_final_failure(record, exc)` runs when a record
+    fails for the last time before its queue moves it to the DLQ (it must mark the job failed)."""
+
+    def record_handler(record: SQSRecord) -> None:
+        try:
+            process(record)
+        except Exception as exc:
+            attempts = receive_count(record)
+            final = attempts >= get_settings().max_receive_count
+            logger.exception(
+                "record failed", extra={"message_id": record.message_id, "attempt": attempts, "final": final}
+            )
+            if final:
+                try:
+                    on_final_failure(record, exc)
+                except Exception:
+                    logger.exception("could not record the final failure")
+            raise
+
+    def handler(event: dict[str, Any], context: Any) -> dict[str, Any]:
+        processor = BatchProcessor(event_type=EventType.SQS)
+        return process_partial_response(
+            event=event, record_handler=record_handler, processor=processor, context=context
+        )
+
+    return handler

@@ -1,0 +1,61 @@
+"""S3 object helpers; the client is always passed in."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from botocore.exceptions import ClientError
+
+
+def exists(s3: Any, bucket: str, key: str) -> bool:
+    try:
+        s3.head_object(Bucket=bucket, Key=key)
+        return True
+    except ClientError as exc:
+        if exc.response.get("Error", {}).get("Code") in ("404", "NoSuchKey", "NotFound"):
+            return False
+        raise
+
+
+def size(s3: Any, bucket: str, key: str) -> int | None:
+    try:
+        return int(s3.head_object(Bucket=bucket, Key=key)["ContentLength"])
+    except ClientError as exc:
+        if exc.response.get("Error", {}).get("Code") in ("404", "NoSuchKey", "NotFound"):
+            return None
+        raise
+
+
+def read(s3: Any, bucket: str, key: str, max_bytes: int | None = None) -> bytes:
+    """Read an object; with `max_bytes`, at most that plus one byte (so callers can tell it is over)."""
+    kwargs: dict[str, Any] = {"Bucket": bucket, "Key": key}
+    if max_bytes is not None:
+        kwargs["Range"] = f"bytes=0-{max_bytes}"
+    return bytes(s3.get_object(**kwargs)["Body"].read())
+
+
+def write(
+    s3: Any, bucket: str, key: str, data: bytes, content_type: str = "application/octet-stream"
+) -> None:
+    s3.put_object(Bucket=bucket, Key=key, Body=data, ContentType=content_type)
+
+
+def delete(s3: Any, bucket: str, key: str) -> None:
+    s3.delete_object(Bucket=bucket, Key=key)
+
+
+def delete_prefix(s3: Any, bucket: str, prefix: str) -> int:
+    """Delete every object under `prefix`; returns how many."""
+    deleted = 0
+    paginator = s3.get_paginator("list_objects_v2")
+    for page in paginator.paginate(Bucket=bucket, Prefix=prefix):
+        objects = [{"Key": o["Key"]} for o in page.get("Contents", [])]
+        for start in range(0, len(objects), 1000):
+            batch = objects[start : start + 1000]
+            s3.delete_objects(Bucket=bucket, Delete={"Objects": batch, "Quiet": True})
+            deleted += len(batch)
+    return deleted
+
+
+def copy(s3: Any, bucket: str, source_key: str, dest_key: str) -> None:
+    s3.copy_object(Bucket=bucket, Key=dest_key, CopySource={"Bucket": bucket, "Key": source_key})
