@@ -107,17 +107,9 @@ def ingest_object(
 def _limits(settings: Settings, upload: keys.UploadKey) -> Any:
     from audiomixer.dsp.audio_io import AudioLimits
 
-    max_duration = (
-        settings.style_sound_max_duration_s if upload.kind == "style-sound" else settings.max_duration_s
-    )
-    return AudioLimits(
-        max_bytes=settings.max_upload_bytes,
-        max_duration_s=max_duration,
-        min_duration_s=settings.min_duration_s,
-        max_channels=settings.max_channels,
-        min_sample_rate=settings.min_sample_rate,
-        max_sample_rate=settings.max_sample_rate,
-    )
+    if upload.kind == "style-sound":
+        return AudioLimits.from_settings(settings, max_duration_s=settings.style_sound_max_duration_s)
+    return AudioLimits.from_settings(settings)
 
 
 def _decode(data: bytes, upload: keys.UploadKey, settings: Settings) -> tuple[bytes, float]:
