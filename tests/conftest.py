@@ -1,0 +1,65 @@
+"""Shared fixtures. `aws` gives a fresh in-process moto world with every resource that template.yaml
+declares, created by the same code the local stack uses, and the environment pointed at it."""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+ROOT = Path(__file__).resolve().parents[1]
+TEMPLATE = ROOT / "template.yaml"
+EVENTS = ROOT / "tests" / "events"
+
+# Never reach a real AWS account from a test run.
+for _name, _value in {
+    "AWS_ACCESS_KEY_ID": "testing",
+    "AWS_SECRET_ACCESS_KEY": "testing",
+    "AWS_SESSION_TOKEN": "testing",
+    "AWS_DEFAULT_REGION": "us-east-1",
+    "AWS_REGION": "us-east-1",
+    "POWERTOOLS_METRICS_NAMESPACE": "AudioMixerTests",
+    "POWERTOOLS_TRACE_DISABLED": "true",
+    "DEMUCS_MODEL": "demucs_unittest",
+}.items():
+    os.environ[_name] = _value
+os.environ.pop("AWS_ENDPOINT_URL", None)
+os.environ.pop("AWS_PROFILE", None)
+
+
+@pytest.fixture
+def aws(monkeypatch: pytest.MonkeyPatch) -> Iterator[Any]:
+    """moto in-process with template.yaml's resources; yields the LocalResources description."""
+    from moto import mock_aws
+
+    from audiomixer import aws as aws_clients
+    from audiomixer.local.resources import create_resources
+
+    with mock_aws():
+        resources = create_resources(TEMPLATE)
+        for name, value in resources.env.items():
+            monkeypatch.setenv(name, str(value))
+        aws_clients.reset()
+        yield resources
+    aws_clients.reset()
+
+
+class FakeLambdaContext:
+    function_name = "test-function"
+    function_version = "$LATEST"
+    invoked_function_arn = "arn:aws:lambda:us-east-1:123456789012:function:test-function"
+    memory_limit_in_mb = 1024
+    aws_request_id = "00000000-0000-0000-0000-000000000000"
+    log_group_name = "/aws/lambda/test-function"
+    log_stream_name = "2026/11/26/[$LATEST]0"
+
+    def get_remaining_time_in_millis(self) -> int:
+        return 60_000
+
+
+@pytest.fixture
+def lambda_context() -> FakeLambdaContext:
+    return FakeLambdaContext()
