@@ -1,0 +1,114 @@
+"""The whole local stack (`audiomixer dev`) as a subprocess, driven by real HTTP and WebSocket clients."""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import socket
+import subprocess
+import sys
+import time
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+
+import httpx
+import pytest
+
+ROOT = Path(__file__).resolve().parents[2]
+
+
+@dataclass
+class Stack:
+    api: str
+    ws: str
+    key: str
+    data_dir: Path
+    process: subprocess.Popen[bytes]
+
+    def headers(self, key: str | None = None) -> dict[str, str]:
+        return {"Authorization": f"Bearer {key or self.key}"}
+
+    def new_key(self, tenant: str) -> str:
+        out = subprocess.run(
+            [
+                sys.executable,
+                "-m",
+                "audiomixer.cli",
+                "keys",
+                "create",
+                "--tenant",
+                tenant,
+                "--data-dir",
+                str(self.data_dir),
+            ],
+            check=True,
+            capture_output=True,
+            text=True,
+            cwd=ROOT,
+            timeout=60,
+        )
+        return out.stdout.strip().splitlines()[-1]
+
+
+def _free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+@pytest.fixture(scope="session")
+def stack(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Stack]:
+    data_dir = tmp_path_factory.mktemp("stack")
+    port = _free_port()
+    env = {k: v for k, v in os.environ.items() if not k.startswith("AUDIOMIXER_") and k != "AWS_ENDPOINT_URL"}
+    # Short chunks so a few seconds of test audio exercise chunking and progress.
+    env.update({"AUDIOMIXER_SEPARATION_CHUNK_S": "2", "AUDIOMIXER_SEPARATION_OVERLAP_S": "0.25"})
+    log = (data_dir / "dev.log").open("wb")
+    started = time.monotonic()
+    process = subprocess.Popen(
+        [
+            sys.executable,
+            "-m",
+            "audiomixer.cli",
+            "dev",
+            "--port",
+            str(port),
+            "--data-dir",
+            str(data_dir),
+            "--demucs-model",
+            "demucs_unittest",
+        ],
+        cwd=ROOT,
+        env=env,
+        stdout=log,
+        stderr=subprocess.STDOUT,
+    )
+    api = f"http://127.0.0.1:{port}"
+    try:
+        state_file = data_dir / "stack.json"
+        deadline = time.monotonic() + 120
+        while time.monotonic() < deadline:
+            if process.poll() is not None:
+                raise RuntimeError(f"audiomixer dev exited: {(data_dir / 'dev.log').read_text()[-3000:]}")
+            try:
+                if state_file.exists() and httpx.get(f"{api}/health", timeout=2).status_code == 200:
+                    break
+            except httpx.HTTPError:
+                pass
+            time.sleep(0.2)
+        else:
+            raise RuntimeError(f"audiomixer dev not healthy: {(data_dir / 'dev.log').read_text()[-3000:]}")
+        print(f"\n[e2e] audiomixer dev healthy after {time.monotonic() - started:.2f} s")
+        state = json.loads(state_file.read_text())
+        stack = Stack(api=api, ws=f"ws://127.0.0.1:{port}", key="", data_dir=data_dir, process=process)
+        stack.key = state.get("dev_api_key") or stack.new_key("e2e")
+        yield stack
+    finally:
+        process.send_signal(signal.SIGINT)
+        try:
+            process.wait(timeout=30)
+        except subprocess.TimeoutExpired:
+            process.kill()
+        log.close()

@@ -1,0 +1,167 @@
+"""Upload → ingest → separation (Batch, local) → analysis → ready, then a mix → completed, watched over
+WebSocket by a real client, driven over real HTTP."""
+
+from __future__ import annotations
+
+import io
+import json
+import threading
+import time
+from typing import Any
+
+import httpx
+import pytest
+import soundfile as sf
+from conftest import Stack
+from helpers import synth_song, synth_style
+from websockets.exceptions import ConnectionClosed, InvalidStatus
+from websockets.sync.client import connect
+
+pytestmark = pytest.mark.slow
+
+PROJECT_ORDER = ["queued", "separating", "analysing", "ready"]
+MIX_ORDER = ["queued", "rendering", "completed"]
+
+
+class Watcher(threading.Thread):
+    """Collects every event a WebSocket subscription receives until a terminal status."""
+
+    def __init__(self, url: str, terminal: set[str]) -> None:
+        super().__init__(daemon=True)
+        self.url, self.terminal = url, terminal
+        self.events: list[dict[str, Any]] = []
+        self.connected = threading.Event()
+        self.error: Exception | None = None
+
+    def run(self) -> None:
+        try:
+            with connect(self.url, open_timeout=10) as ws:
+                self.connected.set()
+                while True:
+                    event = json.loads(ws.recv(timeout=240))
+                    self.events.append(event)
+                    if event["status"] in self.terminal:
+                        return
+        except Exception as exc:
+            self.error = exc
+            self.connected.set()
+
+
+def _assert_in_order(events: list[dict[str, Any]], order: list[str]) -> None:
+    ranks = [order.index(e["status"]) for e in events]
+    assert ranks == sorted(ranks), [e["status"] for e in events]
+    assert [e["status"] for e in events][-1] == order[-1], events[-1]
+    progress = [e["progress"] for e in events]
+    assert progress == sorted(progress), progress
+
+
+def _wait_status(client: httpx.Client, url: str, wanted: str, timeout: float = 240) -> dict[str, Any]:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        body = client.get(url).json()
+        if body["status"] in (wanted, "failed"):
+            assert body["status"] == wanted, body
+            return body
+        time.sleep(0.5)
+    raise AssertionError(f"{url} never reached {wanted}")
+
+
+def test_song_to_stems_to_mix(stack: Stack) -> None:
+    client = httpx.Client(base_url=stack.api, headers=stack.headers(), timeout=30)
+    song = synth_song()
+    # A presigned upload creates the project first, so the watcher is there before any work starts.
+    created = client.post(
+        "/api/v1/uploads",
+        json={
+            "filename": "song.wav",
+            "content_type": "audio/wav",
+            "size": len(song),
+            "kind": "base-track",
+            "project_name": "e2e song",
+        },
+    )
+    assert created.status_code in (200, 201), created.text
+    project_id = created.json()["id"]
+    watcher = Watcher(f"{stack.ws}/ws/project/{project_id}?token={stack.key}", {"ready", "failed"})
+    watcher.start()
+    assert watcher.connected.wait(15) and watcher.error is None, watcher.error
+    time.sleep(0.3)  # let the immediate `sync` answer arrive before the upload starts work
+    upload = created.json()["upload"]
+    started = time.monotonic()
+    posted = httpx.post(upload["url"], data=upload["fields"], files={"file": ("song.wav", song, "audio/wav")})
+    assert posted.status_code in (200, 201, 204), posted.text
+    watcher.join(timeout=300)
+    elapsed = time.monotonic() - started
+    assert watcher.error is None, watcher.error
+    seen = [(e["status"], e["progress"]) for e in watcher.events]
+    print(f"\n[e2e] upload to ready: {elapsed:.2f} s; events: {seen}")
+    _assert_in_order(watcher.events, PROJECT_ORDER)
+    statuses = [e["status"] for e in watcher.events]
+    assert {"separating", "analysing", "ready"} <= set(statuses)
+    assert len([e for e in watcher.events if e["status"] == "separating"]) >= 2  # progress while separating
+
+    status = client.get(f"/api/v1/projects/{project_id}/status").json()
+    assert status["status"] == "ready" and status["stems"] == {
+        s: True for s in ("drums", "bass", "vocals", "other")
+    }
+    stem = client.get(f"/api/v1/projects/{project_id}/stems/drums", follow_redirects=False)
+    assert stem.status_code == 307
+    drums, sr = sf.read(io.BytesIO(httpx.get(stem.headers["location"]).content))
+    assert sr == 44100 and abs(len(drums) - 6 * 44100) <= 1
+
+    sound = client.post(
+        "/api/v1/upload/style-sound", files=[("files", ("tone.flac", synth_style(), "audio/flac"))]
+    )
+    assert sound.status_code in (200, 201, 202), sound.text
+    sound_id = sound.json()["sounds"][0]["sound_id"]
+    _wait_status(client, f"/api/v1/library/{sound_id}", "ready")
+
+    mix = client.post(
+        "/api/v1/mix",
+        json={
+            "project_id": project_id,
+            "config": {"drums": {"style_sound_id": sound_id, "volume": 1.0}, "vocals": {"enabled": False}},
+            "settings": {"grain_duration_ms": 80},
+        },
+    )
+    assert mix.status_code in (200, 201, 202), mix.text
+    mix_id = mix.json()["mix_id"]
+    mix_watcher = Watcher(f"{stack.ws}/ws/mix/{mix_id}?token={stack.key}", {"completed", "failed"})
+    mix_watcher.start()
+    mix_watcher.join(timeout=300)
+    assert mix_watcher.error is None, mix_watcher.error
+    statuses = [e["status"] for e in mix_watcher.events]
+    # The watcher may connect after rendering began; what it sees must still be in order and complete.
+    _assert_in_order(mix_watcher.events, MIX_ORDER)
+    assert statuses[-1] == "completed"
+    download = client.get(f"/api/v1/mix/{mix_id}/download", follow_redirects=False)
+    assert download.status_code == 307
+    audio, sr = sf.read(io.BytesIO(httpx.get(download.headers["location"]).content))
+    assert sr == 44100 and abs(len(audio) - 6 * 44100) <= 1
+
+
+def test_late_subscriber_gets_the_final_state_and_strangers_are_refused(stack: Stack) -> None:
+    client = httpx.Client(base_url=stack.api, headers=stack.headers(), timeout=30)
+    response = client.post(
+        "/api/v1/upload/base-track",
+        files={"file": ("bad.wav", b"not audio at all" * 100, "audio/wav")},
+        data={"project_name": "broken"},
+    )
+    assert response.status_code in (200, 201, 202), response.text
+    project_id = response.json()["project_id"]
+    deadline = time.monotonic() + 60
+    while client.get(f"/api/v1/projects/{project_id}/status").json()["status"] != "failed":
+        assert time.monotonic() < deadline
+        time.sleep(0.3)
+    with connect(f"{stack.ws}/ws/project/{project_id}?token={stack.key}", open_timeout=10) as ws:
+        event = json.loads(ws.recv(timeout=10))
+    assert event["status"] == "failed" and event["detail"]
+
+    other_key = stack.new_key("someone-else")
+    for url in (
+        f"{stack.ws}/ws/project/{project_id}?token={other_key}",
+        f"{stack.ws}/ws/project/{project_id}?token=am_forged",
+        f"{stack.ws}/ws/project/{project_id}",
+    ):
+        with pytest.raises((InvalidStatus, ConnectionClosed)), connect(url, open_timeout=10) as ws:
+            ws.recv(timeout=5)
