@@ -63,3 +63,36 @@ class FakeLambdaContext:
 @pytest.fixture
 def lambda_context() -> FakeLambdaContext:
     return FakeLambdaContext()
+
+
+@pytest.fixture(scope="module")
+def local_stack(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Any]:
+    """The embedded local stack (what `audiomixer dev` runs) in this process, on free ports, for one test
+    module. Visibility timeouts are scaled down (AUDIOMIXER_LOCAL_TIME_SCALE) so redelivery and DLQ
+    redrive happen within seconds; separation uses demucs_unittest with short chunks."""
+    from audiomixer.local.stack import LocalStack, StackConfig
+
+    overrides = {
+        "AUDIOMIXER_LOCAL_TIME_SCALE": os.environ.get("AUDIOMIXER_LOCAL_TIME_SCALE", "0.01"),
+        "AUDIOMIXER_SEPARATION_CHUNK_S": "2",
+        "AUDIOMIXER_SEPARATION_OVERLAP_S": "0.25",
+    }
+    saved = {k: os.environ.get(k) for k in overrides}
+    os.environ.update(overrides)
+    stack = LocalStack(
+        StackConfig(
+            template=TEMPLATE,
+            port=0,
+            data_dir=tmp_path_factory.mktemp("local-stack"),
+            demucs_model="demucs_unittest",
+        )
+    )
+    try:
+        yield stack.start()
+    finally:
+        stack.stop()
+        for k, v in saved.items():
+            if v is None:
+                os.environ.pop(k, None)
+            else:
+                os.environ[k] = v

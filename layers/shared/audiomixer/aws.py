@@ -33,7 +33,12 @@ def management_api(endpoint_url: str) -> Any:
         "apigatewaymanagementapi",
         endpoint_url=endpoint_url,
         region_name=settings.region,
-        config=Config(retries={"max_attempts": 2, "mode": "standard"}, connect_timeout=2, read_timeout=5),
+        config=Config(
+            retries={"max_attempts": 2, "mode": "standard"},
+            connect_timeout=2,
+            read_timeout=5,
+            max_pool_connections=32,  # the notifier fans out in parallel
+        ),
     )
 
 

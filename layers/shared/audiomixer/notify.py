@@ -7,6 +7,7 @@ from __future__ import annotations
 import json
 import threading
 import time
+from concurrent.futures import ThreadPoolExecutor
 from datetime import UTC, datetime
 from typing import Any, Literal
 
@@ -18,6 +19,7 @@ from audiomixer.settings import get_settings
 logger = Logger(service="audiomixer", child=True)
 
 Kind = Literal["project", "mix", "sound"]
+_FANOUT_WORKERS = 16
 
 
 class StatusEvent(BaseModel):
@@ -110,19 +112,25 @@ def publish(tenant_id: str, event: StatusEvent, *, management_client: Any = None
             return 0
         client = management_client or aws.management_api(settings.ws_endpoint)
         payload = event.model_dump()
-        sent = 0
-        for connection in Connection.subscription_index.query(subscription(tenant_id, event.type, event.id)):
+        connections = list(Connection.subscription_index.query(subscription(tenant_id, event.type, event.id)))
+
+        def deliver(connection: Any) -> bool:
             try:
                 if post_to_connection(client, connection.connection_id, payload):
-                    sent += 1
-                else:
-                    connection.delete()
+                    return True
+                connection.delete()
             except Exception as exc:  # one bad connection must not starve the others
                 logger.warning(
                     "notify: post failed",
                     extra={"connection_id": connection.connection_id, "error": str(exc)},
                 )
-        return sent
+            return False
+
+        if len(connections) <= 1:
+            return sum(map(deliver, connections))
+        # Each post is a network round trip; many subscribers are served side by side.
+        with ThreadPoolExecutor(max_workers=min(_FANOUT_WORKERS, len(connections))) as pool:
+            return sum(pool.map(deliver, connections))
     except Exception as exc:  # the notifier never fails the stage that called it
         logger.warning("notify: publish failed", extra={"event": event.model_dump(), "error": str(exc)})
         return 0
