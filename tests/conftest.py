@@ -23,6 +23,7 @@ for _name, _value in {
     "AWS_REGION": "us-east-1",
     "POWERTOOLS_METRICS_NAMESPACE": "AudioMixerTests",
     "POWERTOOLS_TRACE_DISABLED": "true",
+    "POWERTOOLS_METRICS_DISABLED": "true",
     "DEMUCS_MODEL": "demucs_unittest",
 }.items():
     os.environ[_name] = _value

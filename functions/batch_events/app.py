@@ -2,8 +2,9 @@
 
 from typing import Any
 
-from audiomixer.pipeline import batch_events
 from aws_lambda_powertools import Logger
+
+from audiomixer.pipeline import batch_events
 
 logger = Logger(service="audiomixer")
 

@@ -2,12 +2,13 @@
 
 from typing import Any
 
-from audiomixer.pipeline import dispatch
-from audiomixer.pipeline.sqs import sqs_handler
 from aws_lambda_powertools import Logger
 
+from audiomixer.pipeline import dispatch
+from audiomixer.pipeline.sqs import sqs_handler
+
 logger = Logger(service="audiomixer")
-_handle = sqs_handler(dispatch.process, dispatch.on_final_failure)
+_handle = sqs_handler("Dispatch", dispatch.process, dispatch.on_final_failure)
 
 
 @logger.inject_lambda_context

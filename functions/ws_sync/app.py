@@ -2,8 +2,9 @@
 
 from typing import Any
 
-from audiomixer.pipeline import websocket
 from aws_lambda_powertools import Logger
+
+from audiomixer.pipeline import websocket
 
 logger = Logger(service="audiomixer")
 

@@ -26,12 +26,13 @@ COMMANDS: dict[str, tuple[str, str]] = {
     "dlq": ("audiomixer.local.cli:dlq_main", "list or redrive a dead-letter queue of the local stack"),
     "keys": ("audiomixer.cli:keys_main", "create or revoke API keys"),
     "remix": ("audiomixer.remix:main", "separate/analyse/render/mix local files in one process"),
-    "bench": ("audiomixer.cli:bench_main", "benchmarks: separate, render, analyse"),
+    "bench": ("audiomixer.cli:bench_main", "benchmarks: separate, render, analyse, load"),
 }
 BENCHES = {
     "separate": "audiomixer.bench.separate:main",
     "render": "audiomixer.bench.render:main",
     "analyse": "audiomixer.bench.analyse:main",
+    "load": "audiomixer.bench.load:main",
 }
 
 

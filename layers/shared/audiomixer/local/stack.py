@@ -138,6 +138,8 @@ class LocalStack:
                 "AWS_SECRET_ACCESS_KEY": "testing",
                 "AWS_DEFAULT_REGION": "us-east-1",
                 "AWS_REGION": "us-east-1",
+                # CloudWatch metric records would only flood the console locally.
+                "POWERTOOLS_METRICS_DISABLED": os.environ.get("POWERTOOLS_METRICS_DISABLED", "true"),
             }
         )
         sock = _bind(cfg.host, cfg.port)

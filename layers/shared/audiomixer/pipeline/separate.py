@@ -7,6 +7,7 @@ Exit codes: 0 done (or nothing to do), 2 failed for a reason recorded on the pro
 from __future__ import annotations
 
 import argparse
+import logging
 import os
 import sys
 import time
@@ -104,6 +105,9 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("project_id")
     parser.add_argument("source_key")
     args = parser.parse_args(argv)
+    # audiomixer.separation logs with the standard library (chunks computed and resumed per attempt);
+    # without a handler those lines never reach the job's log (CloudWatch on AWS, attempt-N.log locally).
+    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
     try:
         return run(args.tenant_id, args.project_id, args.source_key)
     except Exception:

@@ -4,10 +4,12 @@ first records a `failed` status with a reason, so a job never sits stuck behind 
 
 from __future__ import annotations
 
+import time
 from collections.abc import Callable
 from typing import Any, TypeVar
 
-from aws_lambda_powertools import Logger
+from aws_lambda_powertools import Logger, Metrics
+from aws_lambda_powertools.metrics import MetricUnit
 from aws_lambda_powertools.utilities.batch import BatchProcessor, EventType, process_partial_response
 from aws_lambda_powertools.utilities.data_classes.sqs_event import SQSRecord
 from pydantic import BaseModel, ValidationError
@@ -15,6 +17,8 @@ from pydantic import BaseModel, ValidationError
 from audiomixer.settings import get_settings
 
 logger = Logger(service="audiomixer", child=True)
+# Embedded-metric-format records on stdout become CloudWatch metrics (the dashboard's stage durations).
+metrics = Metrics(namespace="AudioMixer", service="audiomixer")
 T = TypeVar("T", bound=BaseModel)
 
 
@@ -39,6 +43,7 @@ def parse_message(record: SQSRecord, model: type[T]) -> T | None:
 
 
 def sqs_handler(
+    stage: str,
     process: Callable[[SQSRecord], None],
     on_final_failure: Callable[[SQSRecord, Exception], None],
 ) -> Callable[[dict[str, Any], Any], dict[str, Any]]:
@@ -46,9 +51,17 @@ def sqs_handler(
     fails for the last time before its queue moves it to the DLQ (it must mark the job failed)."""
 
     def record_handler(record: SQSRecord) -> None:
+        started = time.perf_counter()
         try:
             process(record)
+            metrics.add_metric(name=f"{stage}Succeeded", unit=MetricUnit.Count, value=1)
+            metrics.add_metric(
+                name=f"{stage}DurationMs",
+                unit=MetricUnit.Milliseconds,
+                value=(time.perf_counter() - started) * 1e3,
+            )
         except Exception as exc:
+            metrics.add_metric(name=f"{stage}Failed", unit=MetricUnit.Count, value=1)
             attempts = receive_count(record)
             final = attempts >= get_settings().max_receive_count
             logger.exception(
@@ -61,6 +74,7 @@ def sqs_handler(
                     logger.exception("could not record the final failure")
             raise
 
+    @metrics.log_metrics
     def handler(event: dict[str, Any], context: Any) -> dict[str, Any]:
         processor = BatchProcessor(event_type=EventType.SQS)
         return process_partial_response(
