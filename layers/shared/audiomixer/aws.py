@@ -44,9 +44,10 @@ def management_api(endpoint_url: str) -> Any:
 
 def reset() -> None:
     """Forget cached settings and clients (tests and the local stack change the environment)."""
-    from audiomixer import store
+    from audiomixer import auth, store
 
     client.cache_clear()
+    auth.reset_cache()
     management_api.cache_clear()
     get_settings.cache_clear()
     store.models.configure()

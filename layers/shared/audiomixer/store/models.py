@@ -153,9 +153,14 @@ def configure() -> None:
         Connection: s.connections_table,
     }
     for model, table in names.items():
-        model.Meta.table_name = table
-        model.Meta.region = s.region
-        model.Meta.host = s.aws_endpoint_url
+        binding = (table, s.region, s.aws_endpoint_url)
+        if (
+            model.Meta.table_name,
+            getattr(model.Meta, "region", None),
+            getattr(model.Meta, "host", None),
+        ) == binding:
+            continue  # a connection costs a botocore session: keep it while nothing changed
+        model.Meta.table_name, model.Meta.region, model.Meta.host = binding
         model._connection = None  # PynamoDB caches the connection per model
         for index in model._indexes.values():
             index._connection = None  # type: ignore[attr-defined]

@@ -1,0 +1,1 @@
+"""The HTTP API (FastAPI): `audiomixer.api.app.create_app()` and `app`."""

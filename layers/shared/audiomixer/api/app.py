@@ -1,0 +1,134 @@
+"""The FastAPI application: the seed's REST contract under /api/v1, served by Mangum on Lambda and by
+uvicorn locally. It must not import numpy/librosa/torch: the API's Lambda cold-starts without them."""
+
+from __future__ import annotations
+
+from fastapi import FastAPI
+from fastapi.middleware.cors import CORSMiddleware
+from starlette.types import ASGIApp, Message, Receive, Scope, Send
+
+from audiomixer.api import errors
+from audiomixer.api.deps import TokenBucketLimiter
+from audiomixer.api.routes import library, mixes, projects, uploads
+from audiomixer.api.schemas import Health
+from audiomixer.settings import get_settings
+
+API_PREFIX = "/api/v1"
+MULTIPART_PREFIX = f"{API_PREFIX}/upload/"
+# JSON bodies are small (ids and settings); anything bigger is a mistake or an attack.
+JSON_BODY_LIMIT = 64 * 1024
+
+DESCRIPTION = """Split songs into stems (drums, bass, vocals, other), re-render stems with your own style
+sounds by granular synthesis, and mix.
+
+Authenticate every `/api/v1` call with `Authorization: Bearer <API key>`. Errors are
+`{"error": {"code", "message"}}`. Lists take `limit` and an opaque `cursor`. POSTs honour `Idempotency-Key`.
+Upload files up to the multipart limit through `/api/v1/upload/*`; larger ones with `POST /api/v1/uploads`.
+"""
+
+
+class BodyLimitMiddleware:
+    """Refuse oversized bodies before anything parses them: multipart upload routes get the direct-upload
+    limit (with a pointer to presigned uploads), every other route a small JSON limit."""
+
+    def __init__(self, app: ASGIApp) -> None:
+        self.app = app
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http" or scope["method"] in ("GET", "HEAD", "OPTIONS", "DELETE"):
+            await self.app(scope, receive, send)
+            return
+        multipart = scope["path"].startswith(MULTIPART_PREFIX)
+        limit = get_settings().multipart_limit_bytes if multipart else JSON_BODY_LIMIT
+        headers = dict(scope.get("headers") or [])
+        declared = headers.get(b"content-length")
+        if declared is not None:
+            try:
+                size = int(declared)
+            except ValueError:
+                await self._reply(scope, receive, send, 400, "bad_request", "invalid Content-Length")
+                return
+            if size > limit:
+                await self._too_large(scope, receive, send, limit, multipart)
+                return
+            await self.app(scope, receive, send)
+            return
+        # Chunked body: buffer up to the limit, then replay it.
+        chunks: list[bytes] = []
+        total = 0
+        while True:
+            message = await receive()
+            if message["type"] != "http.request":
+                break
+            chunks.append(message.get("body", b""))
+            total += len(chunks[-1])
+            if total > limit:
+                await self._too_large(scope, receive, send, limit, multipart)
+                return
+            if not message.get("more_body", False):
+                break
+        body = b"".join(chunks)
+        replayed = False
+
+        async def replay() -> Message:
+            nonlocal replayed
+            if not replayed:
+                replayed = True
+                return {"type": "http.request", "body": body, "more_body": False}
+            return await receive()
+
+        await self.app(scope, replay, send)
+
+    async def _too_large(
+        self, scope: Scope, receive: Receive, send: Send, limit: int, multipart: bool
+    ) -> None:
+        message = f"request body is over the {limit}-byte limit"
+        if multipart:
+            message += "; upload large files with POST /api/v1/uploads (a presigned S3 upload)"
+        await self._reply(scope, receive, send, 413, "payload_too_large", message)
+
+    async def _reply(
+        self, scope: Scope, receive: Receive, send: Send, status: int, code: str, message: str
+    ) -> None:
+        response = errors.envelope(status, code, message)
+        response.headers["Connection"] = "close"  # the unread body must not be taken for the next request
+        await response(scope, receive, send)
+
+
+def create_app(limiter: TokenBucketLimiter | None = None) -> FastAPI:
+    """Build the app. `limiter` replaces the default per-tenant burst limiter (tests use a tiny one)."""
+    settings = get_settings()
+    app = FastAPI(
+        title="Audio Mixer API",
+        version="1.0.0",
+        description=DESCRIPTION,
+        responses={
+            500: {"model": errors.ErrorResponse, "description": "A bug: reported with code `internal`"}
+        },
+    )
+    app.state.limiter = limiter if limiter is not None else TokenBucketLimiter()
+    errors.install(app)
+
+    @app.get("/health", response_model=Health, tags=["health"])
+    def health() -> Health:
+        return Health()
+
+    for module in (uploads, projects, library, mixes):
+        app.include_router(module.router, responses=errors.COMMON_RESPONSES)
+
+    app.add_middleware(BodyLimitMiddleware)
+    # Outermost, so even a 413 or 401 carries CORS headers the browser can read.
+    app.add_middleware(
+        CORSMiddleware,
+        allow_origins=list(settings.cors_allow_origins),
+        allow_methods=["GET", "POST", "DELETE", "OPTIONS"],
+        allow_headers=["Authorization", "Content-Type", "Idempotency-Key"],
+        expose_headers=["Retry-After", "Location", "Idempotent-Replayed"],
+        max_age=600,
+    )
+    return app
+
+
+app = create_app()
+
+__all__ = ["API_PREFIX", "app", "create_app"]

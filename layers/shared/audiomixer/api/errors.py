@@ -1,0 +1,140 @@
+"""One error envelope for every failure: `{"error": {"code", "message"}}`."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from aws_lambda_powertools import Logger
+from fastapi import FastAPI, Request
+from fastapi.exceptions import RequestValidationError
+from fastapi.responses import JSONResponse
+from pydantic import BaseModel, Field
+from starlette.exceptions import HTTPException as StarletteHTTPException
+
+logger = Logger(service="audiomixer", child=True)
+
+
+class ErrorBody(BaseModel):
+    code: str = Field(description="machine-readable error code", examples=["not_found"])
+    message: str = Field(description="human-readable explanation", examples=["project not found"])
+
+
+class ErrorResponse(BaseModel):
+    error: ErrorBody
+
+
+class ApiError(Exception):
+    def __init__(self, status: int, code: str, message: str, headers: dict[str, str] | None = None) -> None:
+        super().__init__(message)
+        self.status, self.code, self.message, self.headers = status, code, message, headers
+
+
+def bad_request(message: str) -> ApiError:
+    return ApiError(400, "bad_request", message)
+
+
+def unauthorized(message: str) -> ApiError:
+    return ApiError(401, "unauthorized", message, {"WWW-Authenticate": "Bearer"})
+
+
+def not_found(what: str) -> ApiError:
+    return ApiError(404, "not_found", f"{what} not found")
+
+
+def conflict(message: str) -> ApiError:
+    return ApiError(409, "conflict", message)
+
+
+def payload_too_large(message: str) -> ApiError:
+    return ApiError(413, "payload_too_large", message)
+
+
+def validation_error(message: str) -> ApiError:
+    return ApiError(422, "validation_error", message)
+
+
+def rate_limited(message: str, retry_after: int) -> ApiError:
+    return ApiError(429, "rate_limited", message, {"Retry-After": str(max(1, retry_after))})
+
+
+def quota_exceeded(message: str) -> ApiError:
+    return ApiError(403, "quota_exceeded", message)
+
+
+def envelope(status: int, code: str, message: str, headers: dict[str, str] | None = None) -> JSONResponse:
+    return JSONResponse({"error": {"code": code, "message": message}}, status_code=status, headers=headers)
+
+
+_HTTP_CODES = {
+    400: "bad_request",
+    401: "unauthorized",
+    403: "forbidden",
+    404: "not_found",
+    405: "method_not_allowed",
+    409: "conflict",
+    413: "payload_too_large",
+    415: "unsupported_media_type",
+    422: "validation_error",
+    429: "rate_limited",
+}
+
+
+def _location(loc: tuple[Any, ...]) -> str:
+    parts = [str(p) for p in loc if p not in ("body", "query", "path", "header", "form")]
+    return ".".join(parts) or str(loc[0] if loc else "request")
+
+
+def _readable(exc: RequestValidationError) -> tuple[int, str, str]:
+    errors = exc.errors()
+    if any(e.get("type") == "json_invalid" for e in errors):
+        return 400, "bad_request", "request body is not valid JSON"
+    messages = []
+    for e in errors[:10]:
+        msg = str(e.get("msg", "invalid"))
+        messages.append(f"{_location(tuple(e.get('loc', ())))}: {msg}")
+    return 422, "validation_error", "; ".join(messages) or "invalid request"
+
+
+def install(app: FastAPI) -> None:
+    @app.exception_handler(ApiError)
+    async def _api_error(_: Request, exc: ApiError) -> JSONResponse:
+        return envelope(exc.status, exc.code, exc.message, exc.headers)
+
+    @app.exception_handler(RequestValidationError)
+    async def _validation(_: Request, exc: RequestValidationError) -> JSONResponse:
+        status, code, message = _readable(exc)
+        return envelope(status, code, message)
+
+    @app.exception_handler(StarletteHTTPException)
+    async def _http(_: Request, exc: StarletteHTTPException) -> JSONResponse:
+        code = _HTTP_CODES.get(exc.status_code, "internal" if exc.status_code >= 500 else "error")
+        message = exc.detail if isinstance(exc.detail, str) else code.replace("_", " ")
+        return envelope(exc.status_code, code, message, dict(exc.headers or {}))
+
+    @app.exception_handler(Exception)
+    async def _unexpected(request: Request, exc: Exception) -> JSONResponse:
+        logger.exception("api: unhandled error", extra={"path": request.url.path})
+        return envelope(500, "internal", "internal error")
+
+
+def _doc(description: str) -> dict[str, Any]:
+    return {"model": ErrorResponse, "description": description}
+
+
+COMMON_RESPONSES: dict[int | str, dict[str, Any]] = {
+    400: _doc("Malformed request (bad JSON, bad cursor)"),
+    401: _doc("Missing or invalid bearer token"),
+    422: _doc("Validation error"),
+    429: _doc("Too many requests or too many concurrent jobs (see Retry-After)"),
+}
+
+
+def responses(*codes: int) -> dict[int | str, dict[str, Any]]:
+    """OpenAPI `responses=` for the extra error codes of one route."""
+    described = {
+        403: "Storage quota exceeded",
+        404: "Not found (or not yours)",
+        409: "Conflict with the resource's current state",
+        413: "Payload too large",
+    }
+    return {code: _doc(described[code]) for code in codes}

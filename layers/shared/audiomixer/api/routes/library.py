@@ -1,0 +1,71 @@
+"""The caller's library of style sounds."""
+
+from __future__ import annotations
+
+from fastapi import APIRouter, Depends, Query, Response
+from pynamodb.exceptions import DoesNotExist
+
+from audiomixer.api import deps, errors, storage
+from audiomixer.api.schemas import SoundDetail, SoundList, SoundSummary
+from audiomixer.auth import Principal
+from audiomixer.store import keys
+from audiomixer.store.models import Sound
+
+router = APIRouter(prefix="/api/v1/library", tags=["library"])
+
+
+def load_sound(tenant_id: str, sound_id: str) -> Sound:
+    if not keys.is_id(sound_id):
+        raise errors.not_found("sound")
+    try:
+        return Sound.get(tenant_id, sound_id)
+    except DoesNotExist:
+        raise errors.not_found("sound") from None
+
+
+def summary(sound: Sound) -> SoundSummary:
+    return SoundSummary(
+        sound_id=sound.sound_id,
+        name=sound.name,
+        status=sound.status,  # type: ignore[arg-type]
+        stage=sound.stage,
+        error=sound.failure_reason if sound.status == "failed" else None,
+        duration_s=float(sound.duration_s) if sound.duration_s is not None else None,
+        created_at=sound.created_at,
+        updated_at=sound.updated_at,
+    )
+
+
+@router.get("", response_model=SoundList, summary="List your style sounds, newest first")
+def list_sounds(
+    limit: int = Query(default=20, ge=1, le=100),
+    cursor: str | None = Query(default=None, max_length=512, description="next_cursor of the previous page"),
+    principal: Principal = Depends(deps.principal),
+) -> SoundList:
+    rows, next_cursor = storage.page(Sound, principal.tenant_id, "sound_id", limit, cursor)
+    return SoundList(items=[summary(s) for s in rows], next_cursor=next_cursor)
+
+
+@router.get("/{sound_id}", response_model=SoundDetail, responses=errors.responses(404))
+def get_sound(sound_id: str, principal: Principal = Depends(deps.principal)) -> SoundDetail:
+    sound = load_sound(principal.tenant_id, sound_id)
+    return SoundDetail(
+        **summary(sound).model_dump(),
+        size_bytes=int(sound.size_bytes or 0),
+        analysis=sound.analysis if isinstance(sound.analysis, dict) else None,
+    )
+
+
+@router.delete(
+    "/{sound_id}",
+    status_code=204,
+    response_class=Response,
+    summary="Delete a style sound, its audio and analysis",
+    responses=errors.responses(404),
+)
+def delete_sound(sound_id: str, principal: Principal = Depends(deps.principal)) -> Response:
+    sound = load_sound(principal.tenant_id, sound_id)
+    sound.delete(add_version_condition=False)
+    storage.delete_prefix(keys.sound_prefix(principal.tenant_id, sound_id))
+    storage.delete_prefix(keys.upload(principal.tenant_id, "style-sound", sound_id))
+    return Response(status_code=204)

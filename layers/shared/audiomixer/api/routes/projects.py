@@ -1,0 +1,148 @@
+"""Projects: list, details, status, stem downloads, delete."""
+
+from __future__ import annotations
+
+from fastapi import APIRouter, Depends, Query, Response
+from fastapi.responses import RedirectResponse
+from pynamodb.exceptions import DoesNotExist
+
+from audiomixer.api import deps, errors, storage
+from audiomixer.api.schemas import (
+    ProjectDetail,
+    ProjectList,
+    ProjectStatusResponse,
+    ProjectSummary,
+    StemFlags,
+)
+from audiomixer.auth import Principal
+from audiomixer.settings import STEMS
+from audiomixer.store import keys
+from audiomixer.store.models import Project
+
+router = APIRouter(prefix="/api/v1/projects", tags=["projects"])
+
+_MESSAGES = {
+    "queued": "Waiting to be processed",
+    "separating": "Separating the song into stems",
+    "analysing": "Analysing the stems",
+    "ready": "Ready: stems separated and analysed",
+    "failed": "Processing failed",
+}
+
+
+def load_project(principal: Principal, project_id: str) -> Project:
+    """The caller's project; someone else's id or a malformed one is a 404, never a 403."""
+    if not keys.is_id(project_id):
+        raise errors.not_found("project")
+    try:
+        return Project.get(principal.tenant_id, project_id)
+    except DoesNotExist:
+        raise errors.not_found("project") from None
+
+
+def stem_flags(project: Project) -> StemFlags:
+    stored = project.stems.as_dict() if project.stems is not None else {}
+    return StemFlags(**{stem: bool(stored.get(stem, False)) for stem in STEMS})
+
+
+def _progress(project: Project) -> int:
+    return 100 if project.status == "ready" else max(0, min(100, int(project.progress or 0)))
+
+
+def summary(project: Project) -> ProjectSummary:
+    return ProjectSummary(
+        project_id=project.project_id,
+        name=project.name,
+        status=project.status,  # type: ignore[arg-type]
+        stage=project.stage,
+        progress=_progress(project),
+        source_kind=project.source_kind,  # type: ignore[arg-type]
+        error=project.failure_reason if project.status == "failed" else None,
+        created_at=project.created_at,
+        updated_at=project.updated_at,
+    )
+
+
+def stem_url(project_id: str, stem: str) -> str:
+    return f"/api/v1/projects/{project_id}/stems/{stem}"
+
+
+@router.get("", response_model=ProjectList, summary="List your projects, newest first")
+def list_projects(
+    limit: int = Query(default=20, ge=1, le=100),
+    cursor: str | None = Query(default=None, max_length=512, description="next_cursor of the previous page"),
+    principal: Principal = Depends(deps.principal),
+) -> ProjectList:
+    rows, next_cursor = storage.page(Project, principal.tenant_id, "project_id", limit, cursor)
+    return ProjectList(items=[summary(p) for p in rows], next_cursor=next_cursor)
+
+
+@router.get("/{project_id}", response_model=ProjectDetail, responses=errors.responses(404))
+def get_project(project_id: str, principal: Principal = Depends(deps.principal)) -> ProjectDetail:
+    project = load_project(principal, project_id)
+    flags = stem_flags(project)
+    return ProjectDetail(
+        **summary(project).model_dump(),
+        stems=flags,
+        stem_urls={stem: stem_url(project.project_id, stem) for stem in STEMS if getattr(flags, stem)},
+        duration_s=float(project.duration_s) if project.duration_s is not None else None,
+        size_bytes=int(project.size_bytes or 0),
+        analysis=project.analysis if isinstance(project.analysis, dict) else None,
+    )
+
+
+@router.get("/{project_id}/status", response_model=ProjectStatusResponse, responses=errors.responses(404))
+def get_project_status(
+    project_id: str, principal: Principal = Depends(deps.principal)
+) -> ProjectStatusResponse:
+    project = load_project(principal, project_id)
+    error = project.failure_reason if project.status == "failed" else None
+    message = _MESSAGES.get(project.status, project.status)
+    if error:
+        message = f"{message}: {error}"
+    return ProjectStatusResponse(
+        project_id=project.project_id,
+        status=project.status,  # type: ignore[arg-type]
+        progress=_progress(project),
+        stems=stem_flags(project),
+        stage=project.stage,
+        error=error,
+        message=message,
+    )
+
+
+@router.get(
+    "/{project_id}/stems/{stem}",
+    status_code=307,
+    response_class=RedirectResponse,
+    summary="Download one stem (307 to a short-lived presigned URL; use curl -L)",
+    responses={307: {"description": "Redirect to a presigned S3 URL"}, **errors.responses(404)},
+)
+def download_stem(
+    project_id: str, stem: str, principal: Principal = Depends(deps.principal)
+) -> RedirectResponse:
+    if stem not in STEMS:
+        raise errors.not_found(f"stem {stem!r} (stems are {', '.join(STEMS)})")
+    project = load_project(principal, project_id)
+    if not getattr(stem_flags(project), stem):
+        raise errors.not_found(f"stem {stem!r} is not ready yet")
+    url = storage.presigned_get(keys.stem(principal.tenant_id, project_id, stem), f"{project_id}-{stem}.flac")
+    return RedirectResponse(url, status_code=307)
+
+
+@router.delete(
+    "/{project_id}",
+    status_code=204,
+    response_class=Response,
+    summary="Delete a project, its stems, analysis and raw uploads",
+    responses=errors.responses(404),
+)
+def delete_project(project_id: str, principal: Principal = Depends(deps.principal)) -> Response:
+    project = load_project(principal, project_id)
+    tenant = principal.tenant_id
+    # The row goes first: a stage that still holds a message then finds nothing and stops.
+    project.delete(add_version_condition=False)
+    storage.delete_prefix(keys.project_prefix(tenant, project_id))
+    storage.delete_prefix(keys.upload(tenant, "base-track", project_id))
+    storage.delete_prefix(keys.upload(tenant, "stem", project_id, STEMS[0]).rsplit("/", 1)[0] + "/")
+    return Response(status_code=204)

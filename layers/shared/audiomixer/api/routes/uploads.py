@@ -1,0 +1,267 @@
+"""Uploads: small files through the API (multipart), large ones straight to S3 with a presigned POST.
+The S3 ObjectCreated event on `uploads/` starts ingest, so nothing here enqueues."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from fastapi import APIRouter, Depends, File, Form, Request, UploadFile
+from fastapi.responses import JSONResponse
+from starlette.datastructures import UploadFile as ReceivedFile
+
+from audiomixer.api import deps, errors, idempotency, storage
+from audiomixer.api.schemas import (
+    NAME_MAX,
+    PresignedPost,
+    PresignRequest,
+    PresignResponse,
+    SoundAccepted,
+    StyleSoundsAccepted,
+    UploadAccepted,
+)
+from audiomixer.auth import Principal
+from audiomixer.settings import STEMS, get_settings
+from audiomixer.store import keys
+from audiomixer.store.models import Project, Sound
+
+router = APIRouter(prefix="/api/v1", tags=["uploads"])
+
+MAX_STYLE_SOUNDS_PER_REQUEST = 20
+
+
+def _read(upload: UploadFile, field: str) -> bytes:
+    # Sync routes run in the threadpool, so reading the spooled file and calling AWS never blocks the loop.
+    upload.file.seek(0)
+    data = upload.file.read()
+    if not data:
+        raise errors.bad_request(f"{field}: the file is empty")
+    return data
+
+
+def _too_large_for_api(size: int) -> None:
+    limit = get_settings().multipart_limit_bytes
+    if size > limit:
+        raise errors.payload_too_large(
+            f"file is {size} bytes, over the {limit}-byte limit of direct uploads; "
+            "use POST /api/v1/uploads for a presigned S3 upload"
+        )
+
+
+def _create_project(
+    principal: Principal, name: str, source_kind: str, size: int, stems: dict[str, bool]
+) -> Project:
+    project = Project(
+        principal.tenant_id,
+        keys.new_id(),
+        name=name,
+        status="queued",
+        stage="upload",
+        source_kind=source_kind,
+        stems=stems,
+        size_bytes=size,
+    )
+    project.save(condition=Project.project_id.does_not_exist())
+    return project
+
+
+def _put_or_forget(item: Project | Sound, uploads: list[tuple[str, bytes, str | None]]) -> None:
+    """Write the raw uploads; if S3 refuses, drop the row so nothing waits for a file that never came."""
+    try:
+        for key, body, content_type in uploads:
+            storage.put_object(key, body, content_type)
+    except Exception:
+        for key, _, _ in uploads:
+            storage.delete_object(key)
+        item.delete()
+        raise
+
+
+@router.post(
+    "/upload/base-track",
+    status_code=202,
+    response_model=UploadAccepted,
+    summary="Upload a song (small files; use POST /uploads above the multipart limit)",
+    responses=errors.responses(403, 413),
+)
+def upload_base_track(
+    request: Request,
+    file: UploadFile = File(description="the song: wav, flac, ogg, mp3 or aiff"),
+    project_name: str | None = Form(default=None, max_length=NAME_MAX),
+    principal: Principal = Depends(deps.principal),
+    idempotency_key: str | None = idempotency.IdempotencyKey,
+) -> JSONResponse:
+    data = _read(file, "file")
+    _too_large_for_api(len(data))
+    name = storage.display_name(project_name, file.filename)
+
+    def work() -> tuple[int, dict[str, Any]]:
+        deps.check_concurrency(principal.tenant_id)
+        deps.check_storage(principal.tenant_id, len(data))
+        project = _create_project(principal, name, "song", len(data), {})
+        key = keys.upload(principal.tenant_id, "base-track", project.project_id)
+        _put_or_forget(project, [(key, data, file.content_type)])
+        body = UploadAccepted(
+            project_id=project.project_id,
+            message=f"Upload received ({len(data)} bytes); processing will start shortly",
+        )
+        return 202, body.model_dump()
+
+    fp = idempotency.fingerprint(name, data)
+    return idempotency.run(request, principal.tenant_id, idempotency_key, fp, work)
+
+
+@router.post(
+    "/upload/stems",
+    status_code=202,
+    response_model=UploadAccepted,
+    summary="Upload your own stems (1 to 4); separation is skipped",
+    responses=errors.responses(403, 413),
+)
+def upload_stems(
+    request: Request,
+    drums: UploadFile | None = File(default=None),
+    bass: UploadFile | None = File(default=None),
+    vocals: UploadFile | None = File(default=None),
+    other: UploadFile | None = File(default=None),
+    project_name: str | None = Form(default=None, max_length=NAME_MAX),
+    principal: Principal = Depends(deps.principal),
+    idempotency_key: str | None = idempotency.IdempotencyKey,
+) -> JSONResponse:
+    given = {stem: f for stem, f in zip(STEMS, (drums, bass, vocals, other), strict=True) if f is not None}
+    # A form field sent as plain text (not a file) arrives as a str; it is not a stem file.
+    given = {stem: f for stem, f in given.items() if isinstance(f, ReceivedFile)}
+    if not given:
+        raise errors.bad_request(f"send at least one stem file as one of the fields {', '.join(STEMS)}")
+    contents = {stem: _read(f, stem) for stem, f in given.items()}
+    total = sum(len(d) for d in contents.values())
+    _too_large_for_api(total)
+    first = next(iter(given.values()))
+    name = storage.display_name(project_name, first.filename)
+
+    def work() -> tuple[int, dict[str, Any]]:
+        deps.check_concurrency(principal.tenant_id)
+        deps.check_storage(principal.tenant_id, total)
+        project = _create_project(principal, name, "stems", total, dict.fromkeys(contents, False))
+        uploads = [
+            (
+                keys.upload(principal.tenant_id, "stem", project.project_id, stem),
+                data,
+                given[stem].content_type,
+            )
+            for stem, data in contents.items()
+        ]
+        _put_or_forget(project, uploads)
+        body = UploadAccepted(
+            project_id=project.project_id,
+            message=f"Stems received ({', '.join(contents)}); analysis will start shortly",
+        )
+        return 202, body.model_dump()
+
+    fp = idempotency.fingerprint(name, *[p for stem, d in contents.items() for p in (stem, d)])
+    return idempotency.run(request, principal.tenant_id, idempotency_key, fp, work)
+
+
+@router.post(
+    "/upload/style-sound",
+    status_code=202,
+    response_model=StyleSoundsAccepted,
+    summary="Add one or more style sounds to your library",
+    responses=errors.responses(403, 413),
+)
+def upload_style_sounds(
+    request: Request,
+    files: list[UploadFile] = File(description="one or more short sounds (wav, flac, ogg, mp3, aiff)"),
+    principal: Principal = Depends(deps.principal),
+    idempotency_key: str | None = idempotency.IdempotencyKey,
+) -> JSONResponse:
+    files = [f for f in files if isinstance(f, ReceivedFile)]
+    if not files:
+        raise errors.bad_request("send at least one file in the `files` field")
+    if len(files) > MAX_STYLE_SOUNDS_PER_REQUEST:
+        raise errors.bad_request(f"at most {MAX_STYLE_SOUNDS_PER_REQUEST} files per request")
+    contents = [(_read(f, f"files[{i}]"), f) for i, f in enumerate(files)]
+    total = sum(len(d) for d, _ in contents)
+    _too_large_for_api(total)
+
+    def work() -> tuple[int, dict[str, Any]]:
+        deps.check_storage(principal.tenant_id, total)
+        accepted = []
+        for data, f in contents:
+            sound = Sound(
+                principal.tenant_id,
+                keys.new_id(),
+                name=storage.display_name(None, f.filename),
+                status="queued",
+                stage="upload",
+                size_bytes=len(data),
+            )
+            sound.save(condition=Sound.sound_id.does_not_exist())
+            _put_or_forget(
+                sound,
+                [(keys.upload(principal.tenant_id, "style-sound", sound.sound_id), data, f.content_type)],
+            )
+            accepted.append(SoundAccepted(sound_id=sound.sound_id, name=sound.name, status="queued"))
+        body = StyleSoundsAccepted(
+            sounds=accepted,
+            count=len(accepted),
+            message=f"{len(accepted)} sound(s) received; analysis will start shortly",
+        )
+        return 202, body.model_dump()
+
+    fp = idempotency.fingerprint(*[p for d, f in contents for p in (f.filename or "", d)])
+    return idempotency.run(request, principal.tenant_id, idempotency_key, fp, work)
+
+
+@router.post(
+    "/uploads",
+    status_code=201,
+    response_model=PresignResponse,
+    summary="Start a large upload: returns a presigned S3 POST form bound to one key, type and size",
+    responses=errors.responses(403, 413),
+)
+def create_upload(
+    request: Request,
+    body: PresignRequest,
+    principal: Principal = Depends(deps.principal),
+    idempotency_key: str | None = idempotency.IdempotencyKey,
+) -> JSONResponse:
+    settings = get_settings()
+    if body.size > settings.max_upload_bytes:
+        raise errors.payload_too_large(
+            f"size {body.size} is over the {settings.max_upload_bytes}-byte upload limit"
+        )
+    max_bytes = min(body.size, settings.max_upload_bytes)
+
+    def work() -> tuple[int, dict[str, Any]]:
+        tenant = principal.tenant_id
+        deps.check_storage(tenant, body.size)
+        item: Project | Sound
+        if body.kind == "base-track":
+            deps.check_concurrency(tenant)
+            item = _create_project(
+                principal, storage.display_name(body.project_name, body.filename), "song", body.size, {}
+            )
+            object_id = item.project_id
+        else:
+            item = Sound(
+                tenant,
+                keys.new_id(),
+                name=storage.display_name(body.project_name, body.filename),
+                status="queued",
+                stage="upload",
+                size_bytes=body.size,
+            )
+            item.save(condition=Sound.sound_id.does_not_exist())
+            object_id = item.sound_id
+        post = storage.presigned_post(keys.upload(tenant, body.kind, object_id), body.content_type, max_bytes)
+        response = PresignResponse(
+            id=object_id,
+            kind=body.kind,
+            upload=PresignedPost(url=post["url"], fields={k: str(v) for k, v in post["fields"].items()}),
+            expires_in=settings.presign_expiry_s,
+            max_bytes=max_bytes,
+        )
+        return 201, response.model_dump()
+
+    fp = idempotency.fingerprint(body.model_dump_json())
+    return idempotency.run(request, principal.tenant_id, idempotency_key, fp, work)

@@ -1,0 +1,246 @@
+"""Request and response models of the HTTP API (the seed's shapes, plus what large files need)."""
+
+from __future__ import annotations
+
+from datetime import datetime
+from typing import Any, Literal
+
+from pydantic import BaseModel, ConfigDict, Field
+
+from audiomixer.settings import STEMS
+
+ProjectStatus = Literal["queued", "separating", "analysing", "ready", "failed"]
+SoundStatus = Literal["queued", "analysing", "ready", "failed"]
+MixStatus = Literal["queued", "rendering", "completed", "failed"]
+OutputFormat = Literal["wav", "flac", "mp3"]
+UploadKind = Literal["base-track", "style-sound"]
+
+_ID_EXAMPLE = "3f2b8c1d9e4a4b7c8d6e5f4a3b2c1d0e"
+NAME_MAX = 200
+
+
+class Health(BaseModel):
+    status: Literal["ok"] = "ok"
+
+
+# --- uploads ---
+
+
+class UploadAccepted(BaseModel):
+    project_id: str = Field(examples=[_ID_EXAMPLE])
+    status: Literal["queued"] = "queued"
+    message: str = Field(examples=["Upload received; separation will start shortly"])
+
+
+class SoundAccepted(BaseModel):
+    sound_id: str = Field(examples=[_ID_EXAMPLE])
+    name: str = Field(examples=["kick-808"])
+    status: SoundStatus = "queued"
+
+
+class StyleSoundsAccepted(BaseModel):
+    sounds: list[SoundAccepted]
+    count: int
+    message: str
+
+
+class PresignRequest(BaseModel):
+    model_config = ConfigDict(
+        extra="forbid",
+        json_schema_extra={
+            "examples": [
+                {
+                    "filename": "song.flac",
+                    "content_type": "audio/flac",
+                    "size": 41_943_040,
+                    "kind": "base-track",
+                    "project_name": "My song",
+                }
+            ]
+        },
+    )
+
+    filename: str = Field(min_length=1, max_length=1024, description="kept only as a display name")
+    content_type: str = Field(
+        min_length=3,
+        max_length=127,
+        pattern=r"^(audio/[A-Za-z0-9.+-]+|application/(octet-stream|ogg)|video/ogg)$",
+        description="audio/*, application/ogg or application/octet-stream; the upload must send the same",
+    )
+    size: int = Field(ge=1, description="exact size in bytes of the file to upload")
+    kind: UploadKind = "base-track"
+    project_name: str | None = Field(default=None, max_length=NAME_MAX)
+
+
+class PresignedPost(BaseModel):
+    url: str = Field(description="POST a multipart form here: every field below, then `file` last")
+    fields: dict[str, str]
+
+
+class PresignResponse(BaseModel):
+    id: str = Field(
+        description="the new project id (base-track) or sound id (style-sound)", examples=[_ID_EXAMPLE]
+    )
+    kind: UploadKind
+    upload: PresignedPost
+    expires_in: int = Field(description="seconds the form stays valid")
+    max_bytes: int = Field(description="the most bytes S3 accepts for this upload")
+
+
+# --- projects ---
+
+
+class StemFlags(BaseModel):
+    drums: bool = False
+    bass: bool = False
+    vocals: bool = False
+    other: bool = False
+
+
+class ProjectStatusResponse(BaseModel):
+    project_id: str
+    status: ProjectStatus
+    progress: int = Field(ge=0, le=100)
+    stems: StemFlags
+    stage: str
+    error: str | None = Field(description="failure reason, or null")
+    message: str
+
+
+class ProjectSummary(BaseModel):
+    project_id: str
+    name: str
+    status: ProjectStatus
+    stage: str
+    progress: int = Field(ge=0, le=100)
+    source_kind: Literal["song", "stems"]
+    error: str | None
+    created_at: datetime
+    updated_at: datetime
+
+
+class ProjectDetail(ProjectSummary):
+    stems: StemFlags
+    stem_urls: dict[str, str] = Field(
+        description="stem -> download link (answers 307 to a presigned URL), ready stems only",
+        examples=[{"drums": f"/api/v1/projects/{_ID_EXAMPLE}/stems/drums"}],
+    )
+    duration_s: float | None
+    size_bytes: int
+    analysis: dict[str, Any] | None
+
+
+class ProjectList(BaseModel):
+    items: list[ProjectSummary]
+    next_cursor: str | None = Field(description="pass as `cursor` for the next page; null on the last page")
+
+
+# --- library ---
+
+
+class SoundSummary(BaseModel):
+    sound_id: str
+    name: str
+    status: SoundStatus
+    stage: str
+    error: str | None
+    duration_s: float | None
+    created_at: datetime
+    updated_at: datetime
+
+
+class SoundDetail(SoundSummary):
+    size_bytes: int
+    analysis: dict[str, Any] | None = Field(description="summary of the sound's grain table")
+
+
+class SoundList(BaseModel):
+    items: list[SoundSummary]
+    next_cursor: str | None
+
+
+# --- mixes ---
+
+
+class StemConfig(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    enabled: bool = True
+    style_sound_id: str | None = Field(
+        default=None, description="re-render this stem from this library sound; null keeps the original audio"
+    )
+    volume: float = Field(default=1.0, ge=0.0, le=2.0)
+
+
+class MixConfig(BaseModel):
+    """Per-stem settings; a stem left out is mixed unchanged at volume 1.0."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    drums: StemConfig | None = None
+    bass: StemConfig | None = None
+    vocals: StemConfig | None = None
+    other: StemConfig | None = None
+
+    def resolved(self) -> dict[str, dict[str, Any]]:
+        return {stem: (getattr(self, stem) or StemConfig()).model_dump() for stem in STEMS}
+
+
+class MixSettings(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    grain_duration_ms: int = Field(default=120, ge=10, le=1000)
+    use_pitch_mapping: bool = True
+    use_envelope: bool = True
+    output_format: OutputFormat = "wav"
+    target_lufs: float | None = Field(
+        default=None, ge=-40.0, le=0.0, description="loudness target; null: none"
+    )
+
+
+class MixRequest(BaseModel):
+    model_config = ConfigDict(
+        extra="forbid",
+        json_schema_extra={
+            "examples": [
+                {
+                    "project_id": _ID_EXAMPLE,
+                    "config": {
+                        "drums": {
+                            "enabled": True,
+                            "style_sound_id": "0123456789abcdef0123456789abcdef",
+                            "volume": 1.0,
+                        },
+                        "vocals": {"enabled": False},
+                    },
+                    "settings": {"grain_duration_ms": 120, "use_pitch_mapping": True, "use_envelope": True},
+                }
+            ]
+        },
+    )
+
+    project_id: str
+    config: MixConfig = Field(default_factory=MixConfig)
+    settings: MixSettings = Field(default_factory=MixSettings)
+
+
+class MixAccepted(BaseModel):
+    mix_id: str = Field(examples=[_ID_EXAMPLE])
+    status: Literal["queued"] = "queued"
+
+
+class MixStatusResponse(BaseModel):
+    mix_id: str
+    project_id: str
+    status: MixStatus
+    progress: int = Field(ge=0, le=100)
+    error: str | None
+    download_url: str | None = Field(description="set once completed; answers 307 to a presigned URL")
+    output_format: OutputFormat
+    created_at: datetime
+    updated_at: datetime
+
+
+class MixList(BaseModel):
+    items: list[MixStatusResponse]
+    next_cursor: str | None

@@ -1,0 +1,120 @@
+"""S3 and table helpers of the API: time-ordered ids, opaque cursors, presigned URLs, prefix deletes."""
+
+from __future__ import annotations
+
+import base64
+import binascii
+import json
+import re
+import unicodedata
+from typing import Any, TypeVar
+
+from pynamodb.models import Model
+
+from audiomixer import aws
+from audiomixer.api import errors
+from audiomixer.settings import get_settings
+from audiomixer.store import blobs
+from audiomixer.store.keys import is_id
+
+M = TypeVar("M", bound=Model)
+
+DEFAULT_NAME = "Untitled"
+
+
+def display_name(name: str | None, filename: str | None = None, limit: int = 200) -> str:
+    """A name safe to show: the given name, else the file's base name without its extension."""
+    raw = (name or "").strip()
+    if not raw and filename:
+        base = re.split(r"[\\/]", filename)[-1]
+        raw = base.rsplit(".", 1)[0] if "." in base.strip(".") else base
+    cleaned = "".join(ch for ch in unicodedata.normalize("NFC", raw) if unicodedata.category(ch)[0] != "C")
+    cleaned = " ".join(cleaned.split())[:limit]
+    return cleaned or DEFAULT_NAME
+
+
+# --- pagination ---
+
+
+def encode_cursor(last_id: str) -> str:
+    raw = json.dumps({"id": last_id}, separators=(",", ":")).encode()
+    return base64.urlsafe_b64encode(raw).decode().rstrip("=")
+
+
+def decode_cursor(cursor: str | None) -> str | None:
+    if cursor is None or cursor == "":
+        return None
+    try:
+        raw = base64.urlsafe_b64decode(cursor + "=" * (-len(cursor) % 4))
+        data = json.loads(raw)
+    except (binascii.Error, ValueError, UnicodeDecodeError):
+        raise errors.bad_request("invalid cursor") from None
+    last_id = data.get("id") if isinstance(data, dict) else None
+    if not isinstance(last_id, str) or not is_id(last_id):
+        raise errors.bad_request("invalid cursor")
+    return last_id
+
+
+def page(
+    model: type[M], tenant_id: str, range_key: str, limit: int, cursor: str | None
+) -> tuple[list[M], str | None]:
+    """One page of a tenant's rows, newest first; the next cursor is set only when more rows exist."""
+    last_id = decode_cursor(cursor)
+    start = {"tenant_id": {"S": tenant_id}, range_key: {"S": last_id}} if last_id else None
+    rows = list(model.query(tenant_id, scan_index_forward=False, limit=limit + 1, last_evaluated_key=start))
+    if len(rows) > limit:
+        rows = rows[:limit]
+        return rows, encode_cursor(getattr(rows[-1], range_key))
+    return rows, None
+
+
+# --- S3 ---
+
+
+def put_object(key: str, body: bytes, content_type: str | None) -> None:
+    kwargs: dict[str, Any] = {"Bucket": get_settings().bucket, "Key": key, "Body": body}
+    if content_type:
+        kwargs["ContentType"] = content_type
+    aws.client("s3").put_object(**kwargs)
+
+
+def presigned_get(key: str, filename: str) -> str:
+    settings = get_settings()
+    return str(
+        aws.client("s3").generate_presigned_url(
+            "get_object",
+            Params={
+                "Bucket": settings.bucket,
+                "Key": key,
+                "ResponseContentDisposition": f'attachment; filename="{filename}"',
+            },
+            ExpiresIn=settings.download_expiry_s,
+        )
+    )
+
+
+def presigned_post(key: str, content_type: str, max_bytes: int) -> dict[str, Any]:
+    """A browser-style POST form bound to one key, one content type and 1..max_bytes bytes."""
+    settings = get_settings()
+    return dict(
+        aws.client("s3").generate_presigned_post(
+            Bucket=settings.bucket,
+            Key=key,
+            Fields={"Content-Type": content_type},
+            Conditions=[{"Content-Type": content_type}, ["content-length-range", 1, max_bytes]],
+            ExpiresIn=settings.presign_expiry_s,
+        )
+    )
+
+
+def object_exists(key: str) -> bool:
+    return blobs.exists(aws.client("s3"), get_settings().bucket, key)
+
+
+def delete_object(key: str) -> None:
+    blobs.delete(aws.client("s3"), get_settings().bucket, key)
+
+
+def delete_prefix(prefix: str) -> int:
+    """Delete every object under `prefix`; returns how many there were."""
+    return blobs.delete_prefix(aws.client("s3"), get_settings().bucket, prefix)

@@ -1,0 +1,158 @@
+"""The Lambda entry (functions/api/app.py) with API Gateway HTTP API v2 events, and the API's import
+weight (no numpy/librosa/torch on the cold-start path)."""
+
+from __future__ import annotations
+
+import base64
+import importlib.util
+import json
+import subprocess
+import sys
+from pathlib import Path
+from types import ModuleType
+from typing import Any
+
+import pytest
+
+ROOT = Path(__file__).resolve().parents[3]
+ENTRY = ROOT / "functions" / "api" / "app.py"
+
+
+class _Context:
+    function_name = "audiomixer-ApiFunction"
+    function_version = "$LATEST"
+    invoked_function_arn = "arn:aws:lambda:us-east-1:123456789012:function:audiomixer-ApiFunction"
+    memory_limit_in_mb = 512
+    aws_request_id = "c6af9ac6-7b61-11e6-9a41-93e8deadbeef"
+    log_group_name = "/aws/lambda/audiomixer-ApiFunction"
+    log_stream_name = "2026/11/26/[$LATEST]abc"
+
+    def get_remaining_time_in_millis(self) -> int:
+        return 29_000
+
+
+def _load_entry() -> ModuleType:
+    spec = importlib.util.spec_from_file_location("functions_api_app_under_test", ENTRY)
+    assert spec and spec.loader
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+def _event(
+    method: str,
+    path: str,
+    headers: dict[str, str] | None = None,
+    claims: dict[str, str] | None = None,
+    body: bytes | None = None,
+) -> dict[str, Any]:
+    request_context: dict[str, Any] = {
+        "accountId": "123456789012",
+        "apiId": "api",
+        "domainName": "api.example.com",
+        "domainPrefix": "api",
+        "http": {
+            "method": method,
+            "path": path,
+            "protocol": "HTTP/1.1",
+            "sourceIp": "1.2.3.4",
+            "userAgent": "t",
+        },
+        "requestId": "req-1",
+        "routeKey": "$default",
+        "stage": "$default",
+        "time": "26/Nov/2026:00:00:00 +0000",
+        "timeEpoch": 1795000000000,
+    }
+    if claims is not None:
+        request_context["authorizer"] = {"jwt": {"claims": claims, "scopes": None}}
+    event: dict[str, Any] = {
+        "version": "2.0",
+        "routeKey": "$default",
+        "rawPath": path,
+        "rawQueryString": "",
+        "headers": {"host": "api.example.com", **(headers or {})},
+        "requestContext": request_context,
+        "isBase64Encoded": False,
+    }
+    if body is not None:
+        event["body"] = base64.b64encode(body).decode()
+        event["isBase64Encoded"] = True
+    return event
+
+
+@pytest.fixture
+def entry(api_env: Any) -> ModuleType:
+    return _load_entry()
+
+
+def test_health_through_lambda(entry: ModuleType) -> None:
+    result = entry.handler(_event("GET", "/health"), _Context())
+    assert result["statusCode"] == 200
+    assert json.loads(result["body"]) == {"status": "ok"}
+
+
+def test_jwt_claims_from_the_authorizer_pick_the_tenant(
+    entry: ModuleType, make_project: Any, tenant_a: Any
+) -> None:
+    project = make_project(tenant_a, status="queued", stems={})
+    event = _event("GET", "/api/v1/projects", claims={"sub": "user-1", "custom:tenant": "tenant-a"})
+    result = entry.handler(event, _Context())
+    assert result["statusCode"] == 200, result
+    assert [p["project_id"] for p in json.loads(result["body"])["items"]] == [project.project_id]
+    other = entry.handler(_event("GET", "/api/v1/projects", claims={"sub": "someone-else"}), _Context())
+    assert json.loads(other["body"])["items"] == []
+
+
+def test_no_claims_and_no_key_is_401(entry: ModuleType) -> None:
+    result = entry.handler(_event("GET", "/api/v1/projects", headers={"x-tenant": "tenant-a"}), _Context())
+    assert result["statusCode"] == 401
+    assert json.loads(result["body"])["error"]["code"] == "unauthorized"
+
+
+def test_api_key_through_lambda(entry: ModuleType, tenant_a: Any) -> None:
+    result = entry.handler(
+        _event("GET", "/api/v1/library", headers={"authorization": f"Bearer {tenant_a.key}"}), _Context()
+    )
+    assert result["statusCode"] == 200
+    assert json.loads(result["body"]) == {"items": [], "next_cursor": None}
+
+
+def test_idempotency_uses_the_lambda_context(entry: ModuleType, tenant_a: Any, make_project: Any) -> None:
+    project = make_project(tenant_a, status="ready")
+    body = json.dumps({"project_id": project.project_id}).encode()
+    headers = {
+        "authorization": f"Bearer {tenant_a.key}",
+        "content-type": "application/json",
+        "idempotency-key": "lambda-1",
+        "content-length": str(len(body)),
+    }
+    first = entry.handler(_event("POST", "/api/v1/mix", headers=headers, body=body), _Context())
+    second = entry.handler(_event("POST", "/api/v1/mix", headers=headers, body=body), _Context())
+    assert first["statusCode"] == second["statusCode"] == 202
+    assert json.loads(first["body"]) == json.loads(second["body"])
+
+
+def test_importing_the_api_does_not_load_audio_libraries() -> None:
+    code = (
+        "import sys, audiomixer.api.app\n"
+        "heavy = sorted(m for m in ('numpy', 'scipy', 'librosa', 'torch', 'soundfile') if m in sys.modules)\n"
+        "print(','.join(heavy))\n"
+    )
+    result = subprocess.run(
+        [sys.executable, "-c", code], capture_output=True, text=True, timeout=60, check=True
+    )
+    assert result.stdout.strip() == "", f"the API imported {result.stdout.strip()}"
+
+
+def test_the_lambda_entry_does_not_load_audio_libraries() -> None:
+    code = (
+        "import importlib.util, sys\n"
+        f"spec = importlib.util.spec_from_file_location('entry', {str(ENTRY)!r})\n"
+        "module = importlib.util.module_from_spec(spec); spec.loader.exec_module(module)\n"
+        "print('numpy' in sys.modules)\n"
+    )
+    result = subprocess.run(
+        [sys.executable, "-c", code], capture_output=True, text=True, timeout=60, check=True
+    )
+    assert result.stdout.strip() == "False"
