@@ -12,7 +12,8 @@ from pynamodb.exceptions import DoesNotExist
 from audiomixer.api.storage import encode_cursor, put_object
 from audiomixer.settings import STEMS
 from audiomixer.store import keys
-from audiomixer.store.models import Project
+from audiomixer.store.keys import new_id
+from audiomixer.store.models import Mix, Project
 
 
 def test_status_shape_of_a_queued_project(client: TestClient, tenant_a: Any, make_project: Any) -> None:
@@ -203,6 +204,11 @@ def test_delete_removes_row_and_every_object(
     put_object(keys.upload("tenant-a", "base-track", pid), b"raw", "audio/wav")
     put_object(keys.upload("tenant-a", "stem", pid, "bass"), b"raw", "audio/wav")
     assert len(bucket_keys(keys.project_prefix("tenant-a", pid))) == 6
+    mix = Mix("tenant-a", new_id(), project_id=pid, status="completed")
+    mix.save()
+    put_object(keys.mix_output("tenant-a", mix.mix_id, "wav"), b"RIFF", "audio/wav")
+    other_mix = Mix("tenant-a", new_id(), project_id=keep.project_id, status="completed")
+    other_mix.save()
 
     response = client.delete(f"/api/v1/projects/{pid}", headers=tenant_a.headers)
     assert response.status_code == 204
@@ -210,6 +216,8 @@ def test_delete_removes_row_and_every_object(
     with pytest.raises(DoesNotExist):
         Project.get("tenant-a", pid)
     assert [k for k in bucket_keys("") if pid in k] == []
+    assert bucket_keys(keys.mix_prefix("tenant-a", mix.mix_id)) == []
+    assert [m.mix_id for m in Mix.query("tenant-a")] == [other_mix.mix_id]  # the project's mixes go with it
     assert len(bucket_keys(keys.project_prefix("tenant-a", keep.project_id))) == 4
     assert client.get(f"/api/v1/projects/{pid}", headers=tenant_a.headers).status_code == 404
     assert client.delete(f"/api/v1/projects/{pid}", headers=tenant_a.headers).status_code == 404

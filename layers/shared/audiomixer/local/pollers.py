@@ -202,7 +202,11 @@ class SqsPoller:
                 log.warning(
                     "%s: invalid batchItemFailures %r; whole batch retried", self.name, outcome.result
                 )
-        except Exception as exc:
+        except BaseException as exc:
+            # SystemExit (or any BaseException) is a sandbox that died mid-message: Lambda leaves the
+            # batch for redelivery, and this poller thread must not die with it.
+            if isinstance(exc, KeyboardInterrupt):
+                raise
             log.exception("%s: handler raised; %d message(s) will be redelivered", self.name, len(messages))
             keep = None
             with self.stats.lock:

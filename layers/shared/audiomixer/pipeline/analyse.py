@@ -15,7 +15,7 @@ from audiomixer.pipeline.sqs import parse_message
 from audiomixer.settings import STEMS, Settings, get_settings
 from audiomixer.store import blobs, keys
 from audiomixer.store.models import Project, Sound
-from audiomixer.store.status import raise_progress, transition
+from audiomixer.store.status import raise_progress, still_exists, transition
 
 logger = Logger(service="audiomixer", child=True)
 
@@ -86,6 +86,9 @@ def analyse_project(tenant_id: str, project_id: str, s3: Any, settings: Settings
             notify.announce("project", project)
     if transition(project, "ready", stage="ready", progress=100, analysis=summary):
         notify.announce("project", project)
+    elif not still_exists(project):
+        blobs.delete_prefix(s3, settings.bucket, keys.project_prefix(tenant_id, project_id))
+        return "deleted"
     return "ready"
 
 
@@ -104,4 +107,7 @@ def analyse_sound(tenant_id: str, sound_id: str, s3: Any, settings: Settings) ->
     write_json(s3, settings.bucket, keys.sound_analysis(tenant_id, sound_id), table.to_dict())
     if transition(sound, "ready", stage="ready", analysis=table.summary()):
         notify.announce("sound", sound)
+    elif not still_exists(sound):
+        blobs.delete_prefix(s3, settings.bucket, keys.sound_prefix(tenant_id, sound_id))
+        return "deleted"
     return "ready"

@@ -10,7 +10,7 @@ from urllib.parse import unquote_plus
 
 from aws_lambda_powertools import Logger
 from aws_lambda_powertools.utilities.data_classes.sqs_event import SQSRecord
-from pynamodb.exceptions import DoesNotExist
+from pynamodb.exceptions import DoesNotExist, UpdateError
 
 from audiomixer import aws, notify
 from audiomixer.messages import AnalyseMessage, SeparateMessage, send
@@ -18,7 +18,7 @@ from audiomixer.pipeline.sqs import PermanentError
 from audiomixer.settings import STEMS, Settings, get_settings
 from audiomixer.store import blobs, keys
 from audiomixer.store.models import Project, Sound
-from audiomixer.store.status import transition, update_fields
+from audiomixer.store.status import still_exists, transition, update_fields
 
 logger = Logger(service="audiomixer", child=True)
 
@@ -101,7 +101,16 @@ def ingest_object(
             notify.announce(_kind(item), item, stage="ingest")
         result = "failed"
     blobs.delete(s3, bucket, key)
+    if not still_exists(item):  # deleted while we worked: leave nothing of it behind
+        blobs.delete_prefix(s3, bucket, _prefix(item))
+        return "deleted"
     return result
+
+
+def _prefix(item: Project | Sound) -> str:
+    if isinstance(item, Sound):
+        return keys.sound_prefix(item.tenant_id, item.sound_id)
+    return keys.project_prefix(item.tenant_id, item.project_id)
 
 
 def _limits(settings: Settings, upload: keys.UploadKey) -> Any:
@@ -201,14 +210,19 @@ def _ingest_stem(
     assert upload.stem is not None
     blobs.write(s3, bucket, keys.stem(item.tenant_id, item.project_id, upload.stem), flac, "audio/flac")
     # Each stem's flag is its own map path, so parallel ingests of one project's stems never collide.
-    item.update(
-        actions=[
-            Project.stems[upload.stem].set(True),  # type: ignore[index]
-            Project.size_bytes.add(len(flac)),
-            Project.duration_s.set(max(duration, item.duration_s or 0)),
-        ],
-        condition=Project.status == "queued",
-    )
+    try:
+        item.update(
+            actions=[
+                Project.stems[upload.stem].set(True),  # type: ignore[index]
+                Project.size_bytes.add(len(flac)),
+                Project.duration_s.set(max(duration, item.duration_s or 0)),
+            ],
+            condition=Project.status == "queued",
+        )
+    except UpdateError as exc:
+        if exc.cause_response_code != "ConditionalCheckFailedException":
+            raise
+        return "gone"  # deleted or failed meanwhile
     item.refresh(consistent_read=True)
     expected = item.stems.as_dict()
     if expected and all(expected.values()) and transition(item, "analysing", stage="analyse", progress=50):

@@ -16,7 +16,7 @@ from audiomixer.pipeline.sqs import PermanentError, parse_message
 from audiomixer.settings import STEMS, Settings, get_settings
 from audiomixer.store import blobs, keys
 from audiomixer.store.models import Mix, Project, Sound
-from audiomixer.store.status import raise_progress, transition
+from audiomixer.store.status import raise_progress, still_exists, transition
 
 logger = Logger(service="audiomixer", child=True)
 
@@ -63,6 +63,9 @@ def render(message: RenderMessage, *, s3: Any = None, settings: Settings | None 
         return "failed"
     if transition(mix, "completed", stage="completed", progress=100, output_key=output_key, size_bytes=size):
         notify.announce("mix", mix)
+    elif not still_exists(mix):
+        blobs.delete_prefix(s3, settings.bucket, keys.mix_prefix(mix.tenant_id, mix.mix_id))
+        return "deleted"
     return "completed"
 
 

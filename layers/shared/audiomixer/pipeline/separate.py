@@ -19,9 +19,9 @@ from pynamodb.exceptions import DoesNotExist
 from audiomixer import aws, notify
 from audiomixer.messages import AnalyseMessage, send
 from audiomixer.settings import STEMS, get_settings
-from audiomixer.store import keys
+from audiomixer.store import blobs, keys
 from audiomixer.store.models import Project
-from audiomixer.store.status import raise_progress, transition
+from audiomixer.store.status import raise_progress, still_exists, transition
 
 logger = Logger(service="audiomixer-separation")
 
@@ -86,7 +86,9 @@ def run(tenant_id: str, project_id: str, source_key: str) -> int:
         if transition(project, "failed", failure_reason=str(exc), stage="separate"):
             notify.announce("project", project)
         return EXIT_FAILED
-    project.refresh(consistent_read=True)
+    if not still_exists(project):  # deleted while separating: its stems must not stay behind
+        blobs.delete_prefix(aws.client("s3"), settings.bucket, keys.project_prefix(tenant_id, project_id))
+        return EXIT_OK
     if transition(project, "analysing", stage="analyse", progress=90, stems=dict.fromkeys(STEMS, True)):
         send(
             aws.client("sqs"),
@@ -107,7 +109,11 @@ def main(argv: list[str] | None = None) -> int:
     args = parser.parse_args(argv)
     # audiomixer.separation logs with the standard library (chunks computed and resumed per attempt);
     # without a handler those lines never reach the job's log (CloudWatch on AWS, attempt-N.log locally).
-    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    handler = logging.StreamHandler()
+    handler.setFormatter(logging.Formatter("%(asctime)s %(levelname)s %(name)s: %(message)s"))
+    library = logging.getLogger("audiomixer.separation")
+    library.addHandler(handler)
+    library.setLevel(logging.INFO)
     try:
         return run(args.tenant_id, args.project_id, args.source_key)
     except Exception:

@@ -110,3 +110,12 @@ def raise_progress(item: M, progress: int, status: str, **fields: Any) -> bool:
         except DoesNotExist:
             return False
     return False
+
+
+def still_exists(item: Model) -> bool:
+    """Whether the row is still stored (a stage that finds it deleted removes what it just wrote)."""
+    try:
+        item.refresh(consistent_read=True)
+        return True
+    except DoesNotExist:
+        return False

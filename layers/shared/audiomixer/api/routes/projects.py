@@ -2,10 +2,12 @@
 
 from __future__ import annotations
 
+from aws_lambda_powertools import Logger
 from fastapi import APIRouter, Depends, Query, Response
 from fastapi.responses import RedirectResponse
 from pynamodb.exceptions import DoesNotExist
 
+from audiomixer import aws
 from audiomixer.api import deps, errors, storage
 from audiomixer.api.schemas import (
     ProjectDetail,
@@ -17,8 +19,9 @@ from audiomixer.api.schemas import (
 from audiomixer.auth import Principal
 from audiomixer.settings import STEMS
 from audiomixer.store import keys
-from audiomixer.store.models import Project
+from audiomixer.store.models import Mix, Project
 
+logger = Logger(service="audiomixer", child=True)
 router = APIRouter(prefix="/api/v1/projects", tags=["projects"])
 
 _MESSAGES = {
@@ -142,7 +145,21 @@ def delete_project(project_id: str, principal: Principal = Depends(deps.principa
     tenant = principal.tenant_id
     # The row goes first: a stage that still holds a message then finds nothing and stops.
     project.delete(add_version_condition=False)
+    if project.status == "separating" and project.batch_job_id:
+        _stop_separation(project.batch_job_id)
     storage.delete_prefix(keys.project_prefix(tenant, project_id))
     storage.delete_prefix(keys.upload(tenant, "base-track", project_id))
     storage.delete_prefix(keys.upload(tenant, "stem", project_id, STEMS[0]).rsplit("/", 1)[0] + "/")
+    # Mixes of the project go with it (their audio was rendered from its stems).
+    for mix in Mix.query(tenant, filter_condition=Mix.project_id == project_id):
+        mix.delete(add_version_condition=False)
+        storage.delete_prefix(keys.mix_prefix(tenant, mix.mix_id))
     return Response(status_code=204)
+
+
+def _stop_separation(job_id: str) -> None:
+    """Best effort: a job that still finishes finds the project gone and removes what it wrote."""
+    try:
+        aws.client("batch").terminate_job(jobId=job_id, reason="project deleted")
+    except Exception as exc:
+        logger.warning("could not stop the separation job", extra={"job_id": job_id, "error": str(exc)})
