@@ -90,7 +90,8 @@ def ingest_object(
         # Deleted while the upload was in flight (or never ours): a no-op, minus the orphan.
         blobs.delete(s3, bucket, key)
         return "deleted"
-    if item.status != "queued" or (upload.kind == "stem" and item.stems.as_dict().get(upload.stem)):
+    stem_done = isinstance(item, Project) and upload.kind == "stem" and item.stems.as_dict().get(upload.stem)
+    if item.status != "queued" or stem_done:
         blobs.delete(s3, bucket, key)  # a redelivery: the work is done, only re-announce it
         notify.announce(_kind(item), item)
         return "duplicate"
@@ -213,7 +214,7 @@ def _ingest_stem(
     try:
         item.update(
             actions=[
-                Project.stems[upload.stem].set(True),  # type: ignore[index]
+                Project.stems[upload.stem].set(True),
                 Project.size_bytes.add(len(flac)),
                 Project.duration_s.set(max(duration, item.duration_s or 0)),
             ],

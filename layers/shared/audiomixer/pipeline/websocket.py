@@ -81,7 +81,7 @@ def disconnect(event: dict[str, Any]) -> dict[str, Any]:
 
 def sync(event: dict[str, Any], *, management_client: Any = None) -> dict[str, Any]:
     """Post the subscribed item's current state to the calling connection."""
-    connection_id = (event.get("requestContext") or {}).get("connectionId")
+    connection_id = str((event.get("requestContext") or {}).get("connectionId") or "")
     try:
         connection = Connection.get(connection_id, consistent_read=True)
     except DoesNotExist:
