@@ -38,6 +38,9 @@ class Settings(BaseSettings):
     )
     # boto3 honours AWS_ENDPOINT_URL itself; PynamoDB needs it spelled out.
     aws_endpoint_url: str | None = Field(default=None, validation_alias=AliasChoices("AWS_ENDPOINT_URL"))
+    dynamodb_endpoint_url: str | None = Field(
+        default=None, validation_alias=AliasChoices("AWS_ENDPOINT_URL_DYNAMODB", "AWS_ENDPOINT_URL")
+    )
 
     # --- limits (ingest and API) ---
     max_upload_bytes: int = 200 * 1024 * 1024

@@ -210,7 +210,8 @@ def _ingest_stem(
 ) -> str:
     assert upload.stem is not None
     blobs.write(s3, bucket, keys.stem(item.tenant_id, item.project_id, upload.stem), flac, "audio/flac")
-    # Each stem's flag is its own map path, so parallel ingests of one project's stems never collide.
+    # Each stem's flag is its own map path; without the version condition, parallel ingests of one
+    # project's stems do not refuse one another.
     try:
         item.update(
             actions=[
@@ -219,6 +220,7 @@ def _ingest_stem(
                 Project.duration_s.set(max(duration, item.duration_s or 0)),
             ],
             condition=Project.status == "queued",
+            add_version_condition=False,
         )
     except UpdateError as exc:
         if exc.cause_response_code != "ConditionalCheckFailedException":

@@ -153,7 +153,7 @@ def configure() -> None:
         Connection: s.connections_table,
     }
     for model, table in names.items():
-        binding = (table, s.region, s.aws_endpoint_url)
+        binding = (table, s.region, s.dynamodb_endpoint_url)
         if (
             model.Meta.table_name,
             getattr(model.Meta, "region", None),

@@ -89,26 +89,20 @@ def update_fields(item: M, *, only_in: set[str] | None = None, **fields: Any) ->
     return False
 
 
-def raise_progress(item: M, progress: int, status: str, **fields: Any) -> bool:
-    """Progress only rises, and only while the item is still in `status`. The new value is re-decided
-    after every conflict: re-sending the first decision would lower progress a racing writer raised."""
+def raise_progress(item: M, progress: int, status: str) -> bool:
+    """Progress only rises, and only while the item is still in `status`. The condition is on the stored
+    progress itself (not the version), so a stale copy can neither lower it nor lose to unrelated writes."""
     cls = type(item)
-    for _ in range(_ATTEMPTS):
-        current = int(getattr(item, "progress", 0) or 0)
-        if item.status != status or (current >= progress and not fields):  # type: ignore[attr-defined]
-            return False
-        actions = [cls.updated_at.set(utcnow()), cls.progress.set(max(progress, current))]  # type: ignore[attr-defined]
-        actions += [getattr(cls, name).set(value) for name, value in fields.items()]
-        try:
-            item.update(actions=actions, condition=cls.status.is_in(status))  # type: ignore[attr-defined]
-            return True
-        except UpdateError as exc:
-            if not _conflict(exc):
-                raise
-        try:
-            item.refresh(consistent_read=True)
-        except DoesNotExist:
-            return False
+    try:
+        item.update(
+            actions=[cls.progress.set(progress), cls.updated_at.set(utcnow())],  # type: ignore[attr-defined]
+            condition=(cls.status == status) & (cls.progress < progress),  # type: ignore[attr-defined]
+            add_version_condition=False,
+        )
+        return True
+    except UpdateError as exc:
+        if not _conflict(exc):
+            raise
     return False
 
 
