@@ -10,6 +10,7 @@ import time
 from typing import Any
 
 import httpx
+import numpy as np
 import pytest
 import soundfile as sf
 from conftest import Stack
@@ -104,10 +105,18 @@ def test_song_to_stems_to_mix(stack: Stack) -> None:
     assert status["status"] == "ready" and status["stems"] == {
         s: True for s in ("drums", "bass", "vocals", "other")
     }
-    stem = client.get(f"/api/v1/projects/{project_id}/stems/drums", follow_redirects=False)
-    assert stem.status_code == 307
-    drums, sr = sf.read(io.BytesIO(httpx.get(stem.headers["location"]).content))
-    assert sr == 44100 and abs(len(drums) - 6 * 44100) <= 1
+    # The four stems add back up to the uploaded song (the residual went to `other`).
+    stems = []
+    for name in ("drums", "bass", "vocals", "other"):
+        stem = client.get(f"/api/v1/projects/{project_id}/stems/{name}", follow_redirects=False)
+        assert stem.status_code == 307
+        audio, sr = sf.read(io.BytesIO(httpx.get(stem.headers["location"]).content), dtype="float64")
+        assert sr == 44100 and audio.shape == (6 * 44100, 2)
+        stems.append(audio)
+    original, _ = sf.read(io.BytesIO(song), dtype="float64")
+    error = float(np.max(np.abs(np.sum(stems, axis=0) - original)))
+    print(f"[e2e] stems sum back to the song within {error:.2e}")
+    assert error < 1e-5
 
     sound = client.post(
         "/api/v1/upload/style-sound", files=[("files", ("tone.flac", synth_style(), "audio/flac"))]
