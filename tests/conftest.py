@@ -71,8 +71,12 @@ def local_stack(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Any]:
     """The embedded local stack (what `audiomixer dev` runs) in this process, on free ports, for one test
     module. Visibility timeouts are scaled down (AUDIOMIXER_LOCAL_TIME_SCALE) so redelivery and DLQ
     redrive happen within seconds; separation uses demucs_unittest with short chunks."""
+    from moto.moto_api._internal.models import moto_api_backend
+
     from audiomixer.local.stack import LocalStack, StackConfig
 
+    # In-process moto keeps its backends in globals that outlive a stopped server: start each module clean.
+    moto_api_backend.reset()
     overrides = {
         "AUDIOMIXER_LOCAL_TIME_SCALE": os.environ.get("AUDIOMIXER_LOCAL_TIME_SCALE", "0.01"),
         "AUDIOMIXER_SEPARATION_CHUNK_S": "2",
@@ -92,6 +96,7 @@ def local_stack(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Any]:
         yield stack.start()
     finally:
         stack.stop()
+        moto_api_backend.reset()
         for k, v in saved.items():
             if v is None:
                 os.environ.pop(k, None)

@@ -79,8 +79,11 @@ def principal(
 
 
 def active_jobs(tenant_id: str) -> int:
-    """Projects still in the pipeline plus mixes still rendering."""
-    projects = Project.count(tenant_id, filter_condition=~Project.status.is_in("ready", "failed"))
+    """Projects still in the pipeline plus mixes still rendering. A presigned upload whose form expired
+    unused is not a job (its row waits for DynamoDB's TTL)."""
+    abandoned = (Project.stage == "upload") & (Project.expires_at < int(time.time()))
+    in_flight = ~Project.status.is_in("ready", "failed") & ~abandoned
+    projects = Project.count(tenant_id, filter_condition=in_flight)
     mixes = Mix.count(tenant_id, filter_condition=~Mix.status.is_in("completed", "failed"))
     return int(projects) + int(mixes)
 

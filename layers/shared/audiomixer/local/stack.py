@@ -17,6 +17,7 @@ from typing import Any
 
 import boto3
 
+from audiomixer.local import s3_post_policy
 from audiomixer.local.batch import LocalBatchRunner
 from audiomixer.local.gateway import WebSocketGateway
 from audiomixer.local.pollers import SqsPoller, build_pollers
@@ -61,6 +62,40 @@ def _bind(host: str, port: int) -> socket.socket:
     sock.listen(128)
     sock.setblocking(False)
     return sock
+
+
+_DYNAMODB_ITEM_OPS = (
+    "put_item",
+    "update_item",
+    "delete_item",
+    "transact_write_items",
+    "get_item",
+    "query",
+    "scan",
+)
+_dynamodb_lock = threading.RLock()
+
+
+def serialize_dynamodb_items() -> None:
+    """moto's DynamoDB checks a ConditionExpression and then writes, with no lock between the two, so two
+    concurrent conditional writes through the threaded server can both pass (a version check then loses
+    an update). DynamoDB applies each item operation atomically; one lock per process gives the same."""
+    import functools
+
+    from moto.dynamodb.models import DynamoDBBackend
+
+    for name in _DYNAMODB_ITEM_OPS:
+        method = getattr(DynamoDBBackend, name)
+        if getattr(method, "_audiomixer_serialized", False):
+            continue
+
+        def locked(self: Any, *args: Any, __method: Any = method, **kwargs: Any) -> Any:
+            with _dynamodb_lock:
+                return __method(self, *args, **kwargs)
+
+        functools.update_wrapper(locked, method)
+        locked._audiomixer_serialized = True  # type: ignore[attr-defined]
+        setattr(DynamoDBBackend, name, locked)
 
 
 @dataclass
@@ -128,8 +163,10 @@ class LocalStack:
         cfg = self.config
         template = find_template(cfg.template)
         moto_port = cfg.moto_port or free_port()
+        serialize_dynamodb_items()
         self.moto = ThreadedMotoServer(ip_address="127.0.0.1", port=moto_port, verbose=False)
         self.moto.start()
+        s3_post_policy.install()
         self.endpoint_url = f"http://127.0.0.1:{moto_port}"
         self._setenv(
             {

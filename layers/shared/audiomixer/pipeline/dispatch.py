@@ -69,6 +69,12 @@ def dispatch(message: SeparateMessage, *, batch: Any = None, settings: Settings 
     if project.status != "queued" or project.batch_job_id:
         notify.announce("project", project)  # redelivered: the job exists, only re-announce
         return "duplicate"
+    if project.stage != "separate":
+        # Ingest sets this stage before it asks for separation; anything earlier has no source yet.
+        logger.warning(
+            "separation requested before ingest finished", extra={"project_id": project.project_id}
+        )
+        return "early"
     name = job_name(project.project_id)
     job_id = _existing_job(batch, settings, name)
     if job_id is None:

@@ -24,8 +24,15 @@ logger = Logger(service="audiomixer", child=True)
 
 
 def s3_records(record: SQSRecord) -> list[tuple[str, str]]:
-    """(bucket, key) pairs of the S3 notification inside an SQS record; S3's test event has none."""
-    body = json.loads(record.body)
+    """(bucket, key) pairs of the S3 notification inside an SQS record; S3's test event has none, and a
+    malformed body has none either (retrying cannot fix it)."""
+    try:
+        body = json.loads(record.body)
+    except ValueError:
+        logger.error("dropping a malformed ingest message", extra={"message_id": record.message_id})
+        return []
+    if not isinstance(body, dict):
+        return []
     out = []
     for entry in body.get("Records", []):
         if not str(entry.get("eventName", "")).startswith("ObjectCreated"):
@@ -81,9 +88,12 @@ def ingest_object(
     try:
         upload = keys.UploadKey.parse(key)
     except ValueError:
-        # Nothing we issued writes here: remove it so no orphan stays behind.
-        logger.warning("deleting object with an unexpected upload key", extra={"key": key})
-        blobs.delete(s3, bucket, key)
+        if key.startswith(keys.UPLOAD_PREFIX):
+            # Nothing we issued writes here: remove it so no orphan stays behind.
+            logger.warning("deleting object with an unexpected upload key", extra={"key": key})
+            blobs.delete(s3, bucket, key)
+        else:  # never touch the service's own objects, whatever an event claims
+            logger.warning("ignoring an event for a key outside uploads/", extra={"key": key})
         return "ignored"
     item = _load(upload)
     if item is None:
@@ -98,7 +108,7 @@ def ingest_object(
     try:
         result = _ingest(upload, item, bucket, key, s3, sqs, settings)
     except PermanentError as exc:
-        if transition(item, "failed", failure_reason=str(exc), stage="ingest"):
+        if transition(item, "failed", failure_reason=str(exc), stage="ingest", expires_at=None):
             notify.announce(_kind(item), item, stage="ingest")
         result = "failed"
     blobs.delete(s3, bucket, key)
@@ -150,6 +160,13 @@ def _ingest(
         return "missing"  # already consumed by an earlier delivery
     if size == 0:
         raise PermanentError("the uploaded file is empty (0 bytes); upload an audio file")
+    declared = int(item.size_bytes or 0) if upload.kind != "stem" else 0
+    if declared and size > declared:
+        # The presigned form bound the size; an emulator (or a bug) that lets more through is caught here.
+        raise PermanentError(
+            f"the uploaded file is {size} bytes, more than the {declared} bytes declared for this upload; "
+            "request a new upload with the real size"
+        )
     if size > settings.max_upload_bytes:
         # Presigned POST conditions are not enforced by every emulator, so the limit is checked here too.
         raise PermanentError(
@@ -162,7 +179,13 @@ def _ingest(
     if isinstance(item, Sound):
         blobs.write(s3, bucket, keys.sound_audio(upload.tenant_id, upload.object_id), flac, "audio/flac")
         if transition(
-            item, "analysing", stage="analyse", duration_s=duration, size_bytes=len(flac), content_hash=digest
+            item,
+            "analysing",
+            stage="analyse",
+            duration_s=duration,
+            size_bytes=len(flac),
+            content_hash=digest,
+            expires_at=None,
         ):
             send(
                 sqs,
@@ -187,6 +210,7 @@ def _ingest(
         size_bytes=len(flac),
         content_hash=digest,
         tenant_content_hash=f"{item.tenant_id}#{digest}",
+        expires_at=None,
     ):
         return "gone"
     send(
@@ -274,6 +298,7 @@ def _reuse_identical(
             size_bytes=size,
             content_hash=digest,
             tenant_content_hash=f"{item.tenant_id}#{digest}",
+            expires_at=None,
         ):
             notify.announce(
                 "project", item, detail=f"identical to project {earlier.project_id}: stems reused"

@@ -56,6 +56,8 @@ class Project(Model):
     content_hash_index = ContentHashIndex()
     batch_job_id = UnicodeAttribute(null=True)
     analysis = JSONAttribute(null=True)  # per-stem summary
+    # Epoch seconds (DynamoDB TTL) while a presigned upload is awaited; ingest clears it.
+    expires_at = NumberAttribute(null=True)
     created_at = UTCDateTimeAttribute(default=utcnow)
     updated_at = UTCDateTimeAttribute(default=utcnow)
     version = VersionAttribute()
@@ -77,6 +79,7 @@ class Sound(Model):
     size_bytes = NumberAttribute(default=0)
     content_hash = UnicodeAttribute(null=True)
     analysis = JSONAttribute(null=True)  # summary of the grain table
+    expires_at = NumberAttribute(null=True)  # as Project.expires_at
     created_at = UTCDateTimeAttribute(default=utcnow)
     updated_at = UTCDateTimeAttribute(default=utcnow)
     version = VersionAttribute()

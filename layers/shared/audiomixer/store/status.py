@@ -41,6 +41,11 @@ def _conflict(exc: UpdateError) -> bool:
     return exc.cause_response_code == "ConditionalCheckFailedException"
 
 
+def _field_actions(cls: type[Model], fields: dict[str, Any]) -> list[Any]:
+    """SET for each value; None REMOVEs the attribute."""
+    return [getattr(cls, n).remove() if v is None else getattr(cls, n).set(v) for n, v in fields.items()]
+
+
 def transition(item: M, to_status: str, **fields: Any) -> bool:
     """Move `item` to `to_status` (setting `fields` with it) if the state machine allows it from the
     item's current stored status. Returns False, leaving the row alone, when it does not (duplicate,
@@ -52,7 +57,7 @@ def transition(item: M, to_status: str, **fields: Any) -> bool:
         if item.status not in allowed_from:  # type: ignore[attr-defined]
             return False
         actions = [cls.status.set(to_status), cls.updated_at.set(utcnow())]  # type: ignore[attr-defined]
-        actions += [getattr(cls, name).set(value) for name, value in fields.items()]
+        actions += _field_actions(cls, fields)
         try:
             item.update(actions=actions, condition=cls.status.is_in(*allowed_from))  # type: ignore[attr-defined]
             return True
@@ -74,7 +79,7 @@ def update_fields(item: M, *, only_in: set[str] | None = None, **fields: Any) ->
         if only_in is not None and item.status not in only_in:  # type: ignore[attr-defined]
             return False
         actions = [cls.updated_at.set(utcnow())]  # type: ignore[attr-defined]
-        actions += [getattr(cls, name).set(value) for name, value in fields.items()]
+        actions += _field_actions(cls, fields)
         condition = cls.status.is_in(*only_in) if only_in else cls.status.exists()  # type: ignore[attr-defined]
         try:
             item.update(actions=actions, condition=condition)

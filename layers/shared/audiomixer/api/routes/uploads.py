@@ -3,6 +3,7 @@ The S3 ObjectCreated event on `uploads/` starts ingest, so nothing here enqueues
 
 from __future__ import annotations
 
+import time
 from typing import Any
 
 from fastapi import APIRouter, Depends, File, Form, Request, UploadFile
@@ -27,6 +28,7 @@ from audiomixer.store.models import Project, Sound
 router = APIRouter(prefix="/api/v1", tags=["uploads"])
 
 MAX_STYLE_SOUNDS_PER_REQUEST = 20
+ABANDONED_UPLOAD_GRACE_S = 24 * 60 * 60
 
 
 def _read(upload: UploadFile, field: str) -> bytes:
@@ -48,7 +50,12 @@ def _too_large_for_api(size: int) -> None:
 
 
 def _create_project(
-    principal: Principal, name: str, source_kind: str, size: int, stems: dict[str, bool]
+    principal: Principal,
+    name: str,
+    source_kind: str,
+    size: int,
+    stems: dict[str, bool],
+    expires_at: int | None = None,
 ) -> Project:
     project = Project(
         principal.tenant_id,
@@ -59,6 +66,7 @@ def _create_project(
         source_kind=source_kind,
         stems=stems,
         size_bytes=size,
+        expires_at=expires_at,
     )
     project.save(condition=Project.project_id.does_not_exist())
     return project
@@ -235,11 +243,18 @@ def create_upload(
     def work() -> tuple[int, dict[str, Any]]:
         tenant = principal.tenant_id
         deps.check_storage(tenant, body.size)
+        # A form that is never used leaves a row that DynamoDB's TTL removes a day after the form expired.
+        expires_at = int(time.time()) + settings.presign_expiry_s + ABANDONED_UPLOAD_GRACE_S
         item: Project | Sound
         if body.kind == "base-track":
             deps.check_concurrency(tenant)
             item = _create_project(
-                principal, storage.display_name(body.project_name, body.filename), "song", body.size, {}
+                principal,
+                storage.display_name(body.project_name, body.filename),
+                "song",
+                body.size,
+                {},
+                expires_at=expires_at,
             )
             object_id = item.project_id
         else:
@@ -250,6 +265,7 @@ def create_upload(
                 status="queued",
                 stage="upload",
                 size_bytes=body.size,
+                expires_at=expires_at,
             )
             item.save(condition=Sound.sound_id.does_not_exist())
             object_id = item.sound_id
