@@ -12,6 +12,8 @@ from typing import Any
 
 import boto3
 import pytest
+from moto import mock_aws
+
 from audiomixer.local import functions
 from audiomixer.local.batch import (
     EXIT_REASON,
@@ -23,7 +25,6 @@ from audiomixer.local.batch import (
 )
 from audiomixer.local.events import matches
 from audiomixer.local.resources import LocalResources, create_resources
-from moto import mock_aws
 
 FIXTURE = Path(__file__).parent / "fixtures" / "local_template.yaml"
 RULES = [{"onStatusReason": "Host EC2*", "action": "RETRY"}, {"onReason": "*", "action": "EXIT"}]

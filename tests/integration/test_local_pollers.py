@@ -11,11 +11,12 @@ from typing import Any
 
 import boto3
 import pytest
+from moto import mock_aws
+
 from audiomixer.local import functions
 from audiomixer.local.cli import peek, redrive
 from audiomixer.local.pollers import SqsPoller, build_pollers, failed_ids
 from audiomixer.local.resources import LocalResources, create_resources
-from moto import mock_aws
 
 FIXTURE = Path(__file__).parent / "fixtures" / "local_template.yaml"
 

@@ -9,8 +9,9 @@ from urllib.parse import unquote_plus
 
 import boto3
 import pytest
-from audiomixer.local.resources import LocalResources, create_resources
 from moto import mock_aws
+
+from audiomixer.local.resources import LocalResources, create_resources
 
 FIXTURE = Path(__file__).parent / "fixtures" / "local_template.yaml"
 REPO_TEMPLATE = Path(__file__).resolve().parents[2] / "template.yaml"

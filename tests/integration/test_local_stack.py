@@ -13,11 +13,12 @@ from typing import Any
 import boto3
 import httpx
 import pytest
+from websockets.exceptions import ConnectionClosedOK, InvalidStatus
+from websockets.sync.client import connect
+
 from audiomixer.local import functions
 from audiomixer.local.cli import dlq_main, invoke_main, status_main
 from audiomixer.local.stack import LocalStack, StackConfig
-from websockets.exceptions import ConnectionClosedOK, InvalidStatus
-from websockets.sync.client import connect
 
 FIXTURE = Path(__file__).parent / "fixtures" / "local_template.yaml"
 

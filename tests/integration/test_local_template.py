@@ -5,6 +5,7 @@ from __future__ import annotations
 from pathlib import Path
 
 import pytest
+
 from audiomixer.local.resources import describe_template
 from audiomixer.local.template import Template, UnresolvableError, load, referenced_ids
 
