@@ -10,6 +10,7 @@ import struct
 import numpy as np
 import pytest
 import soundfile as sf
+
 from audiomixer.dsp.audio_io import (
     AudioDecodeError,
     AudioInfo,

@@ -123,7 +123,9 @@ def test_dispatch_submits_one_batch_job_even_when_redelivered(aws, monkeypatch, 
     from audiomixer import aws as clients
 
     batch = RecordingBatch()
-    stand_in = SimpleNamespace(client=lambda service: batch if service == "batch" else clients.client(service))
+    stand_in = SimpleNamespace(
+        client=lambda service: batch if service == "batch" else clients.client(service)
+    )
     monkeypatch.setattr("audiomixer.pipeline.dispatch.aws", stand_in)
     Project(TENANT, PID, name="song", stage="separate").save()
     for _ in range(2):
@@ -199,7 +201,9 @@ def test_ws_sync_posts_the_current_state(aws, monkeypatch, lambda_context):
         def post_to_connection(self, ConnectionId: str, Data: bytes) -> None:
             posts.append((ConnectionId, json.loads(Data)))
 
-    monkeypatch.setattr("audiomixer.pipeline.websocket.aws", SimpleNamespace(management_api=lambda _: Management()))
+    monkeypatch.setattr(
+        "audiomixer.pipeline.websocket.aws", SimpleNamespace(management_api=lambda _: Management())
+    )
     Project(TENANT, PID, name="song", status="separating", progress=40).save()
     e = event("ws_sync")
     Connection(

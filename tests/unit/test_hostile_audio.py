@@ -14,6 +14,7 @@ from typing import Any
 
 import numpy as np
 import pytest
+
 from audiomixer.dsp.audio_io import ERROR_HTTP_STATUS, AudioDecodeError, AudioLimits, decode_audio, probe
 
 CORPUS_SCRIPT = Path(__file__).resolve().parents[1] / "data" / "hostile" / "make_corpus.py"

@@ -500,7 +500,9 @@ def remote_target(args: argparse.Namespace) -> Target:
 
 # --- entry point --------------------------------------------------------------------------------------
 def parse_args(argv: list[str] | None) -> argparse.Namespace:
-    parser = argparse.ArgumentParser(prog="audiomixer bench load", description=__doc__.split("\n\n")[0])
+    parser = argparse.ArgumentParser(
+        prog="audiomixer bench load", description=(__doc__ or "").split("\n\n")[0]
+    )
     parser.add_argument("--clients", type=int, default=200, help="concurrent clients (default 200)")
     parser.add_argument(
         "--tenants", type=int, default=0, help="tenants to spread clients over (default: one each)"
