@@ -12,7 +12,12 @@ from botocore.config import Config
 
 from audiomixer.settings import get_settings
 
-_RETRIES = Config(retries={"max_attempts": 5, "mode": "standard"}, connect_timeout=5, read_timeout=60)
+_RETRIES = Config(
+    retries={"max_attempts": 5, "mode": "standard"},
+    connect_timeout=5,
+    read_timeout=60,
+    max_pool_connections=50,  # the local stack and the notifier call from many threads at once
+)
 
 
 @cache

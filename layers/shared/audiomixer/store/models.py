@@ -164,6 +164,7 @@ def configure() -> None:
         ) == binding:
             continue  # a connection costs a botocore session: keep it while nothing changed
         model.Meta.table_name, model.Meta.region, model.Meta.host = binding
+        model.Meta.max_pool_connections = 50
         model._connection = None  # PynamoDB caches the connection per model
         for index in model._indexes.values():
             index._connection = None  # type: ignore[attr-defined]
