@@ -4,6 +4,7 @@ declares, created by the same code the local stack uses, and the environment poi
 from __future__ import annotations
 
 import os
+import sys
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -11,6 +12,9 @@ from typing import Any
 import pytest
 
 ROOT = Path(__file__).resolve().parents[1]
+# Shared helpers (audio_helpers, dynamodb_local) live in tests/, which is not a package.
+if str(ROOT / "tests") not in sys.path:
+    sys.path.insert(0, str(ROOT / "tests"))
 TEMPLATE = ROOT / "template.yaml"
 EVENTS = ROOT / "tests" / "events"
 

@@ -13,8 +13,8 @@ import httpx
 import numpy as np
 import pytest
 import soundfile as sf
+from audio_helpers import synth_song, synth_style
 from conftest import Stack
-from helpers import synth_song, synth_style
 from websockets.exceptions import ConnectionClosed, InvalidStatus
 from websockets.sync.client import connect
 

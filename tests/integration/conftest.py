@@ -7,18 +7,14 @@ use it skip; with CI=true they fail instead, because CI must really run them."""
 
 from __future__ import annotations
 
-import sys
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
+import dynamodb_local as ddbl  # tests/ is on sys.path (tests/conftest.py)
 import pytest
 
 TESTS = Path(__file__).resolve().parents[1]
-if str(TESTS) not in sys.path:  # the helper lives in tests/, which is not a package
-    sys.path.insert(0, str(TESTS))
-
-import dynamodb_local as ddbl  # noqa: E402
 
 TEMPLATE = TESTS.parent / "template.yaml"
 # The JVM spawned when collection ends (or the reason it could not be), so its start-up overlaps the

@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import json
 import logging
-import sys
 import threading
 import time
 from collections.abc import Callable, Iterator
@@ -21,11 +20,9 @@ from typing import Any
 import boto3
 import httpx
 import pytest
+from audio_helpers import insert_ready_project, stem_flac, synth_song
 
 logging.getLogger("werkzeug").setLevel(logging.WARNING)  # moto's request log drowns every failure
-
-sys.path.insert(0, str(Path(__file__).parent))
-from audio_helpers import insert_ready_project, stem_flac, synth_song  # noqa: E402
 
 pytestmark = pytest.mark.timeout(240)
 

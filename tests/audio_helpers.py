@@ -1,4 +1,5 @@
-"""Synthetic audio and directly inserted rows for the integration suites (nothing is downloaded)."""
+"""Synthetic audio and directly inserted rows for the integration and end-to-end suites (nothing is
+downloaded)."""
 
 from __future__ import annotations
 
@@ -23,6 +24,14 @@ def synth_song(seconds: float = 6.0, sr: int = 44100) -> bytes:
     stereo = np.stack([mono, 0.9 * mono], axis=1).astype(np.float32) * 0.6
     buf = io.BytesIO()
     sf.write(buf, stereo, sr, format="WAV", subtype="PCM_16")
+    return buf.getvalue()
+
+
+def synth_style(seconds: float = 2.0, sr: int = 44100, f0: float = 220.0) -> bytes:
+    t = np.arange(int(seconds * sr)) / sr
+    tone = 0.4 * np.sign(np.sin(2 * np.pi * f0 * t)) * np.exp(-((t % 0.5) * 6))
+    buf = io.BytesIO()
+    sf.write(buf, tone.astype(np.float32), sr, format="FLAC")
     return buf.getvalue()
 
 
