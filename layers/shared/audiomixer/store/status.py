@@ -51,36 +51,27 @@ def transition(item: M, to_status: str, **fields: Any) -> bool:
     item's current stored status. Returns False, leaving the row alone, when it does not (duplicate,
     out of order, already terminal) or when the row is gone (deleted while work was queued)."""
     cls = type(item)
-    machine = MACHINES[cls]
-    allowed_from = [s for s, targets in machine.items() if to_status in targets]
-    for _ in range(_ATTEMPTS):
-        if item.status not in allowed_from:  # type: ignore[attr-defined]
-            return False
-        actions = [cls.status.set(to_status), cls.updated_at.set(utcnow())]  # type: ignore[attr-defined]
-        actions += _field_actions(cls, fields)
-        try:
-            item.update(actions=actions, condition=cls.status.is_in(*allowed_from))  # type: ignore[attr-defined]
-            return True
-        except UpdateError as exc:
-            if not _conflict(exc):
-                raise
-        try:
-            item.refresh(consistent_read=True)
-        except DoesNotExist:
-            return False
-    return False
+    allowed_from = {s for s, targets in MACHINES[cls].items() if to_status in targets}
+    return _update_while(item, allowed_from, {"status": to_status, **fields})
 
 
 def update_fields(item: M, *, only_in: set[str] | None = None, **fields: Any) -> bool:
     """Set fields without changing status, only while the status is one of `only_in` (if given).
-    Retries on version conflicts; False when the status no longer allows it or the row is gone."""
+    False when the status no longer allows it or the row is gone."""
+    return _update_while(item, only_in, fields)
+
+
+def _update_while(item: M, statuses: set[str] | None, fields: dict[str, Any]) -> bool:
+    """One conditional update: applied only while the stored status is in `statuses` (any, if None) and
+    the stored version is the one we read. On a conflict, re-read and decide again."""
     cls = type(item)
+    status_attr = cls.status  # type: ignore[attr-defined]
+    condition = status_attr.is_in(*statuses) if statuses else status_attr.exists()
     for _ in range(_ATTEMPTS):
-        if only_in is not None and item.status not in only_in:  # type: ignore[attr-defined]
+        if statuses is not None and item.status not in statuses:  # type: ignore[attr-defined]
             return False
-        actions = [cls.updated_at.set(utcnow())]  # type: ignore[attr-defined]
-        actions += _field_actions(cls, fields)
-        condition = cls.status.is_in(*only_in) if only_in else cls.status.exists()  # type: ignore[attr-defined]
+        # Fresh each time: PynamoDB appends its version action to the list it is given.
+        actions = [cls.updated_at.set(utcnow()), *_field_actions(cls, fields)]  # type: ignore[attr-defined]
         try:
             item.update(actions=actions, condition=condition)
             return True
