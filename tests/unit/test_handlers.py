@@ -215,3 +215,25 @@ def test_ws_sync_posts_the_current_state(aws, monkeypatch, lambda_context):
     assert handler("ws_sync")(e, lambda_context)["statusCode"] == 200
     assert posts[0][0] == e["requestContext"]["connectionId"]
     assert posts[0][1]["status"] == "separating" and posts[0][1]["progress"] == 40
+
+
+def test_separation_job_without_model_weights_fails_the_project_with_what_to_do(aws, monkeypatch, tmp_path):
+    """The Batch entrypoint, offline, asked for htdemucs_ft whose weights are not there: the project ends
+    `failed` with a reason that says how to provide weights, fast, and the job exits without a retry."""
+    from audiomixer.pipeline import separate
+
+    monkeypatch.setenv("DEMUCS_MODEL", "htdemucs_ft")
+    monkeypatch.setenv("DEMUCS_REPO", str(tmp_path))  # an empty folder of weights
+    monkeypatch.setenv("TORCH_HOME", str(tmp_path / "torch"))
+    monkeypatch.setenv("HF_HOME", str(tmp_path / "hf"))
+    get_settings.cache_clear()
+    settings = get_settings()
+    Project(TENANT, PID, name="song", stage="separate", status="separating").save()
+    source = keys.project_source(TENANT, PID)
+    from audiomixer import aws as clients
+
+    blobs.write(clients.client("s3"), settings.bucket, source, wav_bytes(1.0))
+    code = separate.main([TENANT, PID, source])
+    assert code == separate.EXIT_FAILED
+    project = Project.get(TENANT, PID)
+    assert project.status == "failed" and "DEMUCS_REPO" in project.failure_reason
