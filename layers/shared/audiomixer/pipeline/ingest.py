@@ -239,8 +239,8 @@ def _ingest_stem(
     try:
         item.update(
             actions=[
+                # size_bytes already holds the stems' upload sizes (the API's quota reservation).
                 Project.stems[upload.stem].set(True),
-                Project.size_bytes.add(len(flac)),
                 Project.duration_s.set(max(duration, item.duration_s or 0)),
             ],
             condition=Project.status == "queued",
