@@ -26,7 +26,10 @@ def test_mix_is_stored_and_queued(
         client,
         tenant_a,
         project.project_id,
-        config={"drums": {"style_sound_id": sound.sound_id, "volume": 1.5}, "vocals": {"enabled": False}},
+        config={
+            "drums": {"style_sound_id": sound.sound_id, "volume": 1.5, "mode": "percussive"},
+            "vocals": {"enabled": False},
+        },
         settings={
             "grain_duration_ms": 80,
             "use_pitch_mapping": False,
@@ -43,10 +46,10 @@ def test_mix_is_stored_and_queued(
     assert mix.output_format == "flac"
     # Every stem is spelled out: the renderer never guesses what an absent stem means.
     assert mix.config == {
-        "drums": {"enabled": True, "style_sound_id": sound.sound_id, "volume": 1.5},
-        "bass": {"enabled": True, "style_sound_id": None, "volume": 1.0},
-        "vocals": {"enabled": False, "style_sound_id": None, "volume": 1.0},
-        "other": {"enabled": True, "style_sound_id": None, "volume": 1.0},
+        "drums": {"enabled": True, "style_sound_id": sound.sound_id, "volume": 1.5, "mode": "percussive"},
+        "bass": {"enabled": True, "style_sound_id": None, "volume": 1.0, "mode": "auto"},
+        "vocals": {"enabled": False, "style_sound_id": None, "volume": 1.0, "mode": "auto"},
+        "other": {"enabled": True, "style_sound_id": None, "volume": 1.0, "mode": "auto"},
     }
     assert mix.settings == {
         "grain_duration_ms": 80,
@@ -66,7 +69,8 @@ def test_mix_defaults(client: TestClient, tenant_a: Any, make_project: Any, rend
     assert mix.settings["grain_duration_ms"] == 120
     assert mix.settings["use_pitch_mapping"] is True and mix.settings["use_envelope"] is True
     assert mix.output_format == "wav"
-    assert all(mix.config[s] == {"enabled": True, "style_sound_id": None, "volume": 1.0} for s in STEMS)
+    default = {"enabled": True, "style_sound_id": None, "volume": 1.0, "mode": "auto"}
+    assert all(mix.config[s] == default for s in STEMS)
     assert len(render_messages()) == 1
 
 
@@ -78,6 +82,7 @@ def test_mix_defaults(client: TestClient, tenant_a: Any, make_project: Any, rend
         ({"config": {"drums": {"volume": -0.1}}}, "volume"),
         ({"config": {"drums": {"enabled": "maybe"}}}, "enabled"),
         ({"config": {"drums": {"pan": 0}}}, "pan"),
+        ({"config": {"drums": {"mode": "melodic"}}}, "mode"),
         ({"settings": {"grain_duration_ms": 5}}, "grain_duration_ms"),
         ({"settings": {"grain_duration_ms": 1001}}, "grain_duration_ms"),
         ({"settings": {"output_format": "ogg"}}, "output_format"),

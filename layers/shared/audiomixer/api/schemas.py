@@ -170,6 +170,11 @@ class StemConfig(BaseModel):
         default=None, description="re-render this stem from this library sound; null keeps the original audio"
     )
     volume: float = Field(default=1.0, ge=0.0, le=2.0)
+    mode: Literal["auto", "percussive", "tonal"] = Field(
+        default="auto",
+        description="how a re-rendered stem is followed: hits trigger grains (percussive) or grains track "
+        "its pitch and envelope (tonal); auto decides from the stem's analysis",
+    )
 
 
 class MixConfig(BaseModel):

@@ -129,6 +129,7 @@ def _render(mix: Mix, s3: Any, settings: Settings) -> tuple[str, int]:
                 grain_ms=float(options.get("grain_duration_ms", 120)),
                 use_pitch_mapping=bool(options.get("use_pitch_mapping", True)),
                 use_envelope=bool(options.get("use_envelope", True)),
+                mode=(stem_config or {}).get("mode", "auto"),
                 seed=int(options.get("seed", 0)),
             )
         stems[stem_name] = samples
