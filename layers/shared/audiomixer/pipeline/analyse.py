@@ -11,6 +11,7 @@ from pynamodb.exceptions import DoesNotExist
 from audiomixer import aws, notify
 from audiomixer.messages import AnalyseMessage
 from audiomixer.pipeline.audio_files import read_audio, read_json, write_json
+from audiomixer.pipeline.failures import after_retries, fail_stored
 from audiomixer.pipeline.sqs import parse_message
 from audiomixer.settings import STEMS, Settings, get_settings
 from audiomixer.store import blobs, keys
@@ -28,16 +29,10 @@ def process(record: SQSRecord) -> None:
 
 def on_final_failure(record: SQSRecord, exc: Exception) -> None:
     message = parse_message(record, AnalyseMessage)
-    if message is None:
-        return
-    model = Project if message.kind == "project" else Sound
-    try:
-        item = model.get(message.tenant_id, message.id, consistent_read=True)
-    except DoesNotExist:
-        return
-    reason = f"analysis failed after repeated attempts ({type(exc).__name__}); upload the audio again"
-    if transition(item, "failed", failure_reason=reason, stage="analyse"):
-        notify.announce(message.kind, item)
+    if message is not None:
+        model = Project if message.kind == "project" else Sound
+        reason = after_retries("analysis", exc, "upload the audio again")
+        fail_stored(model, message.tenant_id, message.id, reason, "analyse")
 
 
 def analyse(message: AnalyseMessage, *, s3: Any = None, settings: Settings | None = None) -> str:

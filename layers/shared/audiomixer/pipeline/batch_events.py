@@ -8,11 +8,11 @@ from typing import Any
 from aws_lambda_powertools import Logger
 from pynamodb.exceptions import DoesNotExist
 
-from audiomixer import aws, notify
+from audiomixer import aws
+from audiomixer.pipeline.failures import fail
 from audiomixer.settings import STEMS, get_settings
 from audiomixer.store import blobs, keys
 from audiomixer.store.models import Project
-from audiomixer.store.status import transition
 
 logger = Logger(service="audiomixer", child=True)
 
@@ -48,10 +48,7 @@ def handle(event: dict[str, Any], *, s3: Any = None) -> str:
     if project.batch_job_id and detail.get("jobId") and project.batch_job_id != detail["jobId"]:
         return "other-job"  # a stale or duplicate job: only the recorded one speaks for the project
     if status == "FAILED":
-        if transition(project, "failed", failure_reason=failure_reason(detail), stage="separate"):
-            notify.announce("project", project)
-            return "failed"
-        return "unchanged"
+        return "failed" if fail(project, failure_reason(detail), "separate") else "unchanged"
     if status == "SUCCEEDED":
         settings = get_settings()
         s3 = s3 or aws.client("s3")
@@ -62,8 +59,7 @@ def handle(event: dict[str, Any], *, s3: Any = None) -> str:
             reason = (
                 f"separation job finished but stems are missing: {', '.join(missing)}; upload the song again"
             )
-            if transition(project, "failed", failure_reason=reason, stage="separate"):
-                notify.announce("project", project)
+            if fail(project, reason, "separate"):
                 return "failed"
         return "ok"
     return "ignored"

@@ -10,6 +10,7 @@ from pynamodb.exceptions import DoesNotExist
 
 from audiomixer import aws, notify
 from audiomixer.messages import SeparateMessage
+from audiomixer.pipeline.failures import after_retries, fail_stored
 from audiomixer.pipeline.sqs import parse_message
 from audiomixer.settings import Settings, get_settings
 from audiomixer.store import keys
@@ -33,15 +34,9 @@ def process(record: SQSRecord) -> None:
 
 def on_final_failure(record: SQSRecord, exc: Exception) -> None:
     message = parse_message(record, SeparateMessage)
-    if message is None:
-        return
-    try:
-        project = Project.get(message.tenant_id, message.project_id, consistent_read=True)
-    except DoesNotExist:
-        return
-    reason = f"could not start separation after repeated attempts ({type(exc).__name__}); try again later"
-    if transition(project, "failed", failure_reason=reason, stage="separate"):
-        notify.announce("project", project)
+    if message is not None:
+        reason = after_retries("starting separation", exc, "try again later")
+        fail_stored(Project, message.tenant_id, message.project_id, reason, "separate")
 
 
 def _existing_job(batch: Any, settings: Settings, name: str) -> str | None:

@@ -14,6 +14,7 @@ from pynamodb.exceptions import DoesNotExist, UpdateError
 
 from audiomixer import aws, notify
 from audiomixer.messages import AnalyseMessage, SeparateMessage, send
+from audiomixer.pipeline.failures import after_retries, fail, kind_of
 from audiomixer.pipeline.sqs import PermanentError
 from audiomixer.settings import STEMS, Settings, get_settings
 from audiomixer.store import blobs, keys
@@ -53,10 +54,7 @@ def on_final_failure(record: SQSRecord, exc: Exception) -> None:
             upload = keys.UploadKey.parse(key)
         except ValueError:
             continue
-        _fail(
-            upload,
-            f"ingest failed after repeated attempts ({type(exc).__name__}); please upload the file again",
-        )
+        _fail(upload, after_retries("ingest", exc, "please upload the file again"))
 
 
 def _load(upload: keys.UploadKey) -> Project | Sound | None:
@@ -68,14 +66,10 @@ def _load(upload: keys.UploadKey) -> Project | Sound | None:
         return None
 
 
-def _kind(item: Project | Sound) -> notify.Kind:
-    return "sound" if isinstance(item, Sound) else "project"
-
-
 def _fail(upload: keys.UploadKey, reason: str) -> None:
     item = _load(upload)
-    if item is not None and transition(item, "failed", failure_reason=reason, stage="ingest"):
-        notify.announce(_kind(item), item, stage="ingest")
+    if item is not None:
+        fail(item, reason, "ingest")
 
 
 def ingest_object(
@@ -103,13 +97,12 @@ def ingest_object(
     stem_done = isinstance(item, Project) and upload.kind == "stem" and item.stems.as_dict().get(upload.stem)
     if item.status != "queued" or stem_done:
         blobs.delete(s3, bucket, key)  # a redelivery: the work is done, only re-announce it
-        notify.announce(_kind(item), item)
+        notify.announce(kind_of(item), item)
         return "duplicate"
     try:
         result = _ingest(upload, item, bucket, key, s3, sqs, settings)
     except PermanentError as exc:
-        if transition(item, "failed", failure_reason=str(exc), stage="ingest", expires_at=None):
-            notify.announce(_kind(item), item, stage="ingest")
+        fail(item, str(exc), "ingest", expires_at=None)
         result = "failed"
     blobs.delete(s3, bucket, key)
     if not still_exists(item):  # deleted while we worked: leave nothing of it behind

@@ -12,6 +12,7 @@ from pynamodb.exceptions import DoesNotExist
 from audiomixer import aws, notify
 from audiomixer.messages import RenderMessage
 from audiomixer.pipeline.audio_files import read_audio, read_json
+from audiomixer.pipeline.failures import after_retries, fail, fail_stored
 from audiomixer.pipeline.sqs import PermanentError, parse_message
 from audiomixer.settings import STEMS, Settings, get_settings
 from audiomixer.store import blobs, keys
@@ -31,15 +32,9 @@ def process(record: SQSRecord) -> None:
 
 def on_final_failure(record: SQSRecord, exc: Exception) -> None:
     message = parse_message(record, RenderMessage)
-    if message is None:
-        return
-    try:
-        mix = Mix.get(message.tenant_id, message.mix_id, consistent_read=True)
-    except DoesNotExist:
-        return
-    reason = f"rendering failed after repeated attempts ({type(exc).__name__}); request the mix again"
-    if transition(mix, "failed", failure_reason=reason, stage="render"):
-        notify.announce("mix", mix)
+    if message is not None:
+        reason = after_retries("rendering", exc, "request the mix again")
+        fail_stored(Mix, message.tenant_id, message.mix_id, reason, "render")
 
 
 def render(message: RenderMessage, *, s3: Any = None, settings: Settings | None = None) -> str:
@@ -58,8 +53,7 @@ def render(message: RenderMessage, *, s3: Any = None, settings: Settings | None 
     try:
         output_key, size = _render(mix, s3, settings)
     except PermanentError as exc:
-        if transition(mix, "failed", failure_reason=str(exc), stage="render"):
-            notify.announce("mix", mix)
+        fail(mix, str(exc), "render")
         return "failed"
     if transition(mix, "completed", stage="completed", progress=100, output_key=output_key, size_bytes=size):
         notify.announce("mix", mix)

@@ -18,6 +18,7 @@ from pynamodb.exceptions import DoesNotExist
 
 from audiomixer import aws, notify
 from audiomixer.messages import AnalyseMessage, send
+from audiomixer.pipeline.failures import fail
 from audiomixer.settings import STEMS, get_settings
 from audiomixer.store import blobs, keys
 from audiomixer.store.models import Project
@@ -60,9 +61,7 @@ def run(tenant_id: str, project_id: str, source_key: str) -> int:
         logger.info("project is past separation", extra={"status": project.status})
         return EXIT_OK
     if source_key != keys.project_source(tenant_id, project_id):
-        reason = "separation job was given a source that does not belong to the project"
-        transition(project, "failed", failure_reason=reason, stage="separate")
-        notify.announce("project", project)
+        fail(project, "separation job was given a source that does not belong to the project", "separate")
         return EXIT_FAILED
     logger.info(
         "separating",
@@ -83,8 +82,7 @@ def run(tenant_id: str, project_id: str, source_key: str) -> int:
         )
     except SeparationError as exc:
         # Bad input or a missing model: retrying cannot help, so record why and stop.
-        if transition(project, "failed", failure_reason=str(exc), stage="separate"):
-            notify.announce("project", project)
+        fail(project, str(exc), "separate")
         return EXIT_FAILED
     if not still_exists(project):  # deleted while separating: its stems must not stay behind
         blobs.delete_prefix(aws.client("s3"), settings.bucket, keys.project_prefix(tenant_id, project_id))
