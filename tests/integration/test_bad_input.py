@@ -9,119 +9,39 @@ whose reason starts with "BUG:" (it turns into a failure once the bug is fixed).
 
 from __future__ import annotations
 
-import importlib.util
-import io
 import json
 import re
-import sys
 import time
 import uuid
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
-from types import ModuleType
 from typing import Any
 
 import boto3
 import httpx
-import numpy as np
 import pytest
-import soundfile as sf
+from api_client import TERMINAL, Api, load_data_module, post_form, tone_wav
 
 DATA = Path(__file__).resolve().parents[1] / "data"
 
 
-def _load(name: str, path: Path) -> ModuleType:
-    spec = importlib.util.spec_from_file_location(name, path)
-    assert spec is not None and spec.loader is not None
-    module = importlib.util.module_from_spec(spec)
-    sys.modules[name] = module  # dataclasses look their module up
-    spec.loader.exec_module(module)
-    return module
-
-
-hostile_requests = _load("hostile_requests", DATA / "hostile_requests.py")
-hostile_audio = _load("hostile_audio_corpus", DATA / "hostile" / "make_corpus.py")
+hostile_requests = load_data_module("hostile_requests", DATA / "hostile_requests.py")
+hostile_audio = load_data_module("hostile_audio_corpus", DATA / "hostile" / "make_corpus.py")
 
 REQUEST_CASES = hostile_requests.CASES
 # Cases with limit overrides are valid files under the service's real limits; the empty file never gets
 # past the API (a 400, covered by the request corpus).
 AUDIO_CASES = [c for c in hostile_audio.build_corpus() if not c.limits and c.data]
 
-TERMINAL = {"ready", "failed", "completed"}
 JOBS_PER_TENANT = 5  # settings.max_concurrent_jobs
 
 KEY_PATTERNS = hostile_requests.S3_KEY_PATTERNS
 
 
-def wav_bytes(seconds: float = 0.5, sr: int = 22050, freq: float = 330.0) -> bytes:
-    t = np.arange(int(seconds * sr)) / sr
-    tone = (0.3 * np.sin(2 * np.pi * freq * t) * np.exp(-3 * (t % 0.25))).astype(np.float32)
-    buf = io.BytesIO()
-    sf.write(buf, np.stack([tone, tone], axis=1), sr, format="WAV", subtype="PCM_16")
-    return buf.getvalue()
-
-
 # ------------------------------------------------------------------------------------------------
 # Clients
 # ------------------------------------------------------------------------------------------------
-
-
-class Api:
-    """An httpx client for one tenant. A 429 from the per-tenant burst limiter is waited out (Retry-After),
-    since these tests are about the answer to a request, not about the limiter."""
-
-    def __init__(self, base_url: str, key: str, tenant: str) -> None:
-        self.key, self.tenant = key, tenant
-        self.http = httpx.Client(base_url=base_url, headers={"Authorization": f"Bearer {key}"}, timeout=30)
-
-    def request(self, method: str, url: str, **kwargs: Any) -> httpx.Response:
-        for _ in range(20):
-            response = self.http.request(method, url, **kwargs)
-            if response.status_code != 429 or "too many jobs" in response.text:
-                return response
-            time.sleep(float(response.headers.get("Retry-After", "1")))
-        return response
-
-    def get(self, url: str, **kwargs: Any) -> httpx.Response:
-        return self.request("GET", url, **kwargs)
-
-    def post(self, url: str, **kwargs: Any) -> httpx.Response:
-        return self.request("POST", url, **kwargs)
-
-    def delete(self, url: str, **kwargs: Any) -> httpx.Response:
-        return self.request("DELETE", url, **kwargs)
-
-    def wait(self, url: str, timeout: float = 60.0, done: set[str] = TERMINAL) -> dict[str, Any]:
-        """Poll until the status is terminal; a deadline, so a stuck job fails the test."""
-        deadline = time.monotonic() + timeout
-        while True:
-            response = self.get(url)
-            assert response.status_code == 200, (url, response.status_code, response.text)
-            body: dict[str, Any] = response.json()
-            if body["status"] in done:
-                return body
-            assert time.monotonic() < deadline, f"stuck: {url} still {body['status']} after {timeout} s"
-            time.sleep(0.3)
-
-    def presign(
-        self, kind: str, size: int, filename: str = "song.wav", ctype: str = "audio/wav"
-    ) -> dict[str, Any]:
-        response = self.post(
-            "/api/v1/uploads", json={"filename": filename, "content_type": ctype, "size": size, "kind": kind}
-        )
-        assert response.status_code == 201, response.text
-        return dict(response.json())
-
-
-def post_form(
-    form: dict[str, Any], data: bytes, key: str | None = None, filename: str = "a.wav"
-) -> httpx.Response:
-    fields = dict(form["upload"]["fields"])
-    if key is not None:
-        fields["key"] = key
-    ctype = fields.get("Content-Type", "application/octet-stream")
-    return httpx.post(form["upload"]["url"], data=fields, files={"file": (filename, data, ctype)}, timeout=30)
 
 
 @dataclass
@@ -393,7 +313,7 @@ def test_presigned_object_larger_than_declared_is_refused_at_both_layers(world: 
     declared = 1000
     form = api.presign("base-track", declared)
     assert form["max_bytes"] == declared
-    body = wav_bytes(1.0)
+    body = tone_wav(1.0)
     assert len(body) > 10 * declared
     # S3 (the local stack checks the policy as AWS does) refuses the form: nothing lands.
     refused = post_form(form, body)
@@ -461,7 +381,7 @@ def _name_fragments(filename: str) -> list[str]:
 def test_hostile_filename_is_accepted_safely_or_refused(world: World, label: str) -> None:
     filename = HOSTILE_NAMES[label]
     api = world.api
-    body, ctype = _multipart("files", filename, wav_bytes(0.4))
+    body, ctype = _multipart("files", filename, tone_wav(0.4))
     response = api.post("/api/v1/upload/style-sound", content=body, headers={"Content-Type": ctype})
     assert response.status_code < 500, response.text
     if response.status_code >= 400:
@@ -497,8 +417,8 @@ def ready_project(world: World) -> dict[str, Any]:
     response = api.post(
         "/api/v1/upload/stems",
         files={
-            "drums": ("d.wav", wav_bytes(1.0, freq=110), "audio/wav"),
-            "bass": ("b.wav", wav_bytes(1.0), "audio/wav"),
+            "drums": ("d.wav", tone_wav(1.0, freq=110), "audio/wav"),
+            "bass": ("b.wav", tone_wav(1.0), "audio/wav"),
         },
     )
     assert response.status_code == 202, response.text
@@ -614,7 +534,7 @@ def test_s3_event_for_a_stem_key_does_not_delete_the_stem(
 
 def test_separate_message_before_the_upload_leaves_the_project_queued(world: World) -> None:
     api = world.new_tenant("early")
-    audio = wav_bytes(0.1)
+    audio = tone_wav(0.1)
     form = api.presign("base-track", len(audio))
     tenant = api.tenant
     _send_raw(world, "SeparateQueue", json.dumps({"tenant_id": tenant, "project_id": form["id"]}))
@@ -637,7 +557,7 @@ def test_separate_message_before_the_upload_leaves_the_project_queued(world: Wor
 
 def test_delete_before_ingest_leaves_no_object(world: World) -> None:
     api = world.new_tenant("quickdel")
-    response = api.post("/api/v1/upload/base-track", files={"file": ("a.wav", wav_bytes(0.3), "audio/wav")})
+    response = api.post("/api/v1/upload/base-track", files={"file": ("a.wav", tone_wav(0.3), "audio/wav")})
     project_id = response.json()["project_id"]
     assert api.delete(f"/api/v1/projects/{project_id}").status_code == 204
     world.wait_drained(["IngestQueue"])

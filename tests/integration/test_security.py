@@ -6,10 +6,7 @@ allow-list, the per-tenant burst limiter (429 + Retry-After), and S3 keys built 
 from __future__ import annotations
 
 import base64
-import importlib.util
-import io
 import json
-import sys
 import threading
 import time
 import uuid
@@ -17,73 +14,29 @@ from collections.abc import Iterator
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
-from types import ModuleType
 from typing import Any
 from urllib.parse import parse_qs, unquote, urlsplit
 
 import boto3
 import httpx
-import numpy as np
 import pytest
-import soundfile as sf
+from api_client import Api, load_data_module, post_form, tone_wav
 from websockets.exceptions import InvalidStatus
 from websockets.sync.client import connect
 
 DATA = Path(__file__).resolve().parents[1] / "data"
-TERMINAL = {"ready", "failed", "completed"}
 ALLOWED_ORIGIN = "http://localhost:3000"  # settings.cors_allow_origins' default
 EVIL_ORIGIN = "https://evil.example"
 
 
-def _load(name: str, path: Path) -> ModuleType:
-    spec = importlib.util.spec_from_file_location(name, path)
-    assert spec is not None and spec.loader is not None
-    module = importlib.util.module_from_spec(spec)
-    sys.modules[name] = module
-    spec.loader.exec_module(module)
-    return module
-
-
-KEY_PATTERNS = _load("hostile_requests", DATA / "hostile_requests.py").S3_KEY_PATTERNS
-
-
-def wav_bytes(seconds: float, freq: float, sr: int = 22050) -> bytes:
-    t = np.arange(int(seconds * sr)) / sr
-    tone = (0.3 * np.sin(2 * np.pi * freq * t) * np.exp(-3 * (t % 0.25))).astype(np.float32)
-    buf = io.BytesIO()
-    sf.write(buf, np.stack([tone, tone], axis=1), sr, format="WAV", subtype="PCM_16")
-    return buf.getvalue()
-
-
-class Tenant:
-    def __init__(self, base_url: str, tenant: str, key: str) -> None:
-        self.tenant, self.key = tenant, key
-        self.http = httpx.Client(base_url=base_url, headers={"Authorization": f"Bearer {key}"}, timeout=30)
-
-    def call(self, method: str, url: str, **kwargs: Any) -> httpx.Response:
-        """A request whose answer is the point of a test: a burst-limiter 429 is waited out."""
-        for _ in range(20):
-            response = self.http.request(method, url, **kwargs)
-            if response.status_code != 429 or "too many jobs" in response.text:
-                return response
-            time.sleep(float(response.headers.get("Retry-After", "1")))
-        return response
-
-    def wait(self, url: str, timeout: float = 120) -> dict[str, Any]:
-        deadline = time.monotonic() + timeout
-        while True:
-            body: dict[str, Any] = self.call("GET", url).json()
-            if body["status"] in TERMINAL:
-                return body
-            assert time.monotonic() < deadline, f"stuck: {url} {body}"
-            time.sleep(0.3)
+KEY_PATTERNS = load_data_module("hostile_requests", DATA / "hostile_requests.py").S3_KEY_PATTERNS
 
 
 @dataclass
 class World:
     stack: Any
-    alice: Tenant
-    mallory: Tenant
+    alice: Api
+    mallory: Api
     project: str  # alice's, ready
     sound: str  # alice's, ready
     mix: str  # alice's, completed
@@ -98,18 +51,18 @@ class World:
         return out
 
 
-def _ready_stems_project(tenant: Tenant, freq: float) -> str:
-    response = tenant.call(
+def _ready_stems_project(tenant: Api, freq: float) -> str:
+    response = tenant.request(
         "POST",
         "/api/v1/upload/stems",
         files={
-            "drums": ("d.wav", wav_bytes(1.0, freq), "audio/wav"),
-            "bass": ("b.wav", wav_bytes(1.0, freq / 2), "audio/wav"),
+            "drums": ("d.wav", tone_wav(1.0, freq), "audio/wav"),
+            "bass": ("b.wav", tone_wav(1.0, freq / 2), "audio/wav"),
         },
     )
     assert response.status_code == 202, response.text
     project_id = str(response.json()["project_id"])
-    assert tenant.wait(f"/api/v1/projects/{project_id}/status")["status"] == "ready"
+    assert tenant.wait(f"/api/v1/projects/{project_id}/status", timeout=120)["status"] == "ready"
     return project_id
 
 
@@ -119,22 +72,22 @@ def world(local_stack: Any) -> Iterator[World]:
 
     suffix = uuid.uuid4().hex[:6]
     alice_id, mallory_id = f"sec-alice-{suffix}", f"sec-mallory-{suffix}"
-    alice = Tenant(local_stack.local_url, alice_id, create_api_key(alice_id))
-    mallory = Tenant(local_stack.local_url, mallory_id, create_api_key(mallory_id))
+    alice = Api(local_stack.local_url, create_api_key(alice_id), alice_id)
+    mallory = Api(local_stack.local_url, create_api_key(mallory_id), mallory_id)
     project = _ready_stems_project(alice, 220.0)
-    response = alice.call(
+    response = alice.request(
         "POST",
         "/api/v1/upload/style-sound",
-        files=[("files", ("kick.wav", wav_bytes(0.5, 80.0), "audio/wav"))],
+        files=[("files", ("kick.wav", tone_wav(0.5, 80.0), "audio/wav"))],
     )
     sound = response.json()["sounds"][0]["sound_id"]
-    assert alice.wait(f"/api/v1/library/{sound}")["status"] == "ready"
-    response = alice.call(
+    assert alice.wait(f"/api/v1/library/{sound}", timeout=120)["status"] == "ready"
+    response = alice.request(
         "POST", "/api/v1/mix", json={"project_id": project, "config": {"drums": {"style_sound_id": sound}}}
     )
     assert response.status_code == 202, response.text
     mix = response.json()["mix_id"]
-    assert alice.wait(f"/api/v1/mix/{mix}")["status"] == "completed"
+    assert alice.wait(f"/api/v1/mix/{mix}", timeout=120)["status"] == "completed"
     endpoint = local_stack.endpoint_url
     yield World(
         stack=local_stack,
@@ -231,8 +184,8 @@ def test_every_route_refuses_bad_credentials_with_401(world: World, label: str) 
         assert response.headers.get("www-authenticate", "").lower().startswith("bearer")
     client.close()
     # Nothing the refused calls aimed at changed.
-    assert world.alice.call("GET", f"/api/v1/projects/{world.project}").json()["status"] == "ready"
-    assert world.alice.call("GET", f"/api/v1/library/{world.sound}").status_code == 200
+    assert world.alice.request("GET", f"/api/v1/projects/{world.project}").json()["status"] == "ready"
+    assert world.alice.request("GET", f"/api/v1/library/{world.sound}").status_code == 200
 
 
 def test_health_and_docs_need_no_token(world: World) -> None:
@@ -241,7 +194,7 @@ def test_health_and_docs_need_no_token(world: World) -> None:
 
 
 # ------------------------------------------------------------------------------------------------
-# Tenant isolation
+# Api isolation
 # ------------------------------------------------------------------------------------------------
 
 
@@ -257,30 +210,30 @@ def test_someone_elses_ids_are_404_for_every_resource(world: World) -> None:
     ]
     for method, url, kwargs, owner_status in pairs:
         # The owner gets it (so the 404 is about the tenant, not the state), the other tenant gets a 404.
-        assert alice.call(method, url, **kwargs).status_code == owner_status, url
-        response = mallory.call(method, url, **kwargs)
+        assert alice.request(method, url, **kwargs).status_code == owner_status, url
+        response = mallory.request(method, url, **kwargs)
         assert response.status_code == 404, (url, response.status_code, response.text)
         message = _envelope(response, "not_found")
         assert alice.tenant not in message
     for url in (f"/api/v1/projects/{world.project}", f"/api/v1/library/{world.sound}"):
-        response = mallory.call("DELETE", url)
+        response = mallory.request("DELETE", url)
         assert response.status_code == 404, (url, response.text)
     # A mix of alice's project, or of mallory's project with alice's sound: 404, nothing queued.
     for body in (
         {"project_id": world.project},
         {"project_id": world.mallory_project, "config": {"drums": {"style_sound_id": world.sound}}},
     ):
-        response = mallory.call("POST", "/api/v1/mix", json=body)
+        response = mallory.request("POST", "/api/v1/mix", json=body)
         assert response.status_code == 404, (body, response.text)
-    assert mallory.call("GET", "/api/v1/mixes").json()["items"] == []
+    assert mallory.request("GET", "/api/v1/mixes").json()["items"] == []
     listed = {
-        "projects": [p["project_id"] for p in mallory.call("GET", "/api/v1/projects").json()["items"]],
-        "library": [s["sound_id"] for s in mallory.call("GET", "/api/v1/library").json()["items"]],
+        "projects": [p["project_id"] for p in mallory.request("GET", "/api/v1/projects").json()["items"]],
+        "library": [s["sound_id"] for s in mallory.request("GET", "/api/v1/library").json()["items"]],
     }
     assert listed == {"projects": [world.mallory_project], "library": []}
     # Alice's things survived the foreign DELETEs, objects included.
-    assert alice.call("GET", f"/api/v1/projects/{world.project}/status").json()["status"] == "ready"
-    assert alice.call("GET", f"/api/v1/library/{world.sound}").json()["status"] == "ready"
+    assert alice.request("GET", f"/api/v1/projects/{world.project}/status").json()["status"] == "ready"
+    assert alice.request("GET", f"/api/v1/library/{world.sound}").json()["status"] == "ready"
     stems = world.bucket_keys(f"{alice.tenant}/projects/{world.project}/stems/")
     assert len(stems) == 2, stems
     assert len(world.bucket_keys(f"{alice.tenant}/library/{world.sound}/")) == 2
@@ -290,7 +243,7 @@ def test_a_cursor_cannot_reach_another_tenants_rows(world: World) -> None:
     # A cursor names an id only; the tenant always comes from the token. Alice's id as a cursor gives
     # mallory nothing of alice's.
     cursor = base64.urlsafe_b64encode(json.dumps({"id": world.project}).encode()).decode().rstrip("=")
-    page = world.mallory.call("GET", "/api/v1/projects", params={"cursor": cursor}).json()
+    page = world.mallory.request("GET", "/api/v1/projects", params={"cursor": cursor}).json()
     assert world.project not in [p["project_id"] for p in page["items"]]
 
 
@@ -328,25 +281,8 @@ def test_websocket_refuses_foreign_and_unauthenticated_subscriptions(world: Worl
 # ------------------------------------------------------------------------------------------------
 
 
-def _presign(tenant: Tenant, size: int) -> dict[str, Any]:
-    response = tenant.call(
-        "POST",
-        "/api/v1/uploads",
-        json={"filename": "x.wav", "content_type": "audio/wav", "size": size, "kind": "base-track"},
-    )
-    assert response.status_code == 201, response.text
-    return dict(response.json())
-
-
-def _post(form: dict[str, Any], data: bytes, key: str) -> httpx.Response:
-    fields = {**form["upload"]["fields"], "key": key}
-    return httpx.post(
-        form["upload"]["url"], data=fields, files={"file": ("x.wav", data, "audio/wav")}, timeout=30
-    )
-
-
 def test_presigned_post_policy_binds_the_exact_key_type_and_size(world: World) -> None:
-    form = _presign(world.alice, 5000)
+    form = world.alice.presign("base-track", 5000, "x.wav")
     fields = form["upload"]["fields"]
     key = f"uploads/{world.alice.tenant}/base-track/{form['id']}"
     assert fields["key"] == key
@@ -366,13 +302,13 @@ def test_presigned_post_policy_binds_the_exact_key_type_and_size(world: World) -
 def test_form_posted_with_another_key_creates_nothing(world: World) -> None:
     """moto does not check POST policies, so the object may land; ingest must then ignore it: no row, no
     object left, nothing of another tenant touched."""
-    form = _presign(world.alice, 5000)
+    form = world.alice.presign("base-track", 5000, "x.wav")
     for key in (
         f"uploads/{world.mallory.tenant}/base-track/{uuid.uuid4().hex}",
         f"uploads/{world.alice.tenant}/style-sound/{uuid.uuid4().hex}",
         f"uploads/nobody/base-track/{uuid.uuid4().hex}",
     ):
-        response = _post(form, wav_bytes(0.2, 440.0), key)
+        response = post_form(form, tone_wav(0.2, 440.0), key, "x.wav")
         assert response.status_code < 500
         deadline = time.monotonic() + 30
         while world.bucket_keys(key):
@@ -381,23 +317,23 @@ def test_form_posted_with_another_key_creates_nothing(world: World) -> None:
         tenant, _kind, object_id = key.split("/")[1:4]
         assert not [k for k in world.bucket_keys(f"{tenant}/") if object_id in k]
     assert (
-        world.mallory.call("GET", "/api/v1/projects").json()["items"][0]["project_id"]
+        world.mallory.request("GET", "/api/v1/projects").json()["items"][0]["project_id"]
         == world.mallory_project
     )
-    assert world.alice.call("GET", f"/api/v1/projects/{form['id']}/status").json()["status"] == "queued"
+    assert world.alice.request("GET", f"/api/v1/projects/{form['id']}/status").json()["status"] == "queued"
 
 
 def test_form_posted_over_another_tenants_pending_upload_is_refused(world: World) -> None:
-    victim_form = _presign(world.mallory, 5000)
-    attacker_form = _presign(world.alice, 5000)
+    victim_form = world.mallory.presign("base-track", 5000, "x.wav")
+    attacker_form = world.alice.presign("base-track", 5000, "x.wav")
     victim_key = victim_form["upload"]["fields"]["key"]
-    response = _post(attacker_form, wav_bytes(0.2, 440.0), victim_key)
+    response = post_form(attacker_form, tone_wav(0.2, 440.0), victim_key, "x.wav")
     assert response.status_code < 500
     deadline = time.monotonic() + 5  # an accepted object reaches ingest within a poll or two
-    status = world.mallory.call("GET", f"/api/v1/projects/{victim_form['id']}/status").json()
+    status = world.mallory.request("GET", f"/api/v1/projects/{victim_form['id']}/status").json()
     while status["status"] == "queued" and time.monotonic() < deadline:
         time.sleep(0.3)
-        status = world.mallory.call("GET", f"/api/v1/projects/{victim_form['id']}/status").json()
+        status = world.mallory.request("GET", f"/api/v1/projects/{victim_form['id']}/status").json()
     assert status["status"] == "queued", f"mallory's project took alice's upload: {status}"
     assert response.status_code in (400, 403), response.status_code
 
@@ -411,7 +347,7 @@ def test_download_urls_are_presigned_for_the_callers_own_keys(world: World) -> N
         ),
         (f"/api/v1/mix/{world.mix}/download", f"{alice.tenant}/mixes/{world.mix}/mix.wav"),
     ):
-        response = alice.call("GET", url, follow_redirects=False)
+        response = alice.request("GET", url, follow_redirects=False)
         assert response.status_code == 307, response.text
         location = urlsplit(response.headers["location"])
         bucket, _, key = unquote(location.path).lstrip("/").partition("/")
@@ -493,17 +429,17 @@ def test_too_many_jobs_is_429_with_retry_after(world: World) -> None:
     from audiomixer.auth import create_api_key
 
     tenant_id = f"sec-jobs-{uuid.uuid4().hex[:6]}"
-    tenant = Tenant(world.stack.local_url, tenant_id, create_api_key(tenant_id))
+    tenant = Api(world.stack.local_url, create_api_key(tenant_id), tenant_id)
     for _ in range(5):  # settings.max_concurrent_jobs presigned uploads, none of them sent yet
-        _presign(tenant, 100)
-    response = tenant.call(
+        tenant.presign("base-track", 100, "x.wav")
+    response = tenant.request(
         "POST", "/api/v1/uploads", json={"filename": "x.wav", "content_type": "audio/wav", "size": 100}
     )
     assert response.status_code == 429, response.text
     assert "jobs" in _envelope(response, "rate_limited")
     assert int(response.headers["retry-after"]) >= 1
     # Another tenant's jobs are its own business.
-    assert _presign(world.mallory, 100)["id"]
+    assert world.mallory.presign("base-track", 100, "x.wav")["id"]
     tenant.http.close()
 
 
