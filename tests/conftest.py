@@ -41,7 +41,7 @@ def aws(monkeypatch: pytest.MonkeyPatch) -> Iterator[Any]:
     from moto import mock_aws
 
     from audiomixer import aws as aws_clients
-    from audiomixer.local.resources import create_resources
+    from audiomixer_local.resources import create_resources
 
     with mock_aws():
         resources = create_resources(TEMPLATE)
@@ -77,7 +77,7 @@ def local_stack(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Any]:
     redrive happen within seconds; separation uses demucs_unittest with short chunks."""
     from moto.moto_api._internal.models import moto_api_backend
 
-    from audiomixer.local.stack import LocalStack, StackConfig
+    from audiomixer_local.stack import LocalStack, StackConfig
 
     # In-process moto keeps its backends in globals that outlive a stopped server: start each module clean.
     moto_api_backend.reset()

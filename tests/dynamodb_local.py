@@ -353,8 +353,8 @@ def create_template_tables(
     """Create every AWS::DynamoDB::Table of the template (keys, GSIs, TTL as declared) at `endpoint_url`
     with the local stack's own table-creation code, replacing tables of the same name. Returns
     logical id -> table name."""
-    from audiomixer.local.resources import _Builder
-    from audiomixer.local.template import PSEUDO_DEFAULTS, Template
+    from audiomixer_local.resources import _Builder
+    from audiomixer_local.template import PSEUDO_DEFAULTS, Template
 
     class TablesOnly(_Builder):
         def client(self, service: str) -> Any:

@@ -35,7 +35,7 @@ class Stack:
             [
                 sys.executable,
                 "-m",
-                "audiomixer.cli",
+                "audiomixer_tools.cli",
                 "keys",
                 "create",
                 "--tenant",
@@ -71,7 +71,7 @@ def stack(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Stack]:
         [
             sys.executable,
             "-m",
-            "audiomixer.cli",
+            "audiomixer_tools.cli",
             "dev",
             "--port",
             str(port),

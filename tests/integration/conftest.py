@@ -85,7 +85,7 @@ def dynamodb_local_world(
     resolves the same variable for it; mock_aws lets requests to that loopback endpoint through."""
     from moto import mock_aws
 
-    from audiomixer.local.resources import create_resources
+    from audiomixer_local.resources import create_resources
 
     with pytest.MonkeyPatch.context() as mp, mock_aws():
         mp.delenv("AWS_ENDPOINT_URL", raising=False)

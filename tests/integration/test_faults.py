@@ -327,9 +327,9 @@ def test_poison_render_message_lands_in_its_dlq_with_the_mix_failed_and_can_be_r
     local_stack: Any, capsys: pytest.CaptureFixture[str]
 ) -> None:
     from audiomixer import aws
-    from audiomixer.local.cli import dlq_main
     from audiomixer.settings import get_settings
     from audiomixer.store import blobs, keys
+    from audiomixer_local.cli import dlq_main
 
     tenant, key = new_tenant("faults-poison")
     project = insert_ready_project(tenant)
@@ -450,10 +450,10 @@ def test_render_completes_while_the_websocket_management_endpoint_is_down(
     local_stack: Any, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     from audiomixer import aws, notify
-    from audiomixer.local.stack import free_port
     from audiomixer.messages import RenderMessage
     from audiomixer.store import keys
     from audiomixer.store.models import Connection, Mix
+    from audiomixer_local.stack import free_port
 
     tenant, _ = new_tenant("faults-notifier-down")
     project = insert_ready_project(tenant)

@@ -8,7 +8,7 @@ from pathlib import Path
 
 import pytest
 
-from audiomixer.bench.load import LoadReport, Sample, main, percentile
+from audiomixer_tools.bench.load import LoadReport, Sample, main, percentile
 
 
 def test_percentile_interpolates_and_handles_one_value() -> None:

@@ -14,8 +14,8 @@ import boto3
 import pytest
 from moto import mock_aws
 
-from audiomixer.local import functions
-from audiomixer.local.batch import (
+from audiomixer_local import functions
+from audiomixer_local.batch import (
     EXIT_REASON,
     HOST_LOSS_REASON,
     TIMEOUT_REASON,
@@ -23,8 +23,8 @@ from audiomixer.local.batch import (
     evaluate_on_exit,
     localize_command,
 )
-from audiomixer.local.events import matches
-from audiomixer.local.resources import LocalResources, create_resources
+from audiomixer_local.events import matches
+from audiomixer_local.resources import LocalResources, create_resources
 
 FIXTURE = Path(__file__).parent / "fixtures" / "local_template.yaml"
 RULES = [{"onStatusReason": "Host EC2*", "action": "RETRY"}, {"onReason": "*", "action": "EXIT"}]

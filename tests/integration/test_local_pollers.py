@@ -13,10 +13,10 @@ import boto3
 import pytest
 from moto import mock_aws
 
-from audiomixer.local import functions
-from audiomixer.local.cli import peek, redrive
-from audiomixer.local.pollers import SqsPoller, build_pollers, failed_ids
-from audiomixer.local.resources import LocalResources, create_resources
+from audiomixer_local import functions
+from audiomixer_local.cli import peek, redrive
+from audiomixer_local.pollers import SqsPoller, build_pollers, failed_ids
+from audiomixer_local.resources import LocalResources, create_resources
 
 FIXTURE = Path(__file__).parent / "fixtures" / "local_template.yaml"
 

@@ -11,7 +11,7 @@ import boto3
 import pytest
 from moto import mock_aws
 
-from audiomixer.local.resources import LocalResources, create_resources
+from audiomixer_local.resources import LocalResources, create_resources
 
 FIXTURE = Path(__file__).parent / "fixtures" / "local_template.yaml"
 REPO_TEMPLATE = Path(__file__).resolve().parents[2] / "template.yaml"

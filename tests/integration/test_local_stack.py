@@ -16,9 +16,9 @@ import pytest
 from websockets.exceptions import ConnectionClosedOK, InvalidStatus
 from websockets.sync.client import connect
 
-from audiomixer.local import functions
-from audiomixer.local.cli import dlq_main, invoke_main, status_main
-from audiomixer.local.stack import LocalStack, StackConfig
+from audiomixer_local import functions
+from audiomixer_local.cli import dlq_main, invoke_main, status_main
+from audiomixer_local.stack import LocalStack, StackConfig
 
 FIXTURE = Path(__file__).parent / "fixtures" / "local_template.yaml"
 

@@ -6,8 +6,8 @@ from pathlib import Path
 
 import pytest
 
-from audiomixer.local.resources import describe_template
-from audiomixer.local.template import Template, UnresolvableError, load, referenced_ids
+from audiomixer_local.resources import describe_template
+from audiomixer_local.template import Template, UnresolvableError, load, referenced_ids
 
 FIXTURE = Path(__file__).parent / "fixtures" / "local_template.yaml"
 REPO_TEMPLATE = Path(__file__).resolve().parents[2] / "template.yaml"

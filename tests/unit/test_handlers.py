@@ -15,10 +15,10 @@ import pytest
 import soundfile as sf
 
 from audiomixer import auth
-from audiomixer.local.functions import load_module
 from audiomixer.settings import get_settings
 from audiomixer.store import blobs, keys
 from audiomixer.store.models import Connection, Project
+from audiomixer_local.functions import load_module
 
 ROOT = Path(__file__).resolve().parents[2]
 EVENTS = ROOT / "tests" / "events"

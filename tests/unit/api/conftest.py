@@ -23,7 +23,7 @@ TEMPLATE = Path(__file__).resolve().parents[3] / "template.yaml"
 def create_resources() -> dict[str, str]:
     """Every resource template.yaml declares, created in the active moto mock by the local stack's own
     code; returns the AUDIOMIXER_* environment pointing at them."""
-    from audiomixer.local.resources import create_resources as from_template
+    from audiomixer_local.resources import create_resources as from_template
 
     env = {name: str(value) for name, value in from_template(TEMPLATE).env.items()}
     # The pepper comes from the environment here; one test configures the SSM parameter explicitly.

@@ -5,7 +5,6 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from audiomixer.dsp import signals as S
 from audiomixer.dsp.metrics import (
     envelope_correlation,
     frame_rms_db,
@@ -20,6 +19,7 @@ from audiomixer.dsp.mixer import (
     mix_stems,
     true_peak_dbtp,
 )
+from audiomixer_tools import signals as S
 
 SR = 44100
 

@@ -5,7 +5,6 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from audiomixer.dsp import signals as S
 from audiomixer.dsp.analysis import StemAnalysis, analyse_stem
 from audiomixer.dsp.grains import GrainTable, analyse_style_sound
 from audiomixer.dsp.granular import render_stem
@@ -16,6 +15,7 @@ from audiomixer.dsp.metrics import (
     raw_pitch_accuracy,
     silence_check,
 )
+from audiomixer_tools import signals as S
 
 SR = 44100
 GAP = [(6.0, 8.0)]

@@ -9,9 +9,9 @@ import numpy as np
 import pytest
 import soundfile as sf
 
-from audiomixer.dsp import signals as S
 from audiomixer.dsp.mixer import true_peak_dbtp
-from audiomixer.remix import main
+from audiomixer_tools import signals as S
+from audiomixer_tools.remix import main
 
 SR = 44100
 

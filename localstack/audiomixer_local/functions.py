@@ -15,7 +15,7 @@ from pathlib import Path
 from types import ModuleType
 from typing import Any
 
-from audiomixer.local.resources import FunctionSpec
+from audiomixer_local.resources import FunctionSpec
 
 _lock = threading.Lock()
 _modules: dict[Path, ModuleType] = {}

@@ -14,10 +14,10 @@ from typing import Any
 
 import boto3
 
-from audiomixer.local import functions
-from audiomixer.local.resources import FunctionSpec, LocalResources, QueueInfo, SqsSource
+from audiomixer_local import functions
+from audiomixer_local.resources import FunctionSpec, LocalResources, QueueInfo, SqsSource
 
-log = logging.getLogger("audiomixer.local.pollers")
+log = logging.getLogger("audiomixer_local.pollers")
 
 
 def sqs_record(message: dict[str, Any], queue_arn: str, region: str) -> dict[str, Any]:

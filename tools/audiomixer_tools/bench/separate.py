@@ -129,7 +129,7 @@ def _child(args: argparse.Namespace) -> int:
 
 
 def _run_child(mode: str, model: str, song: Path, args: argparse.Namespace) -> dict[str, Any]:
-    cmd = [sys.executable, "-m", "audiomixer.bench.separate", "--child", mode, "--input", str(song)]
+    cmd = [sys.executable, "-m", "audiomixer_tools.bench.separate", "--child", mode, "--input", str(song)]
     cmd += ["--model", model, "--chunk-s", str(args.chunk_s), "--overlap-s", str(args.overlap_s)]
     if args.device:
         cmd += ["--device", args.device]

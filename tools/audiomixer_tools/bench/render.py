@@ -102,7 +102,7 @@ def numba_warmup() -> float:
 
 
 def style_sounds(sr: int) -> dict[str, np.ndarray]:
-    from audiomixer.dsp import signals as S
+    from audiomixer_tools import signals as S
 
     return {
         "drums": S.style_kit(sr, kit=1),
@@ -135,11 +135,11 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--no-memory", action="store_true", help="skip the tracemalloc pass")
     args = p.parse_args(argv)
 
-    from audiomixer.dsp import signals as S
     from audiomixer.dsp.analysis import analyse_stem
     from audiomixer.dsp.grains import analyse_style_sound
     from audiomixer.dsp.granular import render_stem
     from audiomixer.dsp.mixer import mix_stems, true_peak_dbtp
+    from audiomixer_tools import signals as S
 
     sr, dur = args.sample_rate, args.duration
     warm = numba_warmup()

@@ -39,11 +39,11 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
-from audiomixer.local import functions
-from audiomixer.local.events import matches
-from audiomixer.local.resources import FunctionSpec, LocalResources
+from audiomixer_local import functions
+from audiomixer_local.events import matches
+from audiomixer_local.resources import FunctionSpec, LocalResources
 
-log = logging.getLogger("audiomixer.local.batch")
+log = logging.getLogger("audiomixer_local.batch")
 
 HOST_LOSS_REASON = "Host EC2 (instance i-0local0000000000) terminated."
 EXIT_REASON = "Essential container in task exited"

@@ -8,7 +8,7 @@ import argparse
 
 import numpy as np
 
-from audiomixer.bench.render import Clock, fmt_clock, load_note, numba_warmup, one_core, peak_memory_mb
+from audiomixer_tools.bench.render import Clock, fmt_clock, load_note, numba_warmup, one_core, peak_memory_mb
 
 ANALYSE_GOAL = 20.0
 
@@ -25,9 +25,9 @@ def main(argv: list[str] | None = None) -> int:
 
     import librosa
 
-    from audiomixer.dsp import signals as S
     from audiomixer.dsp.analysis import ANALYSIS_SR, analyse_stem, resample
     from audiomixer.dsp.metrics import onset_f1, raw_pitch_accuracy
+    from audiomixer_tools import signals as S
 
     sr, dur = args.sample_rate, args.duration
     warm = numba_warmup()

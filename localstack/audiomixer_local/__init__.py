@@ -4,7 +4,7 @@ Batch runner and a WebSocket gateway, so the whole backend runs on one machine w
 Tests build fixtures with `create_resources(template_path)` inside moto's `mock_aws` (no server needed);
 `LocalStack(StackConfig(...))` runs everything, as `audiomixer dev` does."""
 
-from audiomixer.local.resources import (
+from audiomixer_local.resources import (
     FunctionSpec,
     LocalResources,
     QueueInfo,

@@ -30,10 +30,10 @@ from datetime import UTC, datetime
 from typing import Any
 from urllib.parse import parse_qs
 
-from audiomixer.local import functions
-from audiomixer.local.resources import FunctionSpec, WebSocketSpec
+from audiomixer_local import functions
+from audiomixer_local.resources import FunctionSpec, WebSocketSpec
 
-log = logging.getLogger("audiomixer.local.gateway")
+log = logging.getLogger("audiomixer_local.gateway")
 
 Scope = MutableMapping[str, Any]
 Message = MutableMapping[str, Any]

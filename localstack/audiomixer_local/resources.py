@@ -18,9 +18,9 @@ from typing import Any
 
 import boto3
 
-from audiomixer.local.template import Template, UnresolvableError, referenced_ids
+from audiomixer_local.template import Template, UnresolvableError, referenced_ids
 
-log = logging.getLogger("audiomixer.local")
+log = logging.getLogger("audiomixer_local")
 
 FUNCTION_TYPES = ("AWS::Serverless::Function", "AWS::Lambda::Function")
 DEFAULT_TIMEOUT_S = 3

@@ -454,7 +454,7 @@ def _tenants_and_projects(
 
 
 def in_process_target(args: argparse.Namespace, run_id: str) -> Target:
-    from audiomixer.local.stack import LocalStack, StackConfig
+    from audiomixer_local.stack import LocalStack, StackConfig
 
     # Handlers' structured logs, metrics and moto's request log would bury the report.
     os.environ.setdefault("POWERTOOLS_LOG_LEVEL", "WARNING")
@@ -481,7 +481,7 @@ def in_process_target(args: argparse.Namespace, run_id: str) -> Target:
 
 
 def attached_target(args: argparse.Namespace, run_id: str) -> Target:
-    from audiomixer.local.cli import _attach, _local_url, read_stack
+    from audiomixer_local.cli import _attach, _local_url, read_stack
 
     info = read_stack(args.data_dir)
     _attach(info)

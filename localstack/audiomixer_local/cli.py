@@ -30,7 +30,7 @@ def _parameters(values: list[str]) -> dict[str, str]:
 
 # --- dev ------------------------------------------------------------------------------------------
 def dev_main(argv: list[str] | None = None) -> int:
-    from audiomixer.local.stack import LocalStack, StackConfig
+    from audiomixer_local.stack import LocalStack, StackConfig
 
     parser = argparse.ArgumentParser(
         prog="audiomixer dev",
@@ -135,7 +135,7 @@ def _attach(info: dict[str, Any]) -> None:
 
 
 def _resources(info: dict[str, Any], template: str | None) -> Any:
-    from audiomixer.local.resources import describe_template
+    from audiomixer_local.resources import describe_template
 
     path = template or info.get("template")
     if not path:
@@ -194,7 +194,7 @@ def status_main(argv: list[str] | None = None) -> int:
 
 # --- invoke ---------------------------------------------------------------------------------------
 def invoke_main(argv: list[str] | None = None) -> int:
-    from audiomixer.local import functions
+    from audiomixer_local import functions
 
     parser = argparse.ArgumentParser(
         prog="audiomixer invoke",

@@ -17,14 +17,14 @@ from typing import Any
 
 import boto3
 
-from audiomixer.local import s3_post_policy
-from audiomixer.local.batch import LocalBatchRunner
-from audiomixer.local.gateway import WebSocketGateway
-from audiomixer.local.pollers import SqsPoller, build_pollers
-from audiomixer.local.resources import LocalResources, create_resources, describe_queues
-from audiomixer.local.router import LocalRouter
+from audiomixer_local import s3_post_policy
+from audiomixer_local.batch import LocalBatchRunner
+from audiomixer_local.gateway import WebSocketGateway
+from audiomixer_local.pollers import SqsPoller, build_pollers
+from audiomixer_local.resources import LocalResources, create_resources, describe_queues
+from audiomixer_local.router import LocalRouter
 
-log = logging.getLogger("audiomixer.local")
+log = logging.getLogger("audiomixer_local")
 
 STACK_FILE = "stack.json"
 

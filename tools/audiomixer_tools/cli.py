@@ -12,27 +12,27 @@ from pathlib import Path
 
 COMMANDS: dict[str, tuple[str, str]] = {
     "dev": (
-        "audiomixer.local.cli:dev_main",
+        "audiomixer_local.cli:dev_main",
         "run the whole service locally (AWS emulation, API, workers, WebSocket)",
     ),
     "status": (
-        "audiomixer.local.cli:status_main",
+        "audiomixer_local.cli:status_main",
         "queue depths, DLQ depths and Batch jobs of the local stack",
     ),
     "invoke": (
-        "audiomixer.local.cli:invoke_main",
+        "audiomixer_local.cli:invoke_main",
         "run one function's handler with an event file (sam local invoke's twin)",
     ),
-    "dlq": ("audiomixer.local.cli:dlq_main", "list or redrive a dead-letter queue of the local stack"),
-    "keys": ("audiomixer.cli:keys_main", "create or revoke API keys"),
-    "remix": ("audiomixer.remix:main", "separate/analyse/render/mix local files in one process"),
-    "bench": ("audiomixer.cli:bench_main", "benchmarks: separate, render, analyse, load"),
+    "dlq": ("audiomixer_local.cli:dlq_main", "list or redrive a dead-letter queue of the local stack"),
+    "keys": ("audiomixer_tools.cli:keys_main", "create or revoke API keys"),
+    "remix": ("audiomixer_tools.remix:main", "separate/analyse/render/mix local files in one process"),
+    "bench": ("audiomixer_tools.cli:bench_main", "benchmarks: separate, render, analyse, load"),
 }
 BENCHES = {
-    "separate": "audiomixer.bench.separate:main",
-    "render": "audiomixer.bench.render:main",
-    "analyse": "audiomixer.bench.analyse:main",
-    "load": "audiomixer.bench.load:main",
+    "separate": "audiomixer_tools.bench.separate:main",
+    "render": "audiomixer_tools.bench.render:main",
+    "analyse": "audiomixer_tools.bench.analyse:main",
+    "load": "audiomixer_tools.bench.load:main",
 }
 
 

@@ -10,9 +10,9 @@ import logging
 from collections.abc import Callable
 from typing import Any
 
-from audiomixer.local.gateway import Receive, Scope, Send, WebSocketGateway
+from audiomixer_local.gateway import Receive, Scope, Send, WebSocketGateway
 
-log = logging.getLogger("audiomixer.local.router")
+log = logging.getLogger("audiomixer_local.router")
 
 API_APP = "audiomixer.api.app:app"
 

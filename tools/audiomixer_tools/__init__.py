@@ -1,0 +1,1 @@
+"""Tooling that never runs in AWS: the `audiomixer` CLI, `remix`, benchmarks and test signals."""
