@@ -101,11 +101,17 @@ def render_measures(
     truth: C.Truth,
     sr: int,
     details: dict[str, Any],
+    *,
+    detected: tuple[np.ndarray, tuple[np.ndarray, np.ndarray]] | None = None,
 ) -> dict[str, float]:
-    """The seven render measures of issue 11 for one song (the same code judges the untouched stems)."""
+    """The seven render measures of issue 11 for one song (the same code judges the untouched stems).
+    `detected`: the drum onsets and bass pYIN track of `rendered`, when already known."""
     out: dict[str, float] = {}
-    out["rendered_drum_onset_f1"] = Q.onset_f1(truth.drum_onsets_s, Q.librosa_onsets(rendered["drums"], sr))
-    times, f0 = Q.pyin_track(rendered["bass"], sr)
+    onsets, (times, f0) = detected or (
+        Q.librosa_onsets(rendered["drums"], sr),
+        Q.pyin_track(rendered["bass"], sr),
+    )
+    out["rendered_drum_onset_f1"] = Q.onset_f1(truth.drum_onsets_s, onsets)
     out["rendered_bass_rpa"] = Q.pitch_scores(truth.bass_times_s, truth.bass_f0_hz, times, f0)[0]
     env, moves, silence = [], [], []
     for stem in STYLED:
@@ -179,7 +185,10 @@ def measure_song(song: C.Song, corpus: C.Corpus, seed: int) -> SongResult:
         # (a) the stems untouched, through the same mixer.
         base_mix, _ = run_remix(song.path, {}, Path(tmp) / "untouched", seed)
         untouched_details: dict[str, Any] = {}
-        res.untouched = render_measures(stems, stems, base_mix, styles, truth, sr, untouched_details)
+        res.untouched = render_measures(
+            stems, stems, base_mix, styles, truth, sr, untouched_details,
+            detected=(src_onsets, (pyin_times, pyin_f0)),
+        )  # fmt: skip
         try:
             mix, rendered = run_remix(song.path, style_paths, Path(tmp) / "styled", seed)
         except Exception as exc:  # the engine's failure is a result, not the benchmark's

@@ -27,8 +27,8 @@ __all__ = [
 ]
 
 PYIN_SR = 22050
-PYIN_FMIN_HZ = 30.0  # pYIN has no default range; this one holds E1 (41 Hz) and everything a bass plays
-PYIN_FMAX_HZ = 1000.0
+PYIN_FMIN_HZ = 30.0  # pYIN has no default range; this one holds E1 (41 Hz)
+PYIN_FMAX_HZ = 500.0  # B4: above anything a bass plays, with room for an octave error to show
 SILENT_DB = -60.0  # a source frame this quiet is silence...
 STAYS_SILENT_DB = -50.0  # ...and the rendered frame must stay below this
 ONSET_WINDOW_S = 0.05
