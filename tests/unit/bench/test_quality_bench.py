@@ -53,6 +53,7 @@ def test_bench_reports_nine_bars_beside_both_baselines(
     lines = [ln for ln in text.splitlines() if ln.startswith(("PASS", "FAIL"))]
     assert len(lines) == 9
     assert "baseline (a): the stems untouched" in text and "baseline (b): librosa defaults" in text
+    assert song["untouched"]["clipped_samples"] == 0.0
 
 
 def test_an_engine_crash_is_a_failed_song(
