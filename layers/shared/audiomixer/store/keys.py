@@ -6,6 +6,7 @@ import os
 import re
 import time
 
+from audiomixer.mix_settings import OUTPUT_FORMATS
 from audiomixer.settings import STEMS
 
 _ID = re.compile(r"^[0-9a-f]{32}$")
@@ -121,7 +122,7 @@ def sound_grain_table(tenant_id: str, sound_id: str, grain_duration_ms: int) -> 
     return sound_prefix(tenant_id, sound_id) + f"grains/{grain_duration_ms}ms.json"
 
 
-MIX_FORMATS = ("wav", "flac", "mp3")
+MIX_FORMATS = OUTPUT_FORMATS
 
 
 def mix_prefix(tenant_id: str, mix_id: str) -> str:
