@@ -184,3 +184,29 @@ def test_a_render_that_cannot_succeed_fails_at_its_first_delivery(
     assert mix.status == "failed" and mix.failure_reason.startswith(reason), mix.failure_reason
     assert analysis is None or mix.failure_reason.endswith("; upload the song again")
     assert not blobs.exists(s3, bucket, keys.mix_output(tenant, mix_id, "wav"))
+
+
+@pytest.mark.parametrize("stored_table", [{"kind": "tonal"}, {"grain_ms": 100.0}])
+def test_render_cuts_again_a_stored_grain_table_that_does_not_fit(aws, s3, lambda_context, stored_table):
+    """A table from another version (does not parse, or was cut under another default grain) is not used."""
+    message = body("render")
+    tenant, mix_id = message["tenant_id"], message["mix_id"]
+    project_id, sound_id = "0123456789abcdef0123456789abcdef", "abcdefabcdefabcdefabcdefabcdef01"
+    bucket = get_settings().bucket
+    stored_project(s3, tenant, project_id, "ready", seconds=1.0)
+    ready_sound(s3, tenant, sound_id)
+    if "starts" not in stored_table and "grain_ms" in stored_table:
+        from audiomixer.dsp.grains import analyse_style_sound
+
+        style, _ = sf.read(
+            io.BytesIO(blobs.read(s3, bucket, keys.sound_audio(tenant, sound_id))), dtype="float32"
+        )
+        stored_table = analyse_style_sound(style, SR, grain_ms=stored_table["grain_ms"]).to_dict()
+    blobs.write(s3, bucket, keys.sound_analysis(tenant, sound_id), json.dumps(stored_table).encode())
+    Mix(tenant, mix_id, project_id=project_id, config={"bass": {"style_sound_id": sound_id}}).save()
+
+    assert handler("render")(event("render"), lambda_context) == {"batchItemFailures": []}
+
+    assert Mix.get(tenant, mix_id).status == "completed"
+    table = json.loads(blobs.read(s3, bucket, keys.sound_grain_table(tenant, sound_id, 120)))
+    assert table["grain_ms"] == 120

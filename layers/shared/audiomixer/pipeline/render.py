@@ -128,17 +128,25 @@ def _grain_table(
     settings: Settings,
 ) -> GrainTable:
     """The sound's grain table at the mix's grain: the analyse stage's (default grain), else one cut at
-    this grain on first use and kept beside the sound (deleted with it), as `audiomixer remix` cuts it."""
+    this grain on first use and kept beside the sound (deleted with it), as `audiomixer remix` cuts it.
+    The sound's samples are at hand, so a stored table that does not fit is cut again, never fatal."""
     from audiomixer.dsp.grains import GrainTable, analyse_style_sound
     from audiomixer.dsp.render import RenderError
 
+    key = keys.sound_grain_table(tenant_id, sound_id, grain_duration_ms)
+    stored_keys = [key]
     if grain_duration_ms == GRAIN_MS_DEFAULT:
-        key = keys.sound_analysis(tenant_id, sound_id)
-    else:
-        key = keys.sound_grain_table(tenant_id, sound_id, grain_duration_ms)
-    if blobs.exists(s3, settings.bucket, key):
-        what = f"the grain table of style sound {sound_id}"
-        return _stored(s3, settings.bucket, key, GrainTable.from_dict, what, "upload the sound again")
+        stored_keys.insert(0, keys.sound_analysis(tenant_id, sound_id))
+    for stored_key in stored_keys:
+        if not blobs.exists(s3, settings.bucket, stored_key):
+            continue
+        try:
+            stored = GrainTable.from_dict(read_json(s3, settings.bucket, stored_key))
+        except (KeyError, TypeError, ValueError):  # written by another version: cut it again below
+            logger.warning("ignoring a grain table that does not parse", extra={"key": stored_key})
+            continue
+        if stored.grain_ms == grain_duration_ms:  # one cut under another default is not this one
+            return stored
     try:
         table = analyse_style_sound(samples, sample_rate, grain_ms=grain_duration_ms).to_dict()
     except Exception as exc:
