@@ -94,6 +94,7 @@ def test_mix_defaults(client: TestClient, tenant_a: Any, make_project: Any, rend
         ({"settings": {"seed": -1}}, "seed"),
         ({"settings": {"seed": 2**32}}, "seed"),
         ({"settings": {"seed": 1.5}}, "seed"),
+        ({"config": {s: {"enabled": False} for s in STEMS}}, "every stem is disabled"),
     ],
 )
 def test_mix_validation_is_422(
