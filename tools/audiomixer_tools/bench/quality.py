@@ -83,7 +83,10 @@ def run_remix(
     with contextlib.redirect_stdout(io.StringIO()), contextlib.redirect_stderr(err):
         rc = remix.main(argv)
     if rc != 0:
-        raise RuntimeError(f"audiomixer remix exited {rc}: {err.getvalue().strip()}")
+        # Its one-line error, not the warnings printed before it.
+        lines = [ln for ln in err.getvalue().splitlines() if ln.strip()]
+        reason = next((ln for ln in reversed(lines) if "error:" in ln), lines[-1] if lines else "")
+        raise RuntimeError(f"audiomixer remix exited {rc}: {reason.split('error:', 1)[-1].strip()}")
     mix = sf.read(str(out_dir / "mix.wav"), dtype="float32", always_2d=True)[0]
     rendered = {
         p.stem: sf.read(str(p), dtype="float32", always_2d=True)[0] for p in (out_dir / "stems").glob("*.wav")
