@@ -13,12 +13,15 @@ from __future__ import annotations
 import io
 import struct
 import sys
+import tempfile
 import zipfile
 import zlib
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
+import av
 import numpy as np
 import soundfile as sf
 
@@ -65,6 +68,45 @@ def valid_files() -> dict[str, bytes]:
         "mp3": encode(x, "MP3", "MPEG_LAYER_III"),
         "aiff": encode(x, "AIFF", "PCM_16"),
     }
+
+
+# The formats libsndfile does not write, made with the encoders PyAV's FFmpeg brings:
+# name -> (container, codec, stream options, container options).
+FFMPEG_FORMATS: dict[str, tuple[str, str, dict[str, int], dict[str, str]]] = {
+    "m4a_aac": ("ipod", "aac", {"bit_rate": 128_000}, {"movflags": "+faststart"}),
+    "m4a_alac": ("ipod", "alac", {}, {"movflags": "+faststart"}),
+    "webm_opus": ("webm", "libopus", {"bit_rate": 96_000}, {}),
+    "wma": ("asf", "wmav2", {"bit_rate": 128_000}, {}),
+}
+
+
+def encode_ffmpeg(
+    x: np.ndarray, name: str, sr: int = SR, index_last: bool = False, layout: str | None = None
+) -> bytes:
+    """(frames, channels) float32 encoded with FFmpeg through PyAV. Through a file: moving the MP4 index
+    to the front (faststart, what streaming services ship) rewrites it; ``index_last`` leaves it at the
+    end, as recorders do."""
+    container, codec, stream_options, options = FFMPEG_FORMATS[name]
+    options = {} if index_last else options
+    layout = layout or ("stereo" if x.shape[1] == 2 else "mono")
+    with tempfile.TemporaryDirectory() as tmp:
+        path = Path(tmp) / f"out.{container}"
+        with av.open(str(path), "w", format=container, options=options) as out:
+            stream: Any = out.add_stream(codec, rate=sr, layout=layout)
+            for key, value in stream_options.items():
+                setattr(stream.codec_context, key, value)
+            for start in range(0, x.shape[0], 4096):
+                block = np.ascontiguousarray(x[start : start + 4096].T, dtype=np.float32)
+                frame = av.AudioFrame.from_ndarray(block, format="fltp", layout=layout)
+                frame.sample_rate, frame.pts = sr, start
+                out.mux(stream.encode(frame))
+            out.mux(stream.encode(None))
+        return path.read_bytes()
+
+
+def valid_ffmpeg_files() -> dict[str, bytes]:
+    x = tone()
+    return {name: encode_ffmpeg(x, name, 48_000 if "opus" in name else SR) for name in FFMPEG_FORMATS}
 
 
 # ------------------------------------------------------------------------------------------------
@@ -277,7 +319,7 @@ def build_corpus() -> list[HostileCase]:
                 "truncated",
                 "truncated",
                 # FLAC and MP3 state their length in frames: only decoding finds where the audio stops.
-                header_level=fmt not in ("flac", "mp3") or frac == 0.1 and fmt == "mp3",
+                header_level=fmt not in ("flac", "mp3") or (frac == 0.1 and fmt == "mp3"),
             )
 
     # --- lying headers -------------------------------------------------------------------------
@@ -383,6 +425,39 @@ def build_corpus() -> list[HostileCase]:
     add(
         "mp3_random_bytes_mid_stream",
         m[:third] + rng.bytes(len(m) - third),
+        "corrupt truncated",
+        "corrupt|truncated",
+        header_level=False,
+    )
+
+    # --- the formats FFmpeg brings: cut, damaged, lying -----------------------------------------
+    ff = valid_ffmpeg_files()
+    for name, data in ff.items():
+        for frac in (0.3, 0.8):
+            # MP4, WebM and WMA state their length, but only decoding finds where the audio stops.
+            add(
+                f"{name}_truncated_{int(frac * 100)}pct",
+                data[: int(len(data) * frac)],
+                "truncated",
+                "truncated",
+                header_level=False,
+            )
+    m4a = ff["m4a_aac"]
+    # Written as recorders do, index (moov) last: a download cut short has no index at all.
+    moov_last = encode_ffmpeg(tone(), "m4a_aac", index_last=True)
+    add("m4a_index_last_cut_short", moov_last[: int(len(moov_last) * 0.9)], "truncated", "moov|index")
+    middle = len(m4a) // 2
+    add(
+        "m4a_aac_damaged_middle",
+        m4a[:middle] + rng.bytes(600) + m4a[middle + 600 :],
+        "corrupt",
+        "corrupt",
+        header_level=False,
+    )
+    webm = ff["webm_opus"]
+    add(
+        "webm_opus_headers_then_random",
+        webm[:400] + rng.bytes(20000),
         "corrupt truncated",
         "corrupt|truncated",
         header_level=False,

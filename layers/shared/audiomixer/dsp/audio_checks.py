@@ -208,6 +208,63 @@ def check_ogg_end(data: bytes) -> None:
         )
 
 
+_ASF_HEADER = bytes.fromhex("3026b2758e66cf11a6d900aa0062ce6c")
+_ASF_FILE_PROPERTIES = bytes.fromhex("a1dcab8c47a9cf118ee400c00c205365")
+_ASF_DATA = bytes.fromhex("3626b2758e66cf11a6d900aa0062ce6c")
+
+
+def check_asf(data: bytes) -> None:
+    """FFmpeg estimates a WMA/ASF file's length from its size, so one cut at a packet boundary reads as a
+    shorter file: compare the packets its File Properties object counts with those present."""
+    if not data.startswith(_ASF_HEADER) or len(data) < 30:
+        return
+    pos, end = 30, min(len(data), struct.unpack_from("<Q", data, 16)[0])
+    props = None
+    while pos + 24 <= end:
+        guid, size = data[pos : pos + 16], struct.unpack_from("<Q", data, pos + 16)[0]
+        if guid == _ASF_FILE_PROPERTIES and pos + 104 <= len(data):
+            props = struct.unpack_from("<QQQQIII", data, pos + 56)  # packets, play, send, preroll, flags...
+        if size < 24:
+            return
+        pos += size
+    data_start = data.find(_ASF_DATA, pos)
+    if props is None or data_start < 0:
+        return
+    packets, play_100ns, _, preroll_ms, flags, packet_size, max_size = props
+    if flags & 1 or packet_size == 0 or packet_size != max_size:  # broadcast, or variable packets
+        return
+    held = (len(data) - data_start - 50) // packet_size
+    if held < packets:
+        seconds = max(0.0, play_100ns / 1e7 - preroll_ms / 1e3)
+        raise truncated("WMA/ASF", seconds, seconds * held / packets)
+
+
+def check_length(frames: int, cap: int, sr: int, channels: int, limits: Any, at_least: bool = False) -> None:
+    """Refuse a length over ``limits.max_duration_s`` or over ``limits.max_samples`` (the memory bound, as
+    ``cap`` frames), or under ``limits.min_duration_s``; ``at_least``: decoding is still going on."""
+    seconds = frames / sr
+    size = f"at least {fmt_s(seconds)}" if at_least else fmt_s(seconds)
+    if seconds > limits.max_duration_s:
+        raise fail(
+            "too_long",
+            f"The audio is too long: {size}; the limit is {fmt_s(limits.max_duration_s)}. Trim it and upload "
+            "again.",
+        )
+    if frames > cap:
+        raise fail(
+            "too_long",
+            f"The audio is too big to decode: {size} of {channels} channels at {sr} Hz is more than "
+            f"{limits.max_samples / 1e6:.0f} million samples. Mix it down to stereo, resample it to 48 kHz "
+            "or trim it, and upload again.",
+        )
+    if not at_least and seconds < limits.min_duration_s:
+        raise fail(
+            "too_short",
+            f"The audio is too short: {fmt_s(seconds)}; it must last at least "
+            f"{fmt_s(limits.min_duration_s)}.",
+        )
+
+
 def truncated(what: str, declared_s: float, held_s: float) -> AudioDecodeError:
     return fail(
         "truncated",

@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import hashlib
 import io
+import logging
 import math
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
@@ -28,7 +29,9 @@ from audiomixer.dsp.audio_checks import (
     SUPPORTED_HINT,
     TRUNCATION_TOLERANCE_S,
     AudioDecodeError,
+    check_asf,
     check_finite,
+    check_length,
     check_not_random,
     check_ogg_end,
     check_wav,
@@ -58,10 +61,13 @@ _CONTAINER_NAMES = {
 }
 _CONTAINER_NAMES |= {"matroska": "WebM/Matroska", "asf": "WMA", "aac": "AAC"}
 # Containers whose header states the length exactly, so a shorter decode means a shorter file.
-_STATED_LENGTH = ("wav", "aiff", "flac", "ogg", "mp4", "mp3")
+_STATED_LENGTH = ("wav", "aiff", "flac", "ogg", "mp4", "mp3", "matroska")
 _LOSSLESS_CODECS = ("flac", "alac", "wavpack", "tta", "ape")
-# FFmpeg's reasons reach Capture (and the errors' messages) only when its logging is on.
+# FFmpeg's reasons reach Capture (and the errors' messages) only when its logging is on; what is logged
+# outside a capture is not printed (the reasons are in the errors raised).
 av.logging.set_level(av.logging.ERROR)
+logging.getLogger("libav").addHandler(logging.NullHandler())
+logging.getLogger("libav").propagate = False
 
 
 @dataclass(frozen=True)
@@ -146,7 +152,7 @@ def _ffmpeg_reason(exc: Exception, logs: list[tuple[int, str, str]]) -> tuple[st
 def _open_error(exc: Exception, logs: list[tuple[int, str, str]], data: bytes) -> AudioDecodeError:
     """An actionable error for a file FFmpeg could not open."""
     name, said = _ffmpeg_reason(exc, logs)
-    what = _CONTAINER_NAMES.get(_short_name(name), name.upper() or "audio")
+    what = _what(_short_name(name)) if name else "audio"
     low = said.lower()
     other = not_audio(data)
     if other is not None:
@@ -185,6 +191,7 @@ def _open(data: bytes, limits: AudioLimits, logs: list[tuple[int, str, str]]) ->
         )
     check_wav(data, limits.max_channels)
     check_ogg_end(data)
+    check_asf(data)
     try:
         container = av.open(io.BytesIO(data), "r", options=_FFMPEG_OPTIONS, metadata_errors="ignore")
     except (av.FFmpegError, EOFError, ValueError) as exc:
@@ -198,7 +205,7 @@ def _open(data: bytes, limits: AudioLimits, logs: list[tuple[int, str, str]]) ->
 
 def _header(container: Any, data: bytes, limits: AudioLimits) -> _Header:
     fmt = _short_name(container.format.name)
-    what = _CONTAINER_NAMES.get(fmt, fmt.upper())
+    what = _what(fmt)
     if not container.streams.audio:
         kinds = {s.type for s in container.streams}
         if kinds - {"video", "subtitle", "attachment"}:
@@ -210,7 +217,7 @@ def _header(container: Any, data: bytes, limits: AudioLimits) -> _Header:
         )
     stream = container.streams.audio[0]
     cc = stream.codec_context
-    if not cc.name or cc.name == "none":
+    if cc is None or cc.codec is None or cc.name == "none":
         raise fail("unsupported_codec", f"The {what} file holds audio FFmpeg cannot decode. {SUPPORTED_HINT}")
     codec = cc.name
     sr, channels = int(cc.sample_rate or 0), int(cc.channels or 0)
@@ -250,7 +257,7 @@ def _header(container: Any, data: bytes, limits: AudioLimits) -> _Header:
     info = AudioInfo(fmt, codec, sr, channels, declared or 0, (declared or 0) / sr, positions)
     cap = min(int(limits.max_duration_s * sr), limits.max_samples // channels)
     if declared is not None:
-        _check_length(declared, cap, sr, channels, limits)
+        check_length(declared, cap, sr, channels, limits)
     lossless = codec.startswith("pcm_") or codec in _LOSSLESS_CODECS
     # Lossy codecs' priming and padding make their counts approximate by up to a frame or two.
     tolerance = max(1, int(TRUNCATION_TOLERANCE_S * sr)) if lossless else 2 * max(cc.frame_size, 1024)
@@ -260,6 +267,10 @@ def _header(container: Any, data: bytes, limits: AudioLimits) -> _Header:
             held = len(data) // (channels * width)
             raise truncated(what, declared / sr, held / sr)
     return _Header(info, declared, cap, tolerance, md5, bps)
+
+
+def _what(fmt: str) -> str:
+    return _CONTAINER_NAMES.get(fmt, fmt.upper())
 
 
 def _short_name(ffmpeg_name: str) -> str:
@@ -272,32 +283,6 @@ def _mp3_states_length(data: bytes) -> bool:
     """An MP3 states its length only in a Xing/Info/VBRI frame; without one FFmpeg guesses from the bit
     rate, which VBR files make wrong."""
     return any(tag in data[:16384] for tag in (b"Xing", b"Info", b"VBRI"))
-
-
-def _check_length(
-    frames: int, cap: int, sr: int, channels: int, limits: AudioLimits, at_least: bool = False
-) -> None:
-    seconds = frames / sr
-    size = f"at least {fmt_s(seconds)}" if at_least else fmt_s(seconds)
-    if seconds > limits.max_duration_s:
-        raise fail(
-            "too_long",
-            f"The audio is too long: {size}; the limit is {fmt_s(limits.max_duration_s)}. Trim it and upload "
-            "again.",
-        )
-    if frames > cap:
-        raise fail(
-            "too_long",
-            f"The audio is too big to decode: {size} of {channels} channels at {sr} Hz is more than "
-            f"{limits.max_samples / 1e6:.0f} million samples. Mix it down to stereo, resample it to 48 kHz "
-            "or trim it, and upload again.",
-        )
-    if not at_least and seconds < limits.min_duration_s:
-        raise fail(
-            "too_short",
-            f"The audio is too short: {fmt_s(seconds)}; it must last at least "
-            f"{fmt_s(limits.min_duration_s)}.",
-        )
 
 
 def sniff_format(data: bytes) -> str | None:
@@ -340,7 +325,7 @@ def decode_audio(data: bytes, limits: AudioLimits) -> DecodedAudio:
     if out.shape[0] - pos > max(1024, pos // 16):
         samples = samples.copy()  # don't pin a mostly empty buffer
     if info.codec.startswith(("pcm_s", "pcm_u")):
-        check_not_random(samples, _CONTAINER_NAMES.get(info.format, info.format.upper()))
+        check_not_random(samples, _what(info.format))
     decoded = AudioInfo(info.format, info.codec, sr, info.channels, pos, pos / sr, info.positions)
     return DecodedAudio(samples=samples, sample_rate=sr, info=decoded)
 
@@ -374,7 +359,7 @@ def _decode(
                 raise _corrupt(info, damage[0], header.declared, damage[1])
             frames = [] if stopped else stream.decode(packet)
         except StopIteration:
-            break
+            packet = None  # the demuxer may log why it stopped (a file ended prematurely)
         except AudioDecodeError:
             raise
         except (av.FFmpegError, EOFError, ValueError) as exc:
@@ -383,13 +368,15 @@ def _decode(
         if damage is None and any(level <= av.logging.ERROR for level, _, _ in logs[seen:]):
             damage = (pos, _ffmpeg_reason(ValueError("damaged frame"), logs[seen:])[1])
         seen = len(logs)
+        if packet is None:
+            break
         for frame in frames:
             k = frame.samples
             if lossless_over is not None and pos + k > lossless_over:
                 _check_decoded_length(header, pos + k, limits)
             if pos + k > out.shape[0]:
                 if pos + k > header.cap:
-                    _check_length(pos + k, header.cap, sr, channels, limits, at_least=True)
+                    check_length(pos + k, header.cap, sr, channels, limits, at_least=True)
                 grown = np.empty((min(header.cap + 1, max(2 * out.shape[0], pos + k)), channels), np.float32)
                 grown[:pos] = out[:pos]
                 out = grown
@@ -421,7 +408,7 @@ def _decode(
 def _corrupt(
     info: AudioInfo, pos: int, declared: int | None, said: str, follows: bool = True
 ) -> AudioDecodeError:
-    what = _CONTAINER_NAMES.get(info.format, info.format.upper())
+    what = _what(info.format)
     of = f" of the {fmt_s(declared / info.sample_rate)} its header declares" if declared else ""
     return fail(
         "corrupt",
@@ -437,16 +424,16 @@ def _check_decoded_length(header: _Header, frames: int, limits: AudioLimits) -> 
         lossless = info.codec.startswith("pcm_") or info.codec in _LOSSLESS_CODECS
         tolerance = header.tolerance
         if frames < expect - tolerance:
-            raise truncated(_CONTAINER_NAMES.get(info.format, info.format.upper()), expect / sr, frames / sr)
+            raise truncated(_what(info.format), expect / sr, frames / sr)
         if lossless and frames > expect + tolerance:
             raise fail(
                 "bad_header",
-                f"The {_CONTAINER_NAMES.get(info.format, info.format.upper())} file contradicts itself: its "
+                f"The {_what(info.format)} file contradicts itself: its "
                 f"header says {fmt_s(expect / sr)}, but {fmt_s(frames / sr)} were decoded.",
             )
     if frames == 0:
         raise fail("too_short", "The audio is too short: the file contains no audio samples (0 s).")
-    _check_length(frames, frames + 1, sr, info.channels, limits)
+    check_length(frames, frames + 1, sr, info.channels, limits)
 
 
 def resample(samples: np.ndarray, sr_in: int, sr_out: int) -> np.ndarray:
