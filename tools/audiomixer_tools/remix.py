@@ -9,7 +9,9 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import sys
+import tempfile
 from collections.abc import Sequence
 from pathlib import Path
 from typing import Any, NoReturn
@@ -20,7 +22,7 @@ from audiomixer.settings import STEMS
 
 PROG = "audiomixer remix"
 FORMATS = {"wav": ("WAV", "PCM_16"), "flac": ("FLAC", "PCM_24"), "mp3": ("MP3", "MPEG_LAYER_III")}
-STEM_EXTENSIONS = (".wav", ".flac", ".ogg", ".mp3", ".aiff", ".aif")
+STEM_EXTENSIONS = (".wav", ".flac", ".ogg", ".mp3", ".aiff", ".aif", ".m4a", ".opus", ".webm", ".wma")
 DEFAULT_SR = 44100
 
 
@@ -33,11 +35,34 @@ class _Parser(argparse.ArgumentParser):
         raise UsageError(message)
 
 
+def version() -> str:
+    from importlib.metadata import PackageNotFoundError
+    from importlib.metadata import version as package_version
+
+    try:
+        return package_version("audiomixer")
+    except PackageNotFoundError:  # run from a checkout without installing
+        return "0+unknown"
+
+
 def build_parser() -> argparse.ArgumentParser:
-    p = _Parser(prog=PROG, description="Separate (or take) stems, re-render them with style sounds, mix.")
+    p = _Parser(
+        prog=PROG,
+        description="Separate (or take) stems, re-render them with style sounds, mix. Reads every audio "
+        "format FFmpeg reads (WAV, FLAC, MP3, M4A/AAC, ALAC, Ogg, Opus/WebM, WMA, AIFF...).",
+        formatter_class=argparse.ArgumentDefaultsHelpFormatter,
+    )
+    p.add_argument("--version", action="version", version=f"%(prog)s {version()}")
     p.add_argument("song", nargs="?", type=Path, help="song to separate with Demucs")
     p.add_argument("--stems", type=Path, metavar="DIR", help="use DIR/{drums,bass,vocals,other}.wav|.flac")
-    p.add_argument("-o", "--output", type=Path, required=True, metavar="OUT", help="mix file to write")
+    p.add_argument(
+        "-o",
+        "--output",
+        type=Path,
+        required=True,
+        metavar="OUT",
+        help="mix file to write (.wav, .flac, .mp3)",
+    )
     p.add_argument("--style", action="append", default=[], metavar="STEM=FILE", help="style sound for a stem")
     p.add_argument("--volume", action="append", default=[], metavar="STEM=X", help="stem volume, 0..2")
     p.add_argument("--mode", action="append", default=[], metavar="STEM=MODE", help="percussive or tonal")
@@ -68,23 +93,38 @@ def _pairs(items: Sequence[str], what: str) -> dict[str, str]:
     return out
 
 
-def _read_audio(path: Path, target_sr: int | None = None) -> tuple[np.ndarray, int]:
-    import soundfile as sf
+def _read_audio(
+    path: Path, target_sr: int | None = None, max_duration_s: float | None = None
+) -> tuple[np.ndarray, int]:
+    """Decoded as the service's ingest decodes an upload: FFmpeg, the same limits, the same reasons."""
+    from audiomixer.dsp.audio_io import AudioDecodeError, AudioLimits, decode_audio
 
     if not path.is_file():
         raise UsageError(f"file not found: {path}")
     try:
-        data, sr = sf.read(str(path), dtype="float32", always_2d=True)
-    except Exception as exc:  # libsndfile's messages are the useful part
-        raise UsageError(f"cannot read {path}: {exc}") from exc
-    if data.shape[0] == 0:
-        raise UsageError(f"no audio in {path}")
+        decoded = decode_audio(path.read_bytes(), AudioLimits.from_settings(max_duration_s=max_duration_s))
+    except AudioDecodeError as exc:
+        raise UsageError(f"{path}: {exc.reason}") from exc
+    except OSError as exc:
+        raise UsageError(f"cannot read {path}: {exc.strerror}") from exc
+    data, sr = decoded.samples, decoded.sample_rate
     if target_sr is not None and sr != target_sr:
         from audiomixer.dsp.analysis import resample
 
         data = np.stack([resample(data[:, c], sr, target_sr) for c in range(data.shape[1])], axis=1)
         sr = target_sr
     return np.ascontiguousarray(data, dtype=np.float32), int(sr)
+
+
+def _probe_audio(path: Path, max_duration_s: float | None = None) -> None:
+    from audiomixer.dsp.audio_io import AudioDecodeError, AudioLimits, probe
+
+    try:
+        probe(path.read_bytes(), AudioLimits.from_settings(max_duration_s=max_duration_s))
+    except AudioDecodeError as exc:
+        raise UsageError(f"{path}: {exc.reason}") from exc
+    except OSError as exc:
+        raise UsageError(f"cannot read {path}: {exc.strerror}") from exc
 
 
 def _load_stem_dir(directory: Path) -> tuple[dict[str, np.ndarray], int]:
@@ -110,8 +150,6 @@ def _load_stem_dir(directory: Path) -> tuple[dict[str, np.ndarray], int]:
 
 
 def _separate(song: Path, model: str | None, repo: Path | None) -> tuple[dict[str, np.ndarray], int]:
-    if not song.is_file():
-        raise UsageError(f"file not found: {song}")
     try:
         from audiomixer.separation import separate_file
     except ImportError as exc:
@@ -126,14 +164,58 @@ def _separate(song: Path, model: str | None, repo: Path | None) -> tuple[dict[st
 
 
 def _output_format(out: Path, fmt: str | None) -> str:
+    """The format from OUT's extension, or --format when the name has none of ours; never both
+    disagreeing (MP3 bytes in a .wav)."""
+    ext = out.suffix.lower().lstrip(".")
+    if fmt and ext in FORMATS and ext != fmt:
+        raise UsageError(
+            f"-o {out} is a .{ext} name but --format is {fmt}; "
+            f"name the file {out.with_suffix('.' + fmt).name} or leave out --format"
+        )
     if fmt:
         return fmt
-    ext = out.suffix.lower().lstrip(".")
     if ext not in FORMATS:
         raise UsageError(
-            f"cannot tell the format from {out.name!r}; use --format {{{','.join(sorted(FORMATS))}}}"
+            f"cannot tell the format from {out.name!r}: name it .wav, .flac or .mp3, or add --format "
+            f"{{{','.join(sorted(FORMATS))}}}"
         )
     return ext
+
+
+def _check_writable(target: Path, option: str, folder: bool = False, example: str = "") -> None:
+    """Refuse, before any work, an output that cannot be written: a folder given as a file, a file given
+    as a folder or as a parent folder, a place without write permission (/proc, read-only mounts)."""
+    if not folder and target.is_dir():
+        raise UsageError(f"{option} {target} is a folder; give a file name, e.g. {target / example}")
+    if folder and target.exists() and not target.is_dir():
+        raise UsageError(f"{option} {target} is a file; give a folder for the stems")
+    existing = target if folder else target.parent
+    while not existing.exists() and existing != existing.parent:
+        existing = existing.parent
+    if not existing.is_dir():
+        raise UsageError(f"{option} {target}: {existing} is a file, not a folder; choose another path")
+    if not folder and target.exists() and not os.access(target, os.W_OK):
+        raise UsageError(f"{option} {target}: the file is read-only; choose another name")
+    try:
+        with tempfile.TemporaryFile(dir=existing):
+            pass
+    except OSError as exc:
+        raise UsageError(
+            f"{option} {target}: cannot write in {existing} ({exc.strerror or exc}); choose a folder you can "
+            "write to"
+        ) from None
+
+
+def _check_target_lufs(value: float | None) -> None:
+    """The API's bounds for the same setting, from its own model."""
+    from pydantic import ValidationError
+
+    from audiomixer.api.schemas import MixSettings
+
+    try:
+        MixSettings(target_lufs=value)
+    except ValidationError as exc:
+        raise UsageError(f"--target-lufs {value:g}: {exc.errors()[0]['msg'].lower()} (LUFS)") from None
 
 
 def _write(path: Path, data: np.ndarray, sr: int, fmt: str) -> None:
@@ -160,6 +242,9 @@ def run(args: argparse.Namespace) -> int:
     from audiomixer.dsp.grains import analyse_style_sound
     from audiomixer.dsp.granular import GRAIN_MS_MAX, GRAIN_MS_MIN, render_stem
     from audiomixer.dsp.mixer import VOLUME_MAX, mix_stems, true_peak_dbtp
+    from audiomixer.settings import get_settings
+
+    settings = get_settings()
 
     if (args.song is None) == (args.stems is None):
         raise UsageError("give either SONG or --stems DIR")
@@ -181,10 +266,21 @@ def run(args: argparse.Namespace) -> int:
     for stem, mode in modes.items():
         if mode not in ("percussive", "tonal"):
             raise UsageError(f"--mode {stem}={mode}: must be percussive or tonal")
+    _check_writable(args.output, "-o", example="remix.wav")
     fmt = _output_format(args.output, args.format)
-    for path in styles.values():
+    _check_target_lufs(args.target_lufs)
+    for path in [p for p in (args.song, *styles.values()) if p is not None]:
         if not path.is_file():
             raise UsageError(f"file not found: {path}")
+    if args.stems_out is not None:
+        _check_writable(args.stems_out, "--stems-out", folder=True)
+    if args.analysis is not None:
+        _check_writable(args.analysis, "--analysis", example="analysis.json")
+    # Refuse a file that is not audio before loading a model or analysing anything.
+    if args.song is not None:
+        _probe_audio(args.song)
+    for path in styles.values():
+        _probe_audio(path, settings.style_sound_max_duration_s)
 
     want_analysis = args.analysis is not None
     n_steps = 2 + len(styles) * 3 + (0 if not want_analysis else 4)
@@ -212,7 +308,7 @@ def run(args: argparse.Namespace) -> int:
                 step(f"analyse {stem}")
         rendered = dict(stems)
         for stem, path in styles.items():
-            style, style_sr = _read_audio(path)
+            style, style_sr = _read_audio(path, max_duration_s=settings.style_sound_max_duration_s)
             table = analyse_style_sound(style, style_sr, grain_ms=args.grain_ms)
             step(f"style {stem}")
             rendered[stem] = render_stem(

@@ -88,6 +88,7 @@ def encode_ffmpeg(
     end, as recorders do."""
     container, codec, stream_options, options = FFMPEG_FORMATS[name]
     options = {} if index_last else options
+    x = x[:, None] if x.ndim == 1 else x
     layout = layout or ("stereo" if x.shape[1] == 2 else "mono")
     with tempfile.TemporaryDirectory() as tmp:
         path = Path(tmp) / f"out.{container}"
