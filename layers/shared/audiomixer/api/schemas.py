@@ -64,8 +64,10 @@ class PresignRequest(BaseModel):
     content_type: str = Field(
         min_length=3,
         max_length=127,
-        pattern=r"^(audio/[A-Za-z0-9.+-]+|application/(octet-stream|ogg)|video/ogg)$",
-        description="audio/*, application/ogg or application/octet-stream; the upload must send the same",
+        # Browsers label WebM, MP4 and Matroska files video/* even when they hold only audio.
+        pattern=r"^(audio/[A-Za-z0-9.+-]+|application/(octet-stream|ogg)|video/(ogg|webm|mp4|x-matroska))$",
+        description="audio/*, application/ogg, application/octet-stream or video/ogg, video/webm, video/mp4, "
+        "video/x-matroska (containers that may hold only audio); the upload must send the same",
     )
     size: int = Field(ge=1, description="exact size in bytes of the file to upload")
     kind: UploadKind = "base-track"
