@@ -93,7 +93,9 @@ def _put_or_forget(item: Project | Sound, uploads: list[tuple[str, bytes, str | 
 )
 def upload_base_track(
     request: Request,
-    file: UploadFile = File(description="the song: wav, flac, ogg, mp3 or aiff"),
+    file: UploadFile = File(
+        description="the song: any audio FFmpeg reads (wav, flac, mp3, m4a, ogg, opus, webm, wma, aiff)"
+    ),
     project_name: str | None = Form(default=None, max_length=NAME_MAX),
     principal: Principal = Depends(deps.principal),
     idempotency_key: str | None = idempotency.IdempotencyKey,
@@ -178,7 +180,7 @@ def upload_stems(
 )
 def upload_style_sounds(
     request: Request,
-    files: list[UploadFile] = File(description="one or more short sounds (wav, flac, ogg, mp3, aiff)"),
+    files: list[UploadFile] = File(description="one or more short sounds, in any audio format FFmpeg reads"),
     principal: Principal = Depends(deps.principal),
     idempotency_key: str | None = idempotency.IdempotencyKey,
 ) -> JSONResponse:
