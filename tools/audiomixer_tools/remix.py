@@ -149,7 +149,9 @@ def _load_stem_dir(directory: Path) -> tuple[dict[str, np.ndarray], int]:
     return stems, sr
 
 
-def _separate(song: Path, model: str | None, repo: Path | None) -> tuple[dict[str, np.ndarray], int]:
+def _separate(
+    song: Path, model: str | None, repo: Path | None, on_progress: Any = None
+) -> tuple[dict[str, np.ndarray], int]:
     try:
         from audiomixer.separation import separate_file
     except ImportError as exc:
@@ -157,7 +159,7 @@ def _separate(song: Path, model: str | None, repo: Path | None) -> tuple[dict[st
             f"separation is not available ({exc}); install the 'gpu' extra or pass --stems DIR"
         ) from exc
     try:
-        stems = separate_file(song, model_name=model, repo=repo)
+        stems = separate_file(song, model_name=model, repo=repo, on_progress=on_progress)
     except Exception as exc:
         raise UsageError(f"separation failed: {exc}") from exc
     return {k: np.asarray(v, np.float32) for k, v in stems.items() if k in STEMS}, DEFAULT_SR
@@ -283,20 +285,28 @@ def run(args: argparse.Namespace) -> int:
         _probe_audio(path, settings.style_sound_max_duration_s)
 
     want_analysis = args.analysis is not None
-    n_steps = 2 + len(styles) * 3 + (0 if not want_analysis else 4)
-    bar = _progress(n_steps, not args.no_progress)
+    # Separation counts 100 (its chunks report percent), loading given stems 1; every later step 1. The
+    # total is made exact once the stems are known, so the bar ends at 100 %.
+    load_units = 1 if args.song is None else 100
+    bar = _progress(load_units + len(STEMS) + 2 * len(styles) + 1, not args.no_progress)
 
-    def step(label: str) -> None:
+    def step(label: str, units: int = 1) -> None:
         if bar is not None:
             bar.set_postfix_str(label)
-            bar.update(1)
+            bar.update(units)
+
+    def separated(percent: int, message: str) -> None:
+        step(message, max(0, min(percent, load_units) - (bar.n if bar is not None else 0)))
 
     try:
         if args.stems is not None:
             stems, sr = _load_stem_dir(args.stems)
         else:
-            stems, sr = _separate(args.song, args.model, args.model_repo)
-        step("stems")
+            stems, sr = _separate(args.song, args.model, args.model_repo, on_progress=separated)
+        if bar is not None:
+            analysed = sum(1 for s in STEMS if s in stems and (want_analysis or s in styles))
+            bar.total = load_units + analysed + 2 * len(styles) + 1
+        step("stems", load_units - (bar.n if bar is not None else 0))
         missing_styles = sorted(set(styles) - set(stems))
         if missing_styles:
             raise UsageError(f"--style for a stem that is not there: {', '.join(missing_styles)}")

@@ -9,6 +9,7 @@ import subprocess
 import sys
 from pathlib import Path
 from types import ModuleType
+from typing import Any
 
 import numpy as np
 import pytest
@@ -77,13 +78,41 @@ def test_remix_reads_m4a_alac_opus_and_wma(files: dict[str, Path], tmp_path: Pat
 
 
 @pytest.mark.slow
-def test_remix_separates_an_m4a_song(files: dict[str, Path], tmp_path: Path) -> None:
+def test_remix_separates_an_m4a_song_and_its_bar_reaches_100(
+    files: dict[str, Path], tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
     pytest.importorskip("demucs")
+    import audiomixer_tools.remix as remix
+
+    bars: list[Any] = []
+    updates: list[tuple[int, str]] = []
+    make = remix._progress
+
+    def recording(total: int, enabled: bool) -> Any:
+        bar = make(total, enabled)
+        postfix = bar.set_postfix_str
+
+        def record(text: str) -> None:  # (count before the step, its label)
+            updates.append((bar.n, text))
+            postfix(text)
+
+        bar.set_postfix_str = record
+        bars.append(bar)
+        return bar
+
+    monkeypatch.setattr(remix, "_progress", recording)
+    song = files["song"]
     out = tmp_path / "mix.wav"
-    rc = main([str(files["song"]), "-o", str(out), "--model", "demucs_unittest", "--no-progress"])
-    assert rc == 0
+    argv = [str(song), "-o", str(out), "--model", "demucs_unittest", "--style", f"drums={files['kit']}"]
+    assert main(argv) == 0
     data, sr = sf.read(out, always_2d=True)
     assert sr == SR and abs(data.shape[0] - 4 * SR) <= 1
+    (bar,) = bars
+    assert bar.n == bar.total  # 100 %
+    # Separation moved the bar chunk by chunk (one 40 s segment here) before the later steps.
+    labels = [text for _, text in updates]
+    assert labels[0] == "separated chunk 1/1" and labels[1] == "stems", updates
+    assert [n for n, text in updates if text == "stems"] == [100]
 
 
 # Every mistake from issue 14, and their siblings: (arguments, words the one line must hold).
