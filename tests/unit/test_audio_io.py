@@ -410,3 +410,38 @@ def test_decode_memory_is_bounded_by_the_limits() -> None:
     # 0.5 s of stereo float32 is 176 kB; the whole file decoded would be 1 MB.
     assert peak < 700_000
     assert decode_audio(bytes(data), LIMITS).samples.shape == x.shape
+
+
+def test_samples_cap_refuses_before_decoding_what_the_duration_limit_admits() -> None:
+    # 2 s of 8-channel 96 kHz audio is within 15 minutes, but over a 1-million-sample budget: refused from
+    # the header, before a buffer is made (the limits once admitted 15 min x 192 kHz x 8 ch: 5.5 GB).
+    x = np.zeros((2 * 96000, 8), dtype=np.float32)
+    data = encode_audio(x, 96000, "wav")
+    limits = dataclasses.replace(LIMITS, max_samples=1_000_000)
+    with pytest.raises(AudioDecodeError) as excinfo:
+        probe(data, limits)
+    assert excinfo.value.code == "too_long" and "million samples" in excinfo.value.reason
+    assert "8 channels at 96000 Hz" in excinfo.value.reason
+    assert decode_audio(data, dataclasses.replace(LIMITS, max_samples=2_000_000)).samples.shape == x.shape
+    assert AudioLimits().max_samples * 4 < 1_000_000_000  # under 1 GB of float32, whatever the header says
+
+
+def test_samples_cap_bounds_memory_while_decoding_a_stream_of_unknown_length() -> None:
+    import tracemalloc
+
+    # FLAC that does not say how long it is (a stream): only the running cap bounds the buffer.
+    x = sine(440.0, 2.0, 48000, channels=8, amp=0.2)
+    data = bytearray(encode_audio(x, 48000, "flac", "PCM_16"))
+    data[18:26] = (int.from_bytes(data[18:26], "big") & ~((1 << 36) - 1)).to_bytes(8, "big")
+    data[26:42] = bytes(16)
+    limits = dataclasses.replace(LIMITS, max_samples=48000 * 8 // 4)  # 0.25 s of it
+    tracemalloc.start()
+    try:
+        with pytest.raises(AudioDecodeError) as excinfo:
+            decode_audio(bytes(data), limits)
+        _, peak = tracemalloc.get_traced_memory()
+    finally:
+        tracemalloc.stop()
+    assert excinfo.value.code == "too_long" and "at least" in excinfo.value.reason
+    # The whole file as float32 would be 3 MB; the cap is 384 kB.
+    assert peak < 1_500_000

@@ -254,7 +254,7 @@ def check_length(frames: int, cap: int, sr: int, channels: int, limits: Any, at_
         raise fail(
             "too_long",
             f"The audio is too big to decode: {size} of {channels} channels at {sr} Hz is more than "
-            f"{limits.max_samples / 1e6:.0f} million samples. Mix it down to stereo, resample it to 48 kHz "
+            f"{limits.max_samples / 1e6:.3g} million samples. Mix it down to stereo, resample it to 48 kHz "
             "or trim it, and upload again.",
         )
     if not at_least and seconds < limits.min_duration_s:
