@@ -192,4 +192,4 @@ def test_console_script_has_no_traceback_and_tells_its_version(
 def test_help_shows_defaults(capsys: pytest.CaptureFixture[str]) -> None:
     assert main(["--help"]) == 0
     text = capsys.readouterr().out
-    assert "(default: 120.0)" in text and "--version" in text
+    assert "(default: 120)" in text and "--version" in text and "(default 120)" not in text
