@@ -136,11 +136,14 @@ OPERATIONS: dict[tuple[str, str], tuple[str, Any]] = {
     ("post", "/api/v1/uploads"): (
         "Start an upload of any size up to the upload limit: answers a presigned S3 POST form bound to one "
         "key, content type and size. POST the form's fields, then the file as `file`, straight to `url`; "
-        "the stored object starts ingest. The new project or sound is `queued` until then.",
+        "the stored object starts ingest. The new project or sound is `queued` until then. With kind "
+        "`stems` and `stems` (stem -> size), one form per stem comes back in `stem_uploads` (each stem may "
+        "be as large as the upload limit); the project is analysed once every announced stem arrived.",
         {
             "id": _ID,
             "kind": "base-track",
             "upload": {"url": "https://bucket.s3.amazonaws.com/", "fields": {"key": "uploads/…"}},
+            "stem_uploads": None,
             "expires_in": 900,
             "max_bytes": 41_943_040,
         },
@@ -232,7 +235,7 @@ FIELDS: dict[str, str] = {
     "analysis": "summary of the analysis, once analysed; null before",
     "items": "this page's entries",
     "next_cursor": "pass as `cursor` for the next page; null on the last page",
-    "kind": "`base-track` (a song) or `style-sound` (a library sound)",
+    "kind": "`base-track` (a song), `style-sound` (a library sound) or `stems` (your own stems)",
     "upload": "the presigned form: POST `fields` and then `file` to `url`",
     "fields": "form fields to send unchanged, before the file",
     "sounds": "one entry per accepted file",
