@@ -231,11 +231,12 @@ COLUMNS: tuple[tuple[str, str, str], ...] = (
 
 
 def _mean(results: list[SongResult], which: str, key: str) -> float:
-    """Mean over songs; a song whose render crashed counts 0 on the engine's render measures."""
+    """Mean over songs; a song whose render crashed counts 0 on the engine's render bars (and is left
+    out of the figures that no bar judges)."""
     values = []
     for r in results:
         v = getattr(r, which).get(key)
-        if v is None and which == "engine" and r.error is not None and key != "mix_true_peak_dbtp":
+        if v is None and which == "engine" and r.error is not None and key in {b.key for b in BARS}:
             v = 0.0
         if v is not None and not math.isnan(v):
             values.append(v)
