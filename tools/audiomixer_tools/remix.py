@@ -28,6 +28,7 @@ from audiomixer.mix_settings import (
     StemConfig,
 )
 from audiomixer.settings import STEMS
+from audiomixer.stem_sets import KNOWN_STEMS, STEM_NAME, ordered
 
 PROG = "audiomixer remix"
 STEM_EXTENSIONS = (".wav", ".flac", ".ogg", ".mp3", ".aiff", ".aif")
@@ -69,7 +70,17 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--target-lufs", type=float, default=None, help="normalise the mix to this loudness")
     p.add_argument("--analysis", type=Path, metavar="FILE.json", help="write onsets and f0 per stem")
     p.add_argument("--stems-out", type=Path, metavar="DIR", help="also write the rendered stems here")
-    p.add_argument("--model", default=None, help="Demucs model name (default: DEMUCS_MODEL setting)")
+    p.add_argument(
+        "--model",
+        default=None,
+        help="Demucs model name, e.g. htdemucs_ft, htdemucs, htdemucs_6s (default: DEMUCS_MODEL setting)",
+    )
+    p.add_argument(
+        "--two-stems",
+        default=None,
+        metavar="STEM",
+        help="separate into STEM and no_STEM only, e.g. vocals -> vocals + no_vocals",
+    )
     p.add_argument("--model-repo", type=Path, default=None, help="local Demucs model repository")
     p.add_argument("--no-progress", action="store_true", help="no progress bar")
     return p
@@ -82,8 +93,8 @@ def _pairs(items: Sequence[str], what: str) -> dict[str, str]:
         stem = stem.strip().lower()
         if not sep or not value:
             raise UsageError(f"{what} must look like STEM=VALUE, got {item!r}")
-        if stem not in STEMS:
-            raise UsageError(f"unknown stem {stem!r} in {what} (choose from {', '.join(STEMS)})")
+        if not STEM_NAME.match(stem):
+            raise UsageError(f"unknown stem {stem!r} in {what} (e.g. {', '.join(STEMS)})")
         out[stem] = value
     return out
 
@@ -117,7 +128,7 @@ def _load_stem_dir(directory: Path) -> tuple[dict[str, np.ndarray], int]:
         raise UsageError(f"stems directory not found: {directory}")
     stems: dict[str, np.ndarray] = {}
     sr: int | None = None
-    for stem in STEMS:
+    for stem in KNOWN_STEMS:
         path = next(
             (directory / f"{stem}{ext}" for ext in STEM_EXTENSIONS if (directory / f"{stem}{ext}").is_file()),
             None,
@@ -132,9 +143,17 @@ def _load_stem_dir(directory: Path) -> tuple[dict[str, np.ndarray], int]:
     return stems, sr
 
 
-def _separate(song: Path, model: str | None, repo: Path | None) -> tuple[dict[str, np.ndarray], int]:
+def _separate(
+    song: Path, model: str | None, repo: Path | None, two_stems: str | None = None
+) -> tuple[dict[str, np.ndarray], int]:
     if not song.is_file():
         raise UsageError(f"file not found: {song}")
+    from audiomixer.stem_sets import SeparationOptionError, check_options
+
+    try:
+        check_options(model, two_stems, repo=repo)
+    except SeparationOptionError as exc:
+        raise UsageError(str(exc)) from None
     try:
         from audiomixer.separation import separate_file
     except ImportError as exc:
@@ -142,13 +161,13 @@ def _separate(song: Path, model: str | None, repo: Path | None) -> tuple[dict[st
             f"separation is not available ({exc}); install the 'gpu' extra or pass --stems DIR"
         ) from exc
     try:
-        stems = separate_file(song, model_name=model, repo=repo)
+        stems = separate_file(song, model_name=model, repo=repo, two_stems=two_stems)
     except Exception as exc:
         raise UsageError(f"separation failed: {exc}") from exc
     from audiomixer.settings import get_settings
 
     sample_rate = get_settings().target_sample_rate
-    return {k: np.asarray(v, np.float32) for k, v in stems.items() if k in STEMS}, sample_rate
+    return {k: np.asarray(v, np.float32) for k, v in stems.items()}, sample_rate
 
 
 def _output_format(out: Path, fmt: str | None) -> str:
@@ -196,7 +215,7 @@ def _mix_settings(args: argparse.Namespace, fmt: str) -> MixSettings:
         raise UsageError(f"--{str(error['loc'][0]).replace('_', '-')}: {error['msg']}") from None
 
 
-def _stem_config(args: argparse.Namespace) -> dict[str, StemConfig]:
+def _stem_config(args: argparse.Namespace, stems: Sequence[str]) -> dict[str, StemConfig]:
     volumes: dict[str, float] = {}
     for stem, raw in _pairs(args.volume, "--volume").items():
         try:
@@ -210,9 +229,15 @@ def _stem_config(args: argparse.Namespace) -> dict[str, StemConfig]:
     for stem, mode in modes.items():
         if mode not in ("percussive", "tonal"):
             raise UsageError(f"--mode {stem}={mode}: must be percussive or tonal")
+    for what, given in (("--volume", volumes), ("--mode", modes)):
+        unknown = sorted(set(given) - set(stems))
+        if unknown:
+            raise UsageError(
+                f"{what} for a stem that is not there: {', '.join(unknown)} (stems: {', '.join(stems)})"
+            )
     return {
         stem: StemConfig(volume=volumes.get(stem, 1.0), mode=modes.get(stem, "auto"))  # type: ignore[arg-type]
-        for stem in STEMS
+        for stem in stems
     }
 
 
@@ -234,7 +259,7 @@ def run(args: argparse.Namespace) -> int:
     fmt = _output_format(args.output, args.format)
     settings = _mix_settings(args, fmt)
     styles_paths = {k: Path(v) for k, v in _pairs(args.style, "--style").items()}
-    config = _stem_config(args)
+    _stem_config(args, [*_pairs(args.volume, "--volume"), *_pairs(args.mode, "--mode")])  # fail early
     for path in styles_paths.values():
         if not path.is_file():
             raise UsageError(f"file not found: {path}")
@@ -252,14 +277,18 @@ def run(args: argparse.Namespace) -> int:
         if args.stems is not None:
             stems, sr = _load_stem_dir(args.stems)
         else:
-            stems, sr = _separate(args.song, args.model, args.model_repo)
+            stems, sr = _separate(args.song, args.model, args.model_repo, args.two_stems)
         step("stems")
         missing_styles = sorted(set(styles_paths) - set(stems))
         if missing_styles:
-            raise UsageError(f"--style for a stem that is not there: {', '.join(missing_styles)}")
+            raise UsageError(
+                f"--style for a stem that is not there: {', '.join(missing_styles)} "
+                f"(stems: {', '.join(stems)})"
+            )
+        config = _stem_config(args, ordered(stems))
 
         analyses = {}
-        for stem in STEMS:
+        for stem in ordered(stems):
             if stem in stems and (want_analysis or stem in styles_paths):
                 analyses[stem] = stem_analysis(stems[stem], sr)
                 step(f"analyse {stem}")
