@@ -63,15 +63,15 @@ class StemSet:
 
     @property
     def names(self) -> tuple[str, ...]:
-        return (*self.model_stems, self.residual)
+        """All the stems, in the API's order."""
+        return tuple(ordered((*self.model_stems, self.residual)))
 
 
 def stem_set(sources: Sequence[str], two_stems: str | None = None) -> StemSet:
     """The stems separating with a model of these `sources` gives.
 
     Two-stem mode keeps `two_stems` and makes `no_{two_stems}` the residual, as `demucs --two-stems`.
-    Otherwise the residual is `other` (the last source when a model has none), and the model's other
-    sources come first in the order the API lists them (`drums, bass, vocals, other` for 4 sources)."""
+    Otherwise the residual is `other` (the last source when a model has none)."""
     sources = list(sources)
     if len(set(sources)) != len(sources) or not sources:
         raise SeparationOptionError(f"model sources {sources} are empty or repeat a name")
@@ -82,7 +82,7 @@ def stem_set(sources: Sequence[str], two_stems: str | None = None) -> StemSet:
             )
         return StemSet((two_stems,), f"no_{two_stems}")
     residual = "other" if "other" in sources else sources[-1]
-    return StemSet(tuple(ordered(s for s in sources if s != residual)), residual)
+    return StemSet(tuple(s for s in sources if s != residual), residual)
 
 
 def ordered(names: Iterable[str]) -> list[str]:
