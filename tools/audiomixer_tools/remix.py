@@ -28,7 +28,7 @@ from audiomixer.mix_settings import (
     StemConfig,
 )
 from audiomixer.settings import STEMS
-from audiomixer.stem_sets import KNOWN_STEMS, STEM_NAME, ordered
+from audiomixer.stem_sets import KNOWN_STEMS, PRETRAINED_MODELS, STEM_NAME, ordered
 
 PROG = "audiomixer remix"
 STEM_EXTENSIONS = (".wav", ".flac", ".ogg", ".mp3", ".aiff", ".aif")
@@ -148,12 +148,6 @@ def _separate(
 ) -> tuple[dict[str, np.ndarray], int]:
     if not song.is_file():
         raise UsageError(f"file not found: {song}")
-    from audiomixer.stem_sets import SeparationOptionError, check_options
-
-    try:
-        check_options(model, two_stems, repo=repo)
-    except SeparationOptionError as exc:
-        raise UsageError(str(exc)) from None
     try:
         from audiomixer.separation import separate_file
     except ImportError as exc:
@@ -215,6 +209,30 @@ def _mix_settings(args: argparse.Namespace, fmt: str) -> MixSettings:
         raise UsageError(f"--{str(error['loc'][0]).replace('_', '-')}: {error['msg']}") from None
 
 
+def _check_separation_options(args: argparse.Namespace) -> None:
+    """The same checks as the API's, and the stems named in options against the model's, before work."""
+    from audiomixer.settings import get_settings
+    from audiomixer.stem_sets import SeparationOptionError, check_options, expected_stems
+
+    settings = get_settings()
+    repo = args.model_repo or settings.demucs_repo
+    try:
+        check_options(args.model, args.two_stems, repo=repo, default=settings.demucs_model)
+    except SeparationOptionError as exc:
+        raise UsageError(str(exc)) from None
+    model = args.model or settings.demucs_model
+    if model in PRETRAINED_MODELS:  # its stems are known before separating
+        _check_stems(args, expected_stems(model, args.two_stems))
+
+
+def _check_stems(args: argparse.Namespace, stems: Sequence[str]) -> None:
+    """Every stem named in --style/--volume/--mode is one of `stems` (the song's, or its model's)."""
+    for what, items in (("--style", args.style), ("--volume", args.volume), ("--mode", args.mode)):
+        unknown = [stem for stem in _pairs(items, what) if stem not in stems]
+        if unknown:
+            raise UsageError(f"unknown stem {unknown[0]!r} in {what} (the stems are {', '.join(stems)})")
+
+
 def _stem_config(args: argparse.Namespace, stems: Sequence[str]) -> dict[str, StemConfig]:
     volumes: dict[str, float] = {}
     for stem, raw in _pairs(args.volume, "--volume").items():
@@ -229,12 +247,6 @@ def _stem_config(args: argparse.Namespace, stems: Sequence[str]) -> dict[str, St
     for stem, mode in modes.items():
         if mode not in ("percussive", "tonal"):
             raise UsageError(f"--mode {stem}={mode}: must be percussive or tonal")
-    for what, given in (("--volume", volumes), ("--mode", modes)):
-        unknown = sorted(set(given) - set(stems))
-        if unknown:
-            raise UsageError(
-                f"{what} for a stem that is not there: {', '.join(unknown)} (stems: {', '.join(stems)})"
-            )
     return {
         stem: StemConfig(volume=volumes.get(stem, 1.0), mode=modes.get(stem, "auto"))  # type: ignore[arg-type]
         for stem in stems
@@ -259,7 +271,11 @@ def run(args: argparse.Namespace) -> int:
     fmt = _output_format(args.output, args.format)
     settings = _mix_settings(args, fmt)
     styles_paths = {k: Path(v) for k, v in _pairs(args.style, "--style").items()}
-    _stem_config(args, [*_pairs(args.volume, "--volume"), *_pairs(args.mode, "--mode")])  # fail early
+    _stem_config(args, [])  # volumes and modes checked before any work
+    if args.song is not None:
+        _check_separation_options(args)
+    elif args.model or args.two_stems:
+        raise UsageError("--model and --two-stems choose how SONG is separated; they do nothing with --stems")
     for path in styles_paths.values():
         if not path.is_file():
             raise UsageError(f"file not found: {path}")
@@ -279,12 +295,7 @@ def run(args: argparse.Namespace) -> int:
         else:
             stems, sr = _separate(args.song, args.model, args.model_repo, args.two_stems)
         step("stems")
-        missing_styles = sorted(set(styles_paths) - set(stems))
-        if missing_styles:
-            raise UsageError(
-                f"--style for a stem that is not there: {', '.join(missing_styles)} "
-                f"(stems: {', '.join(stems)})"
-            )
+        _check_stems(args, ordered(stems))
         config = _stem_config(args, ordered(stems))
 
         analyses = {}
