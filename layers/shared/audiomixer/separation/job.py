@@ -13,7 +13,7 @@ import numpy as np
 import soundfile as sf
 
 from audiomixer.separation.checkpoints import S3CheckpointStore
-from audiomixer.separation.chunked import separate_to_files
+from audiomixer.separation.chunked import ProgressCallback, separate_to_files
 from audiomixer.separation.model import SeparationError, load_model
 from audiomixer.settings import STEMS, get_settings
 from audiomixer.stem_sets import ordered
@@ -173,10 +173,12 @@ def separate_file(
     repo: Path | None = None,
     device: str | None = None,
     two_stems: str | None = None,
+    on_progress: ProgressCallback | None = None,
 ) -> dict[str, np.ndarray]:
     """Separate a local audio file: stem -> (frames, 2) float32 at the model's rate (44.1 kHz), in the
     API's stem order; the same stems as the service's job for this model and `two_stems`.
-    `model_name`/`repo` default to the DEMUCS_MODEL / DEMUCS_REPO settings."""
+    `model_name`/`repo` default to the DEMUCS_MODEL / DEMUCS_REPO settings; `on_progress(percent,
+    message)` is called after each chunk."""
     settings = get_settings()
     name = model_name or settings.demucs_model
     if repo is None and settings.demucs_repo:
@@ -193,6 +195,7 @@ def separate_file(
             device=device,
             work_dir=Path(tmp),
             two_stems=two_stems,
+            on_progress=on_progress,
         )
         return {
             stem: sf.read(str(result.paths[stem]), dtype="float32", always_2d=True)[0]
