@@ -54,8 +54,7 @@ def describe(mix: Mix) -> MixStatusResponse:
 def _validate(principal: Principal, body: MixRequest) -> dict[str, dict[str, Any]]:
     """Everything a render needs must exist, be the caller's and be ready before anything is queued."""
     project = load_project(principal, body.project_id)
-    if project.status != "ready":
-        raise errors.conflict(f"project is {project.status}, not ready; wait until its status is ready")
+    # The stem set is known from the project's options before it is ready: a wrong name is a 422 at once.
     stems = project_stems(project, get_settings().demucs_model)
     unknown = [stem for stem in body.config.root if stem not in stems]
     if unknown:
@@ -63,6 +62,8 @@ def _validate(principal: Principal, body: MixRequest) -> dict[str, dict[str, Any
             f"config names {', '.join(unknown)}, which this project does not have; "
             f"its stems are {', '.join(stems)}"
         )
+    if project.status != "ready":
+        raise errors.conflict(f"project is {project.status}, not ready; wait until its status is ready")
     config = body.config.resolved(stems)
     present = [stem for stem, stored in project.stems.as_dict().items() if stored]
     if not any(config.get(stem, {}).get("enabled", True) for stem in present):
