@@ -8,6 +8,7 @@ offline deployment holds real weights); nothing is downloaded."""
 from __future__ import annotations
 
 import io
+import json
 import os
 import time
 from collections.abc import Iterator
@@ -21,6 +22,7 @@ import pytest
 import soundfile as sf
 from audio_helpers import synth_song
 from tiny_demucs import SIX_SOURCES, save_tiny_model
+from websockets.sync.client import connect
 
 pytestmark = pytest.mark.timeout(300)
 
@@ -92,9 +94,26 @@ def _assert_stems_sum_to_source(stack: Any, project_id: str, stems: list[str]) -
 def test_two_stem_project_is_ready_with_vocals_and_no_vocals_that_sum_to_the_song(
     stack: Any, api: httpx.Client
 ) -> None:
-    project_id = _upload(api, two_stems="vocals")
+    song = synth_song(3.0)
+    created = api.post(
+        "/api/v1/uploads",
+        json={"filename": "song.wav", "content_type": "audio/wav", "size": len(song), "two_stems": "vocals"},
+    )
+    assert created.status_code == 201, created.text
+    project_id = created.json()["id"]
     status = api.get(f"/api/v1/projects/{project_id}/status").json()
     assert status["stems"] == {"vocals": False, "no_vocals": False}  # known before separation
+    token = api.headers["Authorization"].removeprefix("Bearer ")
+    events: list[dict[str, Any]] = []
+    with connect(f"{stack.ws_url}/ws/project/{project_id}?token={token}", open_timeout=10) as ws:
+        events.append(json.loads(ws.recv(timeout=10)))  # the current state, at once
+        form = created.json()["upload"]
+        posted = httpx.post(form["url"], data=form["fields"], files={"file": ("song.wav", song, "audio/wav")})
+        assert posted.status_code in (200, 201, 204), posted.text
+        while events[-1]["status"] not in ("ready", "failed"):
+            events.append(json.loads(ws.recv(timeout=240)))
+    separated = [e for e in events if e["status"] == "analysing" and e["stage"] == "analyse"]
+    assert separated and separated[0]["detail"] == "separated into vocals, no_vocals", events
     body = _wait(api, f"/api/v1/projects/{project_id}/status", "ready")
     assert body["stems"] == {"vocals": True, "no_vocals": True}
     detail = api.get(f"/api/v1/projects/{project_id}").json()
@@ -124,6 +143,7 @@ def test_two_stem_project_is_ready_with_vocals_and_no_vocals_that_sum_to_the_son
 
 
 def test_six_stem_project_exposes_guitar_and_piano(stack: Any, api: httpx.Client) -> None:
+    # The same song as the two-stem test: an identical upload reuses stems only if separated the same way.
     project_id = _upload(api, model="htdemucs_6s")
     body = _wait(api, f"/api/v1/projects/{project_id}/status", "ready")
     six = ["drums", "bass", "vocals", "other", "guitar", "piano"]

@@ -101,7 +101,7 @@ def run(tenant_id: str, project_id: str, source_key: str) -> int:
             settings.analyse_queue_url,
             AnalyseMessage(tenant_id=tenant_id, kind="project", id=project_id),
         )
-        notify.announce("project", project)
+        notify.announce("project", project, detail=f"separated into {', '.join(stems)}")
     return EXIT_OK
 
 
