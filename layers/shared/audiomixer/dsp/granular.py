@@ -1,8 +1,9 @@
 """Granular re-rendering of a stem from a style sound's grains.
 
 - percussive: at each onset of the stem, a descriptor-matched grain (k-d tree over normalised
-  brightness and level, as a drum replacer picks a velocity layer) is scaled to the hit's peak and its
-  own transient is aligned to the stem's transient;
+  brightness and level, as a drum replacer picks a velocity layer) is scaled to the hit's peak, its
+  own transient is placed on the stem's transient and it is choked at the next hit; the level is only
+  ever lowered afterwards (no envelope boost, no clipping);
 - tonal: Hann-windowed grains at 50% overlap, chosen by nearest descriptors (pitch, loudness,
   brightness, CataRT-style) and, with pitch mapping, transposed by resampling so that they follow the
   stem's f0 sample by sample (the read position advances by f0_target(t) / f0_grain);
