@@ -175,3 +175,21 @@ def test_rendered_busy_drums_keep_every_hit_at_its_level_and_never_clip(busy: tu
     win = int(0.05 * SR)
     ren = np.array([np.abs(out[int(t * SR) : int(t * SR) + win]).max() for t in times[found]])
     assert np.corrcoef(np.log(levels[found]), np.log(ren))[0, 1] > 0.8
+
+
+def test_a_quiet_hit_after_a_loud_one_chokes_its_grain() -> None:
+    # A loud kick and, 87 ms later, a quiet hat: the kick's grain stops at the hat, whose grain alone
+    # sounds after it, at the hat's level (the stem's kick tail is not the hat's velocity).
+    x = np.zeros(SR, np.float32)
+    kick = S.drum_hit("kick", SR, velocity=0.9)
+    hat = S.drum_hit("hat", SR, velocity=0.1, seed=1)
+    k0, h0 = int(0.1 * SR), int(0.187 * SR)
+    x[k0 : k0 + kick.size] += kick
+    x[h0 : h0 + hat.size] += hat
+    a = analyse_stem(x, SR)
+    assert onset_f1(np.array([0.1, 0.187]), a.onset_times_s, window_s=0.005) == 1.0
+    kit = S.style_kit(SR, kit=1)
+    out = render_stem(x, SR, a, kit, SR, analyse_style_sound(kit, SR), mode="percussive")
+    after_hat = np.abs(out[h0 + int(0.005 * SR) : h0 + int(0.05 * SR)]).max()
+    assert after_hat <= 1.2 * a.onset_peaks[1], (after_hat, a.onset_peaks)
+    assert np.abs(out[k0 : k0 + int(0.05 * SR)]).max() > 0.6
