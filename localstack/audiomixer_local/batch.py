@@ -6,8 +6,10 @@ moto's own Batch backend would start Docker (and `batch_simple` marks every job 
 `install()` replaces `BatchBackend.submit_job` in this process while the runner is active: the job record
 is created exactly as moto does, but its status only moves when the runner moves it.
 
-Per job: the definition's command with Ref:: parameters substituted; `python…` becomes this
-interpreter and container paths such as /app/gpu_batch/entrypoint.py map to the file in the repository.
+Per job, as ECS starts a container: the image's ENTRYPOINT (read from the Dockerfile the job definition's
+Metadata.Dockerfile names; none without it) followed by the command (the container override's, else the
+definition's, else the image's CMD) with Ref:: parameters substituted. `python…` becomes this interpreter
+and container paths such as /app/gpu_batch/entrypoint.py map to the file in the repository.
 Env: the stack's resolved environment, the definition's environment, container overrides, the runner's
 extra env (e.g. DEMUCS_MODEL), AWS_BATCH_JOB_ID / AWS_BATCH_JOB_ATTEMPT / AWS_BATCH_JQ_NAME.
 RetryStrategy: Attempts and EvaluateOnExit (OnExitCode / OnReason / OnStatusReason globs, first match
@@ -22,6 +24,7 @@ rule pattern matches (in order, on one thread, like an async invoke with 2 retri
 from __future__ import annotations
 
 import fnmatch
+import json
 import logging
 import os
 import queue
@@ -35,6 +38,7 @@ import uuid
 from collections import deque
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
@@ -156,6 +160,66 @@ def evaluate_on_exit(
         if checks and all(checks):
             return str(rule.get("action", "RETRY")).upper()
     return "RETRY"
+
+
+@dataclass(frozen=True)
+class ImageConfig:
+    """What ECS takes from an image to start its container: ENTRYPOINT and CMD (exec form)."""
+
+    entrypoint: list[str] = field(default_factory=list)
+    cmd: list[str] = field(default_factory=list)
+
+
+def _exec_form(argument: str) -> list[str]:
+    """An ENTRYPOINT/CMD argument: a JSON array is exec form; anything else is shell form."""
+    try:
+        value = json.loads(argument)
+    except ValueError:
+        value = None
+    if isinstance(value, list) and all(isinstance(v, str) for v in value):
+        return list(value)
+    return ["/bin/sh", "-c", argument]
+
+
+def read_dockerfile(path: str | Path) -> ImageConfig:
+    """ENTRYPOINT and CMD of the final stage of a Dockerfile, as Docker records them in the image.
+
+    The last instruction of each kind wins; setting ENTRYPOINT clears a CMD set before it (Docker resets
+    the base image's CMD the same way); a new FROM starts from nothing (a base image's own ENTRYPOINT is
+    not known here, so a Dockerfile relying on one must restate it)."""
+    text = Path(path).read_text(encoding="utf-8")
+    logical: list[str] = []
+    current = ""
+    for raw in text.splitlines():
+        line = raw.strip()
+        if not current and (not line or line.startswith("#")):
+            continue
+        if line.startswith("#"):  # comment lines inside a continued instruction are dropped
+            continue
+        if line.endswith("\\"):
+            current += line[:-1] + " "
+            continue
+        logical.append(current + line)
+        current = ""
+    if current:
+        logical.append(current)
+    entrypoint: list[str] = []
+    cmd: list[str] = []
+    for instruction in logical:
+        keyword, _, argument = instruction.partition(" ")
+        keyword = keyword.upper()
+        if keyword == "FROM":
+            entrypoint, cmd = [], []
+        elif keyword == "ENTRYPOINT":
+            entrypoint, cmd = _exec_form(argument.strip()), []
+        elif keyword == "CMD":
+            cmd = _exec_form(argument.strip())
+    return ImageConfig(entrypoint=entrypoint, cmd=cmd)
+
+
+def container_argv(image: ImageConfig, command: list[str] | None) -> list[str]:
+    """The argv ECS runs: ENTRYPOINT + (the job's command, or the image's CMD when it has none)."""
+    return [*image.entrypoint, *(command if command else image.cmd)]
 
 
 def localize_command(command: list[str], repo_root: Path) -> list[str]:
@@ -358,9 +422,15 @@ class LocalBatchRunner:
             job.job_stopped_reason = status_reason
         self._set(run, status)
 
+    def image_config(self, job: Any) -> ImageConfig:
+        """The image of the job's definition: its Dockerfile's ENTRYPOINT/CMD, or none (a bare image)."""
+        dockerfile = self.res.batch.dockerfiles.get(job.job_definition.name)
+        return read_dockerfile(dockerfile) if dockerfile else ImageConfig()
+
     def _command(self, job: Any) -> list[str]:
-        command = job._get_container_property("command", [])
-        return localize_command(job._add_parameters_to_command(list(command)), self.repo_root)
+        # Batch substitutes Ref:: parameters in the command only, never in the image's ENTRYPOINT.
+        command = job._add_parameters_to_command(list(job._get_container_property("command", []) or []))
+        return localize_command(container_argv(self.image_config(job), command), self.repo_root)
 
     def _env(self, job: Any, attempt: int) -> dict[str, str]:
         env = dict(os.environ)

@@ -93,6 +93,8 @@ class BatchInfo:
     job_queues: dict[str, tuple[str, str]] = field(default_factory=dict)  # lid -> (name, arn)
     job_definitions: dict[str, tuple[str, str]] = field(default_factory=dict)
     compute_environments: dict[str, tuple[str, str]] = field(default_factory=dict)
+    # job definition name -> the Dockerfile its image is built from (the resource's Metadata.Dockerfile)
+    dockerfiles: dict[str, Path] = field(default_factory=dict)
 
 
 @dataclass
@@ -236,6 +238,9 @@ class _Builder:
                     arn = f"arn:aws:batch:{region}:{account}:job-definition/{name}:1"
                     self.res.batch.job_definitions[lid] = (name, arn)
                     t.refs[lid] = arn
+                    dockerfile = (r.get("Metadata") or {}).get("Dockerfile")
+                    if dockerfile:
+                        self.res.batch.dockerfiles[name] = t.root / str(dockerfile)
                 elif kind in FUNCTION_TYPES:
                     name = self.name(lid, props, "FunctionName")
                     t.refs[lid] = name

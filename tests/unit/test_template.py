@@ -409,13 +409,9 @@ def test_batch_retry_strategy_and_job_definition() -> None:
     }
     container = jd["ContainerProperties"]
     assert container["Image"] == {"Ref": "SeparationImageUri"}
-    assert container["Command"] == [
-        "python",
-        "/app/gpu_batch/entrypoint.py",
-        "Ref::tenant_id",
-        "Ref::project_id",
-        "Ref::source_key",
-    ]
+    # ECS runs the image's ENTRYPOINT (python /app/gpu_batch/entrypoint.py) + Command: arguments only.
+    assert container["Command"] == ["Ref::tenant_id", "Ref::project_id", "Ref::source_key"]
+    assert RESOURCES["SeparationJobDefinition"]["Metadata"]["Dockerfile"] == "gpu_batch/Dockerfile"
     assert set(jd["Parameters"]) == {"tenant_id", "project_id", "source_key"}
     req = {r["Type"]: r["Value"] for r in container["ResourceRequirements"]}
     assert req["GPU"] == "1" and int(req["VCPU"]) >= 1 and int(req["MEMORY"]) >= 4096
