@@ -43,7 +43,7 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
-from audiomixer_local import functions
+from audiomixer_local import functions, iam
 from audiomixer_local.events import matches
 from audiomixer_local.resources import FunctionSpec, LocalResources
 
@@ -222,12 +222,13 @@ def container_argv(image: ImageConfig, command: list[str] | None) -> list[str]:
     return [*image.entrypoint, *(command if command else image.cmd)]
 
 
-def localize_command(command: list[str], repo_root: Path) -> list[str]:
-    """Container command -> local command: python -> this interpreter, /app/x/y.py -> repo_root/x/y.py."""
+def localize_command(command: list[str], repo_root: Path, python: list[str] | None = None) -> list[str]:
+    """Container command -> local command: python -> this interpreter (or `python`, e.g. the task-role
+    wrapper), /app/x/y.py -> repo_root/x/y.py."""
     out: list[str] = []
     for i, part in enumerate(command):
         if i == 0 and re.fullmatch(r"python(3(\.\d+)?)?", Path(part).name):
-            out.append(sys.executable)
+            out.extend(python or [sys.executable])
             continue
         if part.startswith("/") and not Path(part).exists():
             tail = Path(part).parts[1:]
@@ -280,6 +281,8 @@ class LocalBatchRunner:
         )
         self.event_retries = event_retries
         self.events: list[dict[str, Any]] = []  # every event emitted, in order
+        # Deliveries that failed every try (on AWS: the BatchEventsDLQ and its alarm).
+        self.failed_deliveries: list[dict[str, Any]] = []
         self._queue: queue.Queue[_Run | None] = queue.Queue()
         self._runs: dict[str, _Run] = {}
         self._recent: deque[str] = deque(maxlen=100)
@@ -430,7 +433,11 @@ class LocalBatchRunner:
     def _command(self, job: Any) -> list[str]:
         # Batch substitutes Ref:: parameters in the command only, never in the image's ENTRYPOINT.
         command = job._add_parameters_to_command(list(job._get_container_property("command", []) or []))
-        return localize_command(container_argv(self.image_config(job), command), self.repo_root)
+        python = None
+        if self.res.job_principal(job.job_definition.name) is not None:
+            # The job's AWS calls are checked against its role (see audiomixer_local.task).
+            python = [sys.executable, "-m", "audiomixer_local.task"]
+        return localize_command(container_argv(self.image_config(job), command), self.repo_root, python)
 
     def _env(self, job: Any, attempt: int) -> dict[str, str]:
         env = dict(os.environ)
@@ -444,6 +451,12 @@ class LocalBatchRunner:
             if key in self.res.env:
                 env[key] = self.res.env[key]
         env.update(self.extra_env)
+        env.pop(iam.TASK_ROLE_ENV, None)
+        principal = self.res.job_principal(job.job_definition.name)
+        if principal is not None:
+            env[iam.TASK_ROLE_ENV] = principal.to_json()
+            if self.res.websocket:
+                env[iam.WS_API_ID_ENV] = self.res.websocket.api_id
         env.update(
             {
                 "AWS_BATCH_JOB_ID": job.job_id,
@@ -623,7 +636,17 @@ class LocalBatchRunner:
                 try:
                     functions.invoke(target, event)
                     break
-                except Exception:
+                except Exception as exc:
+                    if attempt == self.event_retries:
+                        with self._lock:
+                            self.failed_deliveries.append(
+                                {
+                                    "function": target.logical_id,
+                                    "jobId": event["detail"]["jobId"],
+                                    "status": event["detail"]["status"],
+                                    "error": f"{type(exc).__name__}: {exc}",
+                                }
+                            )
                     log.exception(
                         "local batch: %s failed on %s event (try %d)",
                         target.logical_id,

@@ -18,6 +18,7 @@ from typing import Any
 
 import boto3
 
+from audiomixer_local import iam
 from audiomixer_local.template import Template, UnresolvableError, referenced_ids
 
 log = logging.getLogger("audiomixer_local")
@@ -73,6 +74,8 @@ class FunctionSpec:
     environment: dict[str, str] = field(default_factory=dict)
     sqs_sources: list[SqsSource] = field(default_factory=list)
     event_patterns: list[dict[str, Any]] = field(default_factory=list)
+    # What its code may do (its role's policies); None runs it unchecked.
+    principal: iam.Principal | None = None
 
     @property
     def dir_name(self) -> str:
@@ -95,6 +98,8 @@ class BatchInfo:
     compute_environments: dict[str, tuple[str, str]] = field(default_factory=dict)
     # job definition name -> the Dockerfile its image is built from (the resource's Metadata.Dockerfile)
     dockerfiles: dict[str, Path] = field(default_factory=dict)
+    # job definition name -> logical id of its JobRoleArn's role
+    job_roles: dict[str, str] = field(default_factory=dict)
 
 
 @dataclass
@@ -108,6 +113,14 @@ class LocalResources:
     functions: dict[str, FunctionSpec] = field(default_factory=dict)
     websocket: WebSocketSpec | None = None
     env: dict[str, str] = field(default_factory=dict)
+    http_api_function: str | None = None  # logical id of the function behind the HTTP API
+    # Per function and per IAM role logical id: the policies its code runs under (local IAM check).
+    principals: dict[str, iam.Principal] = field(default_factory=dict)
+
+    def job_principal(self, job_definition_name: str) -> iam.Principal | None:
+        """The role a job of this definition runs as (its JobRoleArn), or None when it has none."""
+        role = self.batch.job_roles.get(job_definition_name)
+        return self.principals.get(role) if role else None
 
     @property
     def region(self) -> str:
@@ -241,6 +254,9 @@ class _Builder:
                     dockerfile = (r.get("Metadata") or {}).get("Dockerfile")
                     if dockerfile:
                         self.res.batch.dockerfiles[name] = t.root / str(dockerfile)
+                    role = referenced_ids((props.get("ContainerProperties") or {}).get("JobRoleArn"))
+                    if role:
+                        self.res.batch.job_roles[name] = sorted(role)[0]
                 elif kind in FUNCTION_TYPES:
                     name = self.name(lid, props, "FunctionName")
                     t.refs[lid] = name
@@ -568,6 +584,28 @@ class _Builder:
                 spec.two_way_routes.add(str(self.t.resolve(routes[route_lid]["Properties"]["RouteKey"])))
         self.res.websocket = spec
 
+    def http_api(self) -> None:
+        http_apis = {
+            lid
+            for lid, r in self.t.of_type("AWS::ApiGatewayV2::Api").items()
+            if (r.get("Properties") or {}).get("ProtocolType") == "HTTP"
+        }
+        for r in self.t.of_type("AWS::ApiGatewayV2::Integration").values():
+            props = dict(r.get("Properties") or {})
+            if referenced_ids(props.get("ApiId")) & http_apis:
+                self.res.http_api_function = self._function_ref(props.get("IntegrationUri"))
+                return
+
+    def principals(self) -> None:
+        """Each function's and role's policies as SAM deploys them (see audiomixer_local.iam)."""
+        names = {lid: spec.name for lid, spec in self.res.functions.items()}
+        self.res.principals = iam.build_principals(self.t, names, set(self.res.batch.job_roles.values()))
+        for lid, spec in self.res.functions.items():
+            spec.principal = self.res.principals[lid]
+        if self.res.websocket:
+            iam.set_websocket_api_id(self.res.websocket.api_id)
+        iam.install()
+
     def environment(self) -> None:
         variables = (self.t.globals_function.get("Environment") or {}).get("Variables") or {}
         env: dict[str, str] = {}
@@ -663,6 +701,8 @@ def create_resources(
     b.create_batch()
     b.functions()
     b.websocket()
+    b.http_api()
+    b.principals()
     b.environment()
     b.pepper_parameter()
     return b.res
@@ -696,6 +736,8 @@ def describe_template(
             )
     b.functions()
     b.websocket()
+    b.http_api()
+    b.principals()
     b.environment()
     return b.res
 

@@ -220,7 +220,14 @@ class LocalStack:
         import uvicorn
 
         assert self.gateway is not None
-        router = LocalRouter(self.gateway, self.config.app, status=self.status)
+        assert self.res is not None
+        api_function = self.res.http_api_function
+        router = LocalRouter(
+            self.gateway,
+            self.config.app,
+            status=self.status,
+            principal=self.res.principals.get(api_function) if api_function else None,
+        )
         config = uvicorn.Config(
             router,
             lifespan="on",
