@@ -18,6 +18,9 @@ statusReason "Essential container in task exited"; the attempt Timeout kills the
 statusReason "Job attempt duration exceeded timeout"; a process killed from outside is just a non-zero
 exit. Losing the Spot host (statusReason "Host EC2 (instance …) terminated.") happens locally only when
 `simulate_host_loss(job_id)` is called. TerminateJob/CancelJob stop the job without retry.
+The job queue's JobStateTimeLimitActions apply to RUNNABLE, the state a job waits in for a free slot
+(`max_jobs`, the local stand-in for GPU capacity): past maxTimeSeconds (time-scaled like the queues) a
+CANCEL action ends it FAILED with the action's reason, as Batch does when no instance can be found.
 Every status change is sent, as EventBridge's "Batch Job State Change" event, to each function whose
 rule pattern matches (in order, on one thread, like an async invoke with 2 retries)."""
 
@@ -251,6 +254,11 @@ class _Run:
 
     def __init__(self, job: Any) -> None:
         self.job = job
+        self.started = (
+            threading.Event()
+        )  # a worker took it (it left RUNNABLE); a time limit no longer applies
+        self.cancelled = threading.Event()  # ended by a job-state time limit before it started
+        self.timers: list[threading.Timer] = []
         self.process: subprocess.Popen[bytes] | None = None
         self.host_lost = threading.Event()
         self.attempt = 0
@@ -305,6 +313,9 @@ class LocalBatchRunner:
         uninstall(self)
         with self._lock:
             running = [r for r in self._runs.values() if r.process and r.process.poll() is None]
+            for run in self._runs.values():
+                for timer in run.timers:
+                    timer.cancel()
         for run in running:
             self._kill(run, graceful=True)
         for _ in self._workers:
@@ -327,7 +338,23 @@ class LocalBatchRunner:
             self._runs[job.job_id] = run
             self._recent.append(job.job_id)
         self._emit(job)  # SUBMITTED
+        self._set(run, "RUNNABLE")  # it now waits for a free slot, as a Batch job waits for capacity
+        for limit in self.res.batch.time_limits.get(job.job_queue.name, []):
+            if limit.get("state") == "RUNNABLE" and limit.get("action") == "CANCEL":
+                timer = threading.Timer(float(limit["maxTimeSeconds"]), self._expire, (run, limit))
+                timer.daemon = True
+                run.timers.append(timer)
+                timer.start()
         self._queue.put(run)
+
+    def _expire(self, run: _Run, limit: dict[str, Any]) -> None:
+        """A job-state time limit ran out: cancel the job unless a worker has taken it meanwhile."""
+        with self._lock:
+            if run.started.is_set() or run.cancelled.is_set() or run.job.job_stopped:
+                return
+            run.cancelled.set()
+        log.warning("local batch: job %s was RUNNABLE too long; %s", run.job.job_id, limit.get("reason"))
+        self._finish(run, "FAILED", str(limit.get("reason") or "job state time limit exceeded"))
 
     def simulate_host_loss(self, job_id: str) -> bool:
         """Kill the job's running attempt as if its Spot instance were reclaimed."""
@@ -376,6 +403,12 @@ class LocalBatchRunner:
             run = self._queue.get()
             if run is None:
                 return
+            with self._lock:
+                if run.cancelled.is_set():
+                    continue
+                run.started.set()
+            for timer in run.timers:
+                timer.cancel()
             try:
                 self._execute(run)
             except Exception:
@@ -388,7 +421,6 @@ class LocalBatchRunner:
 
     def _execute(self, run: _Run) -> None:
         job = run.job
-        self._set(run, "RUNNABLE")
         strategy = job.job_definition.retry_strategy or {}
         attempts = int(strategy.get("attempts", 1) or 1)
         rules = list(strategy.get("evaluateOnExit") or [])

@@ -3,7 +3,8 @@ the functions' environment against them. Names, timeouts, batch sizes and redriv
 the template, never repeated here.
 
 AUDIOMIXER_LOCAL_TIME_SCALE (float, default 1) multiplies every queue's VisibilityTimeout at creation
-(rounded, at least 1 s) so fault-injection tests can watch redelivery and DLQ moves in seconds."""
+(rounded, at least 1 s), the retry backoff (AUDIOMIXER_RETRY_BACKOFF_S) and Batch job-state time limits,
+so fault-injection tests can watch redelivery, DLQ moves and time-outs in seconds."""
 
 from __future__ import annotations
 
@@ -100,6 +101,8 @@ class BatchInfo:
     dockerfiles: dict[str, Path] = field(default_factory=dict)
     # job definition name -> logical id of its JobRoleArn's role
     job_roles: dict[str, str] = field(default_factory=dict)
+    # job queue name -> its JobStateTimeLimitActions (camelCase, maxTimeSeconds already time-scaled)
+    time_limits: dict[str, list[dict[str, Any]]] = field(default_factory=dict)
 
 
 @dataclass
@@ -439,6 +442,10 @@ class _Builder:
             )
             self.res.batch.job_queues[lid] = (name, created["jobQueueArn"])
             self.t.refs[lid] = created["jobQueueArn"]
+            limits = _camel(props.get("JobStateTimeLimitActions") or [])
+            for limit in limits:
+                limit["maxTimeSeconds"] = scaled_timeout(float(limit["maxTimeSeconds"]))
+            self.res.batch.time_limits[name] = limits
             self.t.attrs[lid] = {"JobQueueArn": created["jobQueueArn"]}
         for lid, (name, _arn) in self.res.batch.job_definitions.items():
             props = self.t.resolve(self.t.props(lid))
@@ -621,6 +628,13 @@ class _Builder:
                 if key in env and env[key] != value:
                     log.warning("%s overrides %s locally shared by all functions", spec.logical_id, key)
                 env.setdefault(key, value)
+        scale = time_scale()
+        if scale != 1 and "AUDIOMIXER_RETRY_BACKOFF_S" not in os.environ:
+            # Retry delays shrink with the visibility timeouts, so a test sees backoff in seconds.
+            from audiomixer.settings import Settings
+
+            default = Settings.model_fields["retry_backoff_s"].default
+            env["AUDIOMIXER_RETRY_BACKOFF_S"] = json.dumps([max(1, round(s * scale)) for s in default])
         if self.ws_endpoint is not None:
             env["AUDIOMIXER_WS_ENDPOINT"] = self.ws_endpoint
         env["AWS_REGION"] = env["AWS_DEFAULT_REGION"] = self.t.region

@@ -297,3 +297,28 @@ def test_the_separation_job_runs_entrypoint_plus_command_as_ecs_does(
         assert status == "FAILED"
         assert described["attempts"][0]["container"]["exitCode"] == 2
         assert "unrecognized arguments" in log_text
+
+
+def test_a_job_runnable_past_the_queues_time_limit_is_cancelled(
+    monkeypatch: pytest.MonkeyPatch, tmp_path: Path
+) -> None:
+    """JobStateTimeLimitActions: the only slot is busy (no GPU capacity), so the second job waits RUNNABLE
+    until the queue's limit (600 s, scaled to 2 s here) cancels it with the action's reason."""
+    monkeypatch.delenv("AWS_ENDPOINT_URL", raising=False)
+    monkeypatch.setenv("AUDIOMIXER_LOCAL_TIME_SCALE", "0.002")
+    with mock_aws():
+        res = create_resources(FIXTURE)
+        assert res.batch.time_limits["audiomixer-SeparationJobQueue"][0]["maxTimeSeconds"] == 2.0
+        with LocalBatchRunner(res, log_dir=tmp_path / "logs", max_jobs=1, event_targets=[]) as runner:
+            busy = _submit(res, tmp_path, "sleep")
+            waiting = _submit(res, tmp_path, "ok")
+            started = time.monotonic()
+            assert runner.wait(waiting, 30) == "FAILED"
+            waited = time.monotonic() - started
+            (described,) = boto3.client("batch").describe_jobs(jobs=[waiting])["jobs"]
+            assert described["statusReason"] == "no capacity for 10 minutes"
+            assert described["attempts"] == []  # it never ran
+            assert _statuses(runner.events, waiting) == ["SUBMITTED", "RUNNABLE", "FAILED"]
+            assert 1.5 < waited < 10, waited
+            busy_status = next(j["status"] for j in runner.jobs_summary() if j["jobId"] == busy)
+            assert busy_status == "RUNNING"  # a started job is not subject to the RUNNABLE limit
