@@ -292,6 +292,8 @@ def test_globals_environment_is_the_contract() -> None:
         "AUDIOMIXER_BATCH_JOB_DEFINITION": "SeparationJobDefinition",
         "AUDIOMIXER_API_KEY_PEPPER_PARAMETER": "ApiKeyPepperParameterName",
         "AUDIOMIXER_CORS_ALLOW_ORIGINS": "CorsAllowOrigins",
+        "AUDIOMIXER_JWT_ISSUER": "JwtIssuer",
+        "AUDIOMIXER_JWT_TENANT_CLAIM": "JwtTenantClaim",
     }
     for name, target in expected_refs.items():
         assert env[name] == {"Ref": target}, name
@@ -301,7 +303,9 @@ def test_globals_environment_is_the_contract() -> None:
     assert env["POWERTOOLS_SERVICE_NAME"] == "audiomixer"
     assert env["POWERTOOLS_METRICS_NAMESPACE"] == "AudioMixer"
     assert env["LOG_LEVEL"] == "INFO"
+    assert env["AUDIOMIXER_JWT_AUDIENCE"] == {"Fn::Join": [",", {"Ref": "JwtAudience"}]}
     assert set(env) == set(expected_refs) | {
+        "AUDIOMIXER_JWT_AUDIENCE",
         "AUDIOMIXER_WS_ENDPOINT",
         "POWERTOOLS_SERVICE_NAME",
         "POWERTOOLS_METRICS_NAMESPACE",
@@ -526,9 +530,15 @@ def test_http_api_routes_everything_to_the_api_function_with_throttling_and_cors
         if p["ApiId"] == {"Ref": "HttpApi"}
     }
     assert "$default" in keys and keys["GET /health"]["AuthorizationType"] == "NONE"
-    # JWT only when the JwtIssuer parameter is set; API keys (checked in the app) otherwise
-    assert keys["$default"]["AuthorizationType"] == {"Fn::If": ["HasJwtIssuer", "JWT", "NONE"]}
-    assert RESOURCES["HttpApiJwtAuthorizer"]["Condition"] == "HasJwtIssuer"
+    # No gateway authorizer: it would refuse API keys and catch CORS preflights; the app verifies both
+    # API keys and (with JwtIssuer) JWTs, and the functions get the JWT settings from the environment.
+    assert keys["$default"]["AuthorizationType"] == "NONE"
+    assert not of_type("AWS::ApiGatewayV2::Authorizer")
+    env = GLOBALS_FN["Environment"]["Variables"]
+    assert env["AUDIOMIXER_JWT_ISSUER"] == {"Ref": "JwtIssuer"}
+    assert env["AUDIOMIXER_JWT_TENANT_CLAIM"] == {"Ref": "JwtTenantClaim"}
+    assert TEMPLATE["Parameters"]["JwtTenantClaim"]["Default"] == ""  # no user-writable claim by default
+    assert {"retry-after", "idempotent-replayed"} <= set(http["CorsConfiguration"]["ExposeHeaders"])
     stage = props("HttpApiStage")
     assert stage["StageName"] == "$default" and stage["AutoDeploy"] is True
     assert {"ThrottlingBurstLimit", "ThrottlingRateLimit"} <= set(stage["DefaultRouteSettings"])

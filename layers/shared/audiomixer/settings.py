@@ -63,6 +63,11 @@ class Settings(BaseSettings):
     api_key_pepper: str = "local-dev-pepper"
     # When deployed, the pepper is read from SSM / Secrets Manager under this name (see secrets.py).
     api_key_pepper_parameter: str | None = None
+    # JWT mode (template parameters JwtIssuer, JwtAudience, JwtTenantClaim): tokens are verified by the
+    # API and $connect functions themselves, so API keys keep working beside them. Empty issuer: off.
+    jwt_issuer: str | None = None
+    jwt_audience: str = ""  # comma-separated; a token's `aud` or `client_id` must be one of them
+    jwt_tenant_claim: str | None = None  # a claim users cannot write; None: the tenant is `sub`
     cors_allow_origins: list[str] = ["http://localhost:3000", "http://localhost:5173"]
     presign_expiry_s: int = 900
     download_expiry_s: int = 300
