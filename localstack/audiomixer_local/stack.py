@@ -315,6 +315,8 @@ class LocalStack:
             "queues": describe_queues(self.res, sqs),
             "pollers": {p.name: p.stats.as_dict() for p in self.pollers},
             "jobs": self.batch.jobs_summary() if self.batch else [],
+            # Batch state-change events no function could handle (on AWS: BatchEventsDLQ and its alarm).
+            "failed_event_deliveries": list(self.batch.failed_deliveries) if self.batch else [],
             "websocket": self.gateway.describe() if self.gateway else None,
         }
 

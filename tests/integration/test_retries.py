@@ -68,6 +68,24 @@ def test_a_failed_delivery_comes_back_after_a_growing_backoff(
     assert 2.5 < second_delay < 5, second_delay  # the delay grows with the receive count
 
 
+def test_an_error_no_retry_can_fix_ends_the_job_at_once(aws: Any, lambda_context: Any) -> None:
+    from audiomixer.pipeline.failures import after_retries
+    from audiomixer.pipeline.sqs import PermanentError, sqs_handler
+
+    seen: list[str] = []
+
+    def bad_input(record: Any) -> None:
+        raise PermanentError("the song has no audible content; upload another file")
+
+    handler = sqs_handler(
+        "Test", bad_input, lambda record, exc: seen.append(after_retries("analysis", exc, "-"))
+    )
+    queue = aws.queues["AnalyseQueue"]
+    event = {"Records": [_record(queue, aws.region, "{}")]}  # the first delivery
+    assert handler(event, lambda_context) == {"batchItemFailures": []}  # consumed: not retried
+    assert seen == ["analysis failed: the song has no audible content; upload another file"]
+
+
 def _record(queue: Any, region: str, body: str) -> dict[str, Any]:
     message = {
         "MessageId": "m-1",

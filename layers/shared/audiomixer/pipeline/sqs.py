@@ -89,7 +89,8 @@ def sqs_handler(
     on_final_failure: Callable[[SQSRecord, Exception], None],
 ) -> Callable[[dict[str, Any], Any], dict[str, Any]]:
     """Build a Lambda handler over `process(record)`. `on_final_failure(record, exc)` runs when a record
-    fails for the last time before its queue moves it to the DLQ (it must mark the job failed)."""
+    fails for the last time before its queue moves it to the DLQ (it must mark the job failed), and at
+    once for a PermanentError, which no retry can fix: that record is then consumed, not retried."""
 
     def record_handler(record: SQSRecord) -> None:
         started = time.perf_counter()
@@ -104,7 +105,8 @@ def sqs_handler(
         except Exception as exc:
             metrics.add_metric(name=f"{stage}Failed", unit=MetricUnit.Count, value=1)
             attempts = receive_count(record)
-            final = attempts >= get_settings().max_receive_count
+            permanent = isinstance(exc, PermanentError)
+            final = permanent or attempts >= get_settings().max_receive_count
             logger.exception(
                 "record failed", extra={"message_id": record.message_id, "attempt": attempts, "final": final}
             )
@@ -115,7 +117,8 @@ def sqs_handler(
                     logger.exception("could not record the final failure")
             else:
                 delay_redelivery(record, backoff_s(attempts))
-            raise
+            if not permanent:
+                raise
 
     @metrics.log_metrics
     def handler(event: dict[str, Any], context: Any) -> dict[str, Any]:
