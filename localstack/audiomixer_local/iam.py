@@ -142,14 +142,6 @@ class Principal:
             s.effect == "Allow" and not s.conditional and s.matches(action, resource) for s in self.statements
         )
 
-    def without(self, action: str) -> Principal:
-        """A copy that no longer allows `action` (tests: a permission removed)."""
-        kept = tuple(
-            Statement(s.effect, tuple(a for a in s.actions if a.lower() != action.lower()), s.resources)
-            for s in self.statements
-        )
-        return Principal(self.name, self.arn, kept)
-
     def to_json(self) -> str:
         return json.dumps(
             {
@@ -199,6 +191,8 @@ def managed_statements(arn: str) -> list[Statement]:
 
 def sam_transform(t: Template) -> dict[str, Any]:
     """The template after SAM's transform (function roles made explicit); code locations are stand-ins."""
+    import logging
+
     import boto3
     from samtranslator.parser.parser import Parser
     from samtranslator.translator.translator import Translator
@@ -214,6 +208,8 @@ def sam_transform(t: Template) -> dict[str, Any]:
         elif r.get("Type") == "AWS::Serverless::LayerVersion":
             props["ContentUri"] = "s3://local/layer.zip"
     parameters = {**t.parameters, **t.pseudo}
+    # SAM's usage metrics are never published here; its warning about that is noise.
+    logging.getLogger("samtranslator.metrics.metrics").setLevel(logging.ERROR)
     translator = Translator(None, Parser(), boto_session=boto3.session.Session(region_name=t.region))
     return translator.translate(data, parameters)
 
