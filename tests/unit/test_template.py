@@ -424,6 +424,31 @@ def test_bucket_private_encrypted_with_lifecycle_and_ingest_notification() -> No
 
 
 # --------------------------------------------------------------------------------------------- Batch
+def test_gpu_fleet_falls_back_to_on_demand_and_a_job_cannot_wait_forever() -> None:
+    queue = props("SeparationJobQueue")
+    order = sorted(queue["ComputeEnvironmentOrder"], key=lambda o: int(o["Order"]))
+    kinds = [props(o["ComputeEnvironment"]["Ref"])["ComputeResources"]["Type"] for o in order]
+    assert kinds == ["SPOT", "EC2"]  # Spot first, On-Demand when Spot is full
+    (limit,) = queue["JobStateTimeLimitActions"]
+    assert (limit["State"], limit["Action"]) == ("RUNNABLE", "CANCEL") and "quota" in limit["Reason"]
+    assert len(limit["Reason"]) <= 128  # Batch's limit on the reason
+    for o in order:
+        resources = props(o["ComputeEnvironment"]["Ref"])["ComputeResources"]
+        assert resources["Ec2Configuration"] == [{"ImageType": "ECS_AL2023_NVIDIA"}]  # AL2 is past its end
+        assert resources["LaunchTemplate"]["LaunchTemplateId"] == {"Ref": "GpuLaunchTemplate"}
+    (disk,) = props("GpuLaunchTemplate")["LaunchTemplateData"]["BlockDeviceMappings"]
+    assert disk["Ebs"]["VolumeSize"] == {"Ref": "GpuRootVolumeGiB"}
+    assert int(TEMPLATE["Parameters"]["GpuRootVolumeGiB"]["Default"]) >= 50  # a ~9 GB image, extracted
+
+
+def test_alarm_topic_is_encrypted_with_a_key_cloudwatch_may_use() -> None:
+    topic = props("AlarmTopic")
+    assert topic["KmsMasterKeyId"] == {"Ref": "AlarmTopicKey"}  # not alias/aws/sns: CloudWatch cannot use it
+    statements = props("AlarmTopicKey")["KeyPolicy"]["Statement"]
+    cloudwatch = [s for s in statements if s.get("Principal") == {"Service": "cloudwatch.amazonaws.com"}]
+    assert cloudwatch and {"kms:Decrypt", "kms:GenerateDataKey*"} <= set(cloudwatch[0]["Action"])
+
+
 def test_batch_retry_strategy_and_job_definition() -> None:
     jd = props("SeparationJobDefinition")
     assert jd["RetryStrategy"] == {
