@@ -19,7 +19,7 @@ statusReason "Job attempt duration exceeded timeout"; a process killed from outs
 exit. Losing the Spot host (statusReason "Host EC2 (instance …) terminated.") happens locally only when
 `simulate_host_loss(job_id)` is called. TerminateJob/CancelJob stop the job without retry.
 The job queue's JobStateTimeLimitActions apply to RUNNABLE, the state a job waits in for a free slot
-(`max_jobs`, the local stand-in for GPU capacity): past maxTimeSeconds (time-scaled like the queues) a
+(`max_jobs`, the local stand-in for GPU capacity): past maxTimeSeconds (AUDIOMIXER_LOCAL_BATCH_TIME_SCALE) a
 CANCEL action ends it FAILED with the action's reason, as Batch does when no instance can be found.
 Every status change is sent, as EventBridge's "Batch Job State Change" event, to each function whose
 rule pattern matches (in order, on one thread, like an async invoke with 2 retries)."""

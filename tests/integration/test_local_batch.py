@@ -305,7 +305,7 @@ def test_a_job_runnable_past_the_queues_time_limit_is_cancelled(
     """JobStateTimeLimitActions: the only slot is busy (no GPU capacity), so the second job waits RUNNABLE
     until the queue's limit (600 s, scaled to 2 s here) cancels it with the action's reason."""
     monkeypatch.delenv("AWS_ENDPOINT_URL", raising=False)
-    monkeypatch.setenv("AUDIOMIXER_LOCAL_TIME_SCALE", "0.002")
+    monkeypatch.setenv("AUDIOMIXER_LOCAL_BATCH_TIME_SCALE", "0.002")
     with mock_aws():
         res = create_resources(FIXTURE)
         assert res.batch.time_limits["audiomixer-SeparationJobQueue"][0]["maxTimeSeconds"] == 2.0
