@@ -61,6 +61,9 @@ class Settings(BaseSettings):
     api_key_pepper_parameter: str | None = None
     cors_allow_origins: list[str] = ["http://localhost:3000", "http://localhost:5173"]
     presign_expiry_s: int = 900
+    # The web console's static files (web/console in the repository; /opt/console in the API's layer).
+    # None: the repository's copy when there is one, else no console.
+    web_dir: str | None = None
     download_expiry_s: int = 300
 
     # --- separation ---

@@ -133,6 +133,26 @@ def download_stem(
     return RedirectResponse(url, status_code=307)
 
 
+@router.get(
+    "/{project_id}/analysis/{stem}",
+    status_code=307,
+    response_class=RedirectResponse,
+    summary="One stem's analysis as JSON: onsets (s), f0 (Hz) per frame, RMS envelope "
+    "(307 to a short-lived presigned URL; use curl -L)",
+    responses={307: {"description": "Redirect to a presigned S3 URL"}, **errors.responses(404, 409)},
+)
+def download_analysis(
+    project_id: str, stem: str, principal: Principal = Depends(deps.principal)
+) -> RedirectResponse:
+    if stem not in STEMS:
+        raise errors.not_found(f"stem {stem!r} (stems are {', '.join(STEMS)})")
+    project = load_project(principal, project_id)
+    if project.status != "ready" or not getattr(stem_flags(project), stem):
+        raise errors.conflict(f"project is {project.status}; the analysis of {stem!r} is not there yet")
+    key = keys.stem_analysis(principal.tenant_id, project_id, stem)
+    return RedirectResponse(storage.presigned_get(key, f"{project_id}-{stem}.json"), status_code=307)
+
+
 @router.delete(
     "/{project_id}",
     status_code=204,
