@@ -189,7 +189,8 @@ class LocalStack:
         self.local_url = f"http://{bound}:{self.port}"
         self.ws_url = f"ws://{public_host}:{self.port}"
         try:
-            self.res = create_resources(template, endpoint_url=self.endpoint_url, parameters=cfg.parameters)
+            parameters = with_console_origins(template, cfg.parameters, [self.api_url, self.local_url])
+            self.res = create_resources(template, endpoint_url=self.endpoint_url, parameters=parameters)
             stage = self.res.websocket.stage if self.res.websocket else "prod"
             self.res.env["AUDIOMIXER_WS_ENDPOINT"] = f"http://127.0.0.1:{self.port}/{stage}"
             extra = {"DEMUCS_MODEL": cfg.demucs_model} if cfg.demucs_model else {}
@@ -331,6 +332,24 @@ class LocalStack:
             f"ready in {self.ready_s:.2f} s — Ctrl-C stops everything",
         ]
         return "\n".join(lines)
+
+
+def with_console_origins(template: Path, parameters: dict[str, str], origins: list[str]) -> dict[str, str]:
+    """The web console is served by the API, so the browser posts presigned forms to the bucket and reads
+    stems from it from the API's origin: that origin joins the template's CORS allow-lists (the bucket's
+    and the API's), as the API's URL does on AWS (README, "Deploy to AWS")."""
+    from audiomixer_local.template import Template
+
+    values = Template.from_file(template, parameters=parameters).parameters
+    if "CorsAllowOriginList" not in values or "CorsAllowOrigins" not in values:
+        return dict(parameters)
+    listed = [o for o in values["CorsAllowOriginList"].split(",") if o]
+    as_json = [str(o) for o in json.loads(values["CorsAllowOrigins"] or "[]")]
+    return {
+        **parameters,
+        "CorsAllowOriginList": ",".join(dict.fromkeys([*listed, *origins])),
+        "CorsAllowOrigins": json.dumps(list(dict.fromkeys([*as_json, *origins]))),
+    }
 
 
 class _DenialNoise(logging.Filter):

@@ -13,6 +13,7 @@ from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
+import numpy as np
 import pytest
 import soundfile as sf
 from audio_helpers import synth_song, synth_style
@@ -220,3 +221,54 @@ def test_console_shows_api_errors_in_place(stack: Stack, console: Console, tmp_p
     expect(page.locator("#stems-error")).to_have_text("choose at least one stem file")
     # Chromium logs the refused requests (404, 400) itself; nothing else may reach the console.
     assert [e for e in console.errors if "status of 40" not in e] == []
+
+
+def test_console_uploads_a_large_song_presigned_with_progress(
+    stack: Stack, console: Console, tmp_path: Path
+) -> None:
+    """Over the multipart limit the console asks for a presigned form and posts the file straight to
+    storage, showing the upload's progress; the user only picks the file."""
+    from playwright.sync_api import expect
+
+    from audiomixer_tools.client import MULTIPART_LIMIT_BYTES, Client
+
+    song, sample_rate = sf.read(io.BytesIO(synth_song()), dtype="int16")
+    large = tmp_path / "large song.wav"
+    sf.write(large, np.resize(song, (30 * sample_rate, 2)), sample_rate, subtype="PCM_16")
+    assert large.stat().st_size > MULTIPART_LIMIT_BYTES
+
+    page = console.page
+    page.goto(f"{stack.api}/")
+    page.evaluate("key => sessionStorage.setItem('audiomixer.apiKey', key)", stack.key)
+    page.goto(f"{stack.api}/#/")
+    expect(page.locator("#projects-title")).to_be_visible()
+    # A slow uplink (2 MB/s), so the progress bar has time to move.
+    cdp = page.context.new_cdp_session(page)
+    cdp.send("Network.enable")
+    cdp.send(
+        "Network.emulateNetworkConditions",
+        {"offline": False, "latency": 0, "downloadThroughput": -1, "uploadThroughput": 2 * 1024 * 1024},
+    )
+    page.evaluate(
+        """() => { window.__progress = []; setInterval(() => {
+            const bar = document.querySelector('progress[aria-label="upload progress"]');
+            if (bar && !bar.hidden) window.__progress.push(bar.value); }, 20); }"""
+    )
+    page.set_input_files("#song-file", str(large))
+    expect(page.locator("#upload-note")).to_contain_text("straight to storage")
+    row = page.locator("li.project", has_text="large song").first
+    expect(row).to_be_visible(timeout=60_000)
+    progress = page.evaluate("window.__progress")
+    assert any(0 < p < 100 for p in progress), progress
+    posts = page.evaluate(
+        "performance.getEntriesByType('resource').filter(e => e.initiatorType === 'xmlhttprequest')"
+        ".map(e => e.name)"
+    )
+    assert not any(p.endswith("/upload/base-track") for p in posts), posts
+    assert any(not p.startswith(stack.api) for p in posts), posts  # the file went to the storage's URL
+    assert console.errors == []
+    project_id = row.get_attribute("data-project-id")
+    assert project_id
+    with Client(stack.api, stack.key) as client:
+        assert client.project(project_id).size_bytes == large.stat().st_size
+        client.delete_project(project_id)  # no need to separate it
