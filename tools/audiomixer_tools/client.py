@@ -156,6 +156,8 @@ class Client:
             timeout=timeout_s,
             transport=transport,
         )
+        # Presigned storage URLs: no API key on these requests, the URL's signature is the grant.
+        self.storage = httpx.Client(timeout=timeout_s, transport=transport)
 
     @classmethod
     def from_env(cls, server: str | None = None, token: str | None = None, **kwargs: Any) -> Client:
@@ -169,6 +171,7 @@ class Client:
 
     def close(self) -> None:
         self.http.close()
+        self.storage.close()
 
     def __enter__(self) -> Client:
         return self
@@ -261,10 +264,7 @@ class Client:
             reader = cast(IO[bytes], _ProgressReader(f, size, on_progress))
             files = {"file": (path.name, reader, request.content_type)}
             try:
-                # Straight to storage: no API key on this request, the form's signature is the grant.
-                posted = httpx.post(
-                    created.upload.url, data=created.upload.fields, files=files, timeout=self.http.timeout
-                )
+                posted = self.storage.post(created.upload.url, data=created.upload.fields, files=files)
             except httpx.HTTPError as exc:
                 raise ApiError(0, "network", f"the upload to storage failed: {exc}") from None
         if posted.is_error:
@@ -339,7 +339,7 @@ class Client:
             raise ApiError(502, "no_redirect", f"{path} answered without a download location")
         tmp = dest.with_name(dest.name + ".part")
         try:
-            with httpx.stream("GET", location, timeout=self.http.timeout) as response:
+            with self.storage.stream("GET", location) as response:
                 if response.is_error:
                     response.read()
                     message = f"download failed: {_s3_message(response)}"

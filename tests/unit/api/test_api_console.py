@@ -132,3 +132,67 @@ def test_sound_audio_not_ready_is_409_and_foreign_is_404(
     assert response.json()["error"]["message"] == "sound is analysing, not ready"
     ready = make_sound(tenant_a, status="ready")
     assert client.get(f"/api/v1/library/{ready.sound_id}/audio", headers=tenant_b.headers).status_code == 404
+
+
+def test_console_through_the_lambda_entry_from_the_layer_folder(configure: Any, tmp_path: Path) -> None:
+    """As deployed: ConsoleLayer unpacks web/ under /opt, the API function reads AUDIOMIXER_WEB_DIR."""
+    import importlib.util
+    import shutil
+
+    layer = tmp_path / "opt" / "console"
+    shutil.copytree(REPOSITORY_CONSOLE, layer)
+    (layer / "index.html").write_text((REPOSITORY_CONSOLE / "index.html").read_text() + "<!-- layer -->")
+    configure(web_dir=str(layer))
+    import audiomixer.api.app as api_app
+
+    importlib.reload(api_app)  # the module-level app reads the settings when it is built
+    try:
+        entry_path = Path(__file__).resolve().parents[3] / "functions" / "api" / "app.py"
+        spec = importlib.util.spec_from_file_location("functions_api_app_console_test", entry_path)
+        assert spec and spec.loader
+        entry = importlib.util.module_from_spec(spec)
+        spec.loader.exec_module(entry)
+
+        def get(path: str) -> dict[str, Any]:
+            event = {
+                "version": "2.0",
+                "routeKey": f"GET {path}",
+                "rawPath": path,
+                "rawQueryString": "",
+                "headers": {"host": "api.example.com"},
+                "requestContext": {
+                    "accountId": "123456789012",
+                    "apiId": "api",
+                    "domainName": "api.example.com",
+                    "http": {"method": "GET", "path": path, "protocol": "HTTP/1.1", "sourceIp": "1.2.3.4"},
+                    "requestId": "req-1",
+                    "routeKey": f"GET {path}",
+                    "stage": "$default",
+                    "timeEpoch": 1795000000000,
+                },
+                "isBase64Encoded": False,
+            }
+            context = type(
+                "Context",
+                (),
+                {
+                    "function_name": "api",
+                    "function_version": "$LATEST",
+                    "invoked_function_arn": "arn:aws:lambda:us-east-1:123456789012:function:api",
+                    "memory_limit_in_mb": 512,
+                    "aws_request_id": "r",
+                    "log_group_name": "/aws/lambda/api",
+                    "log_stream_name": "s",
+                    "get_remaining_time_in_millis": lambda self: 29_000,
+                },
+            )()
+            result: dict[str, Any] = entry.handler(event, context)
+            return result
+
+        index = get("/")
+        assert index["statusCode"] == 200 and index["body"].endswith("<!-- layer -->")
+        script = get("/console/js/ws.js")
+        assert script["statusCode"] == 200 and "export function wsUrl" in script["body"]
+    finally:
+        configure(web_dir="")
+        importlib.reload(api_app)
