@@ -215,6 +215,16 @@ def test_console_shows_api_errors_in_place(stack: Stack, console: Console, tmp_p
     page.goto(f"{stack.api}/#/")
     page.set_input_files("#song-file", str(empty))
     expect(page.locator("#upload-error")).to_have_text("file: the file is empty")
+    # Keyboard: Tab reaches the navigation, the name field and the file picker, in order.
+    page.evaluate("document.activeElement && document.activeElement.blur()")
+    reached = []
+    for _ in range(12):
+        page.keyboard.press("Tab")
+        reached.append(
+            page.evaluate("document.activeElement.id || document.activeElement.textContent.trim()")
+        )
+    assert reached.index("project-name") < reached.index("song-file"), reached
+    assert "Style sounds" in reached and "Forget key" in reached, reached
     # Client-side checks speak in place too.
     page.locator("summary", has_text="Bring your own stems").click()
     page.click("#stems-form button[type=submit]")

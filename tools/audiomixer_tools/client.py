@@ -31,17 +31,16 @@ from audiomixer.api.schemas import (
     MixConfig,
     MixList,
     MixRequest,
-    MixSettings,
     MixStatusResponse,
     PresignRequest,
     PresignResponse,
     ProjectDetail,
     ProjectList,
     SoundDetail,
-    StemConfig,
     StyleSoundsAccepted,
     UploadAccepted,
 )
+from audiomixer.mix_settings import MixSettings, StemConfig
 from audiomixer.settings import STEMS
 
 Kind = Literal["project", "mix", "sound"]

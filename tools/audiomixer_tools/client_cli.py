@@ -188,13 +188,15 @@ def mix_main(argv: list[str]) -> int:
     parser.add_argument("--no-pitch-mapping", action="store_true")
     parser.add_argument("--no-envelope", action="store_true")
     parser.add_argument("--format", choices=["wav", "flac", "mp3"], default=None, help="output format")
+    parser.add_argument("--seed", type=int, default=None, help="grain-choice seed (same seed: same audio)")
+    parser.add_argument("--target-lufs", type=float, default=None, help="loudness target (default: none)")
     parser.add_argument("-o", "--output", type=Path, default=None, help="download the mix to this file")
     parser.add_argument("--no-wait", action="store_true", help="print the mix id and return at once")
     parser.add_argument("-q", "--quiet", action="store_true")
     args = parser.parse_args(argv)
 
     def body() -> int:
-        from audiomixer.api.schemas import MixSettings
+        from audiomixer.mix_settings import MixSettings
 
         styles = _pairs(args.style, "--style")
         volumes = {stem: float(v) for stem, v in _pairs(args.volume, "--volume").items()}
@@ -204,6 +206,8 @@ def mix_main(argv: list[str]) -> int:
             "use_pitch_mapping": False if args.no_pitch_mapping else None,
             "use_envelope": False if args.no_envelope else None,
             "output_format": args.format,
+            "seed": args.seed,
+            "target_lufs": args.target_lufs,
         }
         settings = MixSettings(**{k: v for k, v in given.items() if v is not None})
         with _client(args) as client:

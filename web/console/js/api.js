@@ -157,6 +157,11 @@ function fitsMultipart(bytes) {
   return bytes + MULTIPART_OVERHEAD_BYTES <= MULTIPART_LIMIT_BYTES;
 }
 
+/** Whether a file of this size goes straight to storage (presigned) rather than through the API. */
+export function goesPresigned(bytes) {
+  return !fitsMultipart(bytes);
+}
+
 /** Upload a song; small files through the API, large ones presigned. Resolves to the project id. */
 export async function uploadSong(file, name, onProgress) {
   if (fitsMultipart(file.size)) {

@@ -152,7 +152,7 @@ function uploadPanel(list) {
     showError(error, null);
     bar.hidden = false;
     bar.value = 0;
-    const route = api.MULTIPART_LIMIT_BYTES < file.size ? "straight to storage" : "through the API";
+    const route = api.goesPresigned(file.size) ? "straight to storage" : "through the API";
     note.textContent = `Uploading ${file.name} (${(file.size / 1048576).toFixed(1)} MB, ${route})…`;
     try {
       const id = await api.uploadSong(file, name.value.trim(), (f) => (bar.value = Math.round(f * 100)));
@@ -460,6 +460,18 @@ function mixEditor(project, sounds, mixesList) {
         "output format ",
         h("select", { name: "output_format" }, FORMATS.map((f) => h("option", { value: f }, f))),
       ),
+      h(
+        "label",
+        {},
+        "seed ",
+        h("input", { type: "number", name: "seed", min: 0, step: 1, value: 0, required: true }),
+      ),
+      h(
+        "label",
+        {},
+        "loudness target (LUFS, empty: none) ",
+        h("input", { type: "number", name: "target_lufs", min: -40, max: 0, step: 0.5 }),
+      ),
     ),
     h("button", { type: "submit", id: "render" }, "Render mix"),
     bar,
@@ -484,6 +496,8 @@ function mixEditor(project, sounds, mixesList) {
       use_pitch_mapping: data.get("use_pitch_mapping") === "on",
       use_envelope: data.get("use_envelope") === "on",
       output_format: data.get("output_format"),
+      seed: Number(data.get("seed")),
+      target_lufs: data.get("target_lufs") === "" ? null : Number(data.get("target_lufs")),
     };
     const button = form.querySelector("#render");
     button.disabled = true;
