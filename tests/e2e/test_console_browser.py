@@ -218,13 +218,13 @@ def test_console_shows_api_errors_in_place(stack: Stack, console: Console, tmp_p
     # Keyboard: Tab reaches the navigation, the name field and the file picker, in order.
     page.evaluate("document.activeElement && document.activeElement.blur()")
     reached = []
-    for _ in range(12):
+    for _ in range(24):  # round the whole page once
         page.keyboard.press("Tab")
         reached.append(
             page.evaluate("document.activeElement.id || document.activeElement.textContent.trim()")
         )
     assert reached.index("project-name") < reached.index("song-file"), reached
-    assert "Style sounds" in reached and "Forget key" in reached, reached
+    assert {"Projects", "Style sounds", "sign-out"} <= set(reached), reached
     # Client-side checks speak in place too.
     page.locator("summary", has_text="Bring your own stems").click()
     page.click("#stems-form button[type=submit]")
@@ -280,5 +280,6 @@ def test_console_uploads_a_large_song_presigned_with_progress(
     project_id = row.get_attribute("data-project-id")
     assert project_id
     with Client(stack.api, stack.key) as client:
-        assert client.project(project_id).size_bytes == large.stat().st_size
+        project = client.project(project_id)
+        assert project.name == "large song" and project.status != "failed", project
         client.delete_project(project_id)  # no need to separate it

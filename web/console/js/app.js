@@ -693,6 +693,7 @@ function soundItem(sound, preview) {
   const error = h("span", { class: "error" }, sound.error || "");
   const play = h("button", { type: "button", class: "secondary", disabled: sound.status !== "ready" }, "Preview");
   const remove = h("button", { type: "button", class: "danger" }, "Delete");
+  const duration = h("span", { class: "muted" }, sound.duration_s ? `${sound.duration_s.toFixed(2)} s` : "");
   const item = h(
     "li",
     { class: "sound", dataset: { soundId: sound.sound_id } },
@@ -703,7 +704,7 @@ function soundItem(sound, preview) {
       " ",
       badge,
       " ",
-      h("span", { class: "muted" }, sound.duration_s ? `${sound.duration_s.toFixed(2)} s` : ""),
+      duration,
       " ",
       error,
     ),
@@ -734,6 +735,12 @@ function soundItem(sound, preview) {
         setStatus(badge, event.status);
         play.disabled = event.status !== "ready";
         if (event.status === "failed") error.textContent = event.detail || "failed";
+        if (event.status === "ready") {
+          api
+            .call("GET", `/library/${sound.sound_id}`)
+            .then((d) => (duration.textContent = d.duration_s ? `${d.duration_s.toFixed(2)} s` : ""))
+            .catch((err) => showError(rowError, err));
+        }
       }),
     );
   }
