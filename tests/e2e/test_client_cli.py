@@ -4,6 +4,7 @@ mixing with style sounds, downloads, and errors as one readable line."""
 
 from __future__ import annotations
 
+import dataclasses
 import io
 import os
 import subprocess
@@ -21,6 +22,13 @@ from audiomixer_tools.client import MULTIPART_LIMIT_BYTES, ApiError, Client, Eve
 pytestmark = pytest.mark.slow
 
 LARGE_WAV_BYTES = 60 * 1024 * 1024
+
+
+@pytest.fixture(scope="module")
+def stack(stack: Stack) -> Stack:
+    """The session's stack with a tenant of this module's own: an identical upload by the same tenant
+    reuses earlier stems, which would skip the stages these tests (and others) watch."""
+    return dataclasses.replace(stack, key=stack.new_key("client-cli"))
 
 
 def _cli(

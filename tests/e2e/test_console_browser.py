@@ -5,6 +5,7 @@ folder, and to docs/console/ with AUDIOMIXER_UPDATE_SCREENSHOTS=1."""
 
 from __future__ import annotations
 
+import dataclasses
 import io
 import os
 import re
@@ -24,6 +25,13 @@ pytestmark = pytest.mark.slow
 BROWSER_CANDIDATES = ("chromium", "chromium-browser", "google-chrome")
 SCREENSHOTS = ROOT / "docs" / "console"
 READY_TIMEOUT_MS = 300_000
+
+
+@pytest.fixture(scope="module")
+def stack(stack: Stack) -> Stack:
+    """The session's stack with a tenant of this module's own: an identical upload by the same tenant
+    reuses earlier stems, which would skip the stages these tests (and others) watch."""
+    return dataclasses.replace(stack, key=stack.new_key("console-browser"))
 
 
 def _require(reason: str) -> None:
