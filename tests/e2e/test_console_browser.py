@@ -63,8 +63,9 @@ def browser() -> Iterator[Any]:
         browser = playwright.chromium.launch(
             executable_path=executable,
             headless=True,
-            # root in containers needs --no-sandbox; media must play without a user gesture in headless
-            args=["--no-sandbox", "--autoplay-policy=no-user-gesture-required"],
+            # root in containers needs --no-sandbox, small /dev/shm in containers --disable-dev-shm-usage;
+            # media must play without a user gesture in headless
+            args=["--no-sandbox", "--disable-dev-shm-usage", "--autoplay-policy=no-user-gesture-required"],
         )
         yield browser
         browser.close()
