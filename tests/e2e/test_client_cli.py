@@ -159,3 +159,23 @@ def test_client_failed_status_raises_with_the_reason(stack: Stack, tmp_path: Pat
             client.wait("project", project_id, timeout_s=120)
         assert failed.value.message.startswith(f"project {project_id} failed: ")
         assert client.project(project_id).status == "failed"
+
+
+def test_cli_upload_of_own_stems_over_the_multipart_limit(stack: Stack, tmp_path: Path) -> None:
+    """Four 15 s stems (~10 MB together) go to storage through one presigned form each, unseen."""
+    folder = tmp_path / "stems"
+    folder.mkdir()
+    sample_rate = 44100
+    t = np.arange(15 * sample_rate) / sample_rate
+    for i, stem in enumerate(("drums", "bass", "vocals", "other")):
+        tone = 0.2 * np.sin(2 * np.pi * (110.0 * (i + 1)) * t)
+        sf.write(folder / f"{stem}.wav", np.stack([tone, tone], axis=1), sample_rate, subtype="PCM_16")
+    assert sum(p.stat().st_size for p in folder.iterdir()) > MULTIPART_LIMIT_BYTES
+    done = _cli(stack, "upload", "--stems", str(folder), "--name", "own stems")
+    assert done.returncode == 0, done.stderr
+    (project_id,) = done.stdout.split()
+    with Client(stack.api, stack.key) as client:
+        project = client.project(project_id)
+        assert project.status == "ready" and project.source_kind == "stems", project
+        assert set(project.stem_urls) == {"drums", "bass", "vocals", "other"}
+        client.delete_project(project_id)

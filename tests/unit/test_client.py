@@ -136,3 +136,43 @@ def test_from_env(monkeypatch: pytest.MonkeyPatch) -> None:
     client: Any = Client.from_env()
     assert (client.server, client.token) == ("http://env.test", "am_env")
     assert Client.from_env("http://given.test").server == "http://given.test"
+
+
+def test_large_stems_go_presigned_one_form_each(tmp_path: Path) -> None:
+    requests: list[httpx.Request] = []
+
+    def answer(request: httpx.Request) -> httpx.Response:
+        requests.append(request)
+        if request.url.host == "storage.test":
+            return httpx.Response(204)
+        body = json.loads(request.content)
+        forms = {s: {"url": f"{STORAGE}/{s}", "fields": {"key": f"uploads/stem/{s}"}} for s in body["stems"]}
+        return httpx.Response(
+            201,
+            json={
+                "id": ID,
+                "kind": "stems",
+                "upload": None,
+                "stem_uploads": forms,
+                "expires_in": 900,
+                "max_bytes": 1,
+            },
+        )
+
+    drums, bass = tmp_path / "drums.wav", tmp_path / "bass.flac"
+    drums.write_bytes(b"\0" * MULTIPART_LIMIT_BYTES)
+    bass.write_bytes(b"\1" * 1000)
+    sent: list[tuple[int, int]] = []
+    client = Client(SERVER, "am_key", transport=httpx.MockTransport(answer))
+    assert client.upload_stems({"drums": drums, "bass": bass}, "mine", lambda a, b: sent.append((a, b))) == ID
+    asked, *posted = requests
+    assert json.loads(asked.content) == {
+        "filename": "drums.wav",
+        "content_type": "application/octet-stream",  # two types: one for the whole upload
+        "size": MULTIPART_LIMIT_BYTES + 1000,
+        "kind": "stems",
+        "project_name": "mine",
+        "stems": {"drums": MULTIPART_LIMIT_BYTES, "bass": 1000},
+    }
+    assert [str(r.url) for r in posted] == [f"{STORAGE}/drums", f"{STORAGE}/bass"]
+    assert sent[-1] == (MULTIPART_LIMIT_BYTES + 1000, MULTIPART_LIMIT_BYTES + 1000)

@@ -32,6 +32,7 @@ from audiomixer.api.schemas import (
     MixList,
     MixRequest,
     MixStatusResponse,
+    PresignedPost,
     PresignRequest,
     PresignResponse,
     ProjectDetail,
@@ -214,24 +215,50 @@ class Client:
                         raise
         return self._presigned(path, "base-track", name, on_progress)
 
-    def upload_stems(self, stems: Mapping[str, str | Path], name: str | None = None) -> str:
-        """Bring your own stems ({"drums": path, ...}, 1-4 of them); returns the new project's id."""
+    def upload_stems(
+        self,
+        stems: Mapping[str, str | Path],
+        name: str | None = None,
+        on_progress: ProgressCallback | None = None,
+    ) -> str:
+        """Bring your own stems ({"drums": path, ...}, 1-4 of them); returns the new project's id. Over
+        the multipart limit each stem goes to storage through a presigned form of its own."""
         unknown = set(stems) - set(STEMS)
         if unknown or not stems:
             raise ValueError(f"stems are {', '.join(STEMS)}; got {', '.join(sorted(stems)) or 'none'}")
         paths = {stem: Path(p) for stem, p in stems.items()}
-        total = sum(p.stat().st_size for p in paths.values())
-        if not self._fits_multipart(total):
-            raise ApiError(
-                413,
-                "payload_too_large",
-                f"the stems are {total} bytes together; the API takes stems up to "
-                f"{self.multipart_limit_bytes} bytes in one upload",
-            )
-        files = {stem: (p.name, p.read_bytes(), content_type_of(p)) for stem, p in paths.items()}
-        data = {"project_name": name} if name else None
-        response = self._request("POST", "/upload/stems", files=files, data=data)
-        return UploadAccepted.model_validate(response.json()).project_id
+        sizes = {stem: p.stat().st_size for stem, p in paths.items()}
+        total = sum(sizes.values())
+        if self._fits_multipart(total):
+            files = {stem: (p.name, p.read_bytes(), content_type_of(p)) for stem, p in paths.items()}
+            data = {"project_name": name} if name else None
+            response = self._request("POST", "/upload/stems", files=files, data=data)
+            return UploadAccepted.model_validate(response.json()).project_id
+        types = {content_type_of(p) for p in paths.values()}
+        content_type = types.pop() if len(types) == 1 else "application/octet-stream"  # one type per upload
+        request = PresignRequest(
+            filename=next(iter(paths.values())).name,
+            content_type=content_type,
+            size=total,
+            kind="stems",
+            project_name=name,
+            stems=sizes,
+        )
+        response = self._request("POST", "/uploads", json=request.model_dump(exclude_none=True))
+        created = PresignResponse.model_validate(response.json())
+        forms = created.stem_uploads or {}
+        done = 0
+        for stem, path in paths.items():
+            if stem not in forms:
+                raise ApiError(502, "no_form", f"the API answered without an upload form for {stem}")
+
+            def progress(sent: int, _total: int, before: int = done) -> None:
+                if on_progress is not None:
+                    on_progress(before + sent, total)
+
+            self._post_form(forms[stem], path, content_type, progress)
+            done += sizes[stem]
+        return created.id
 
     def add_styles(self, paths: Sequence[str | Path]) -> list[str]:
         """Add style sounds to the library; returns their ids in the order given."""
@@ -259,17 +286,25 @@ class Client:
         )
         response = self._request("POST", "/uploads", json=request.model_dump(exclude_none=True))
         created = PresignResponse.model_validate(response.json())
+        if created.upload is None:
+            raise ApiError(502, "no_form", "the API answered without an upload form")
+        self._post_form(created.upload, path, request.content_type, on_progress)
+        return created.id
+
+    def _post_form(
+        self, form: PresignedPost, path: Path, content_type: str, on_progress: ProgressCallback | None
+    ) -> None:
+        """Send one file straight to storage with a presigned POST form (its fields, then the file)."""
         with path.open("rb") as f:
-            reader = cast(IO[bytes], _ProgressReader(f, size, on_progress))
-            files = {"file": (path.name, reader, request.content_type)}
+            reader = cast(IO[bytes], _ProgressReader(f, path.stat().st_size, on_progress))
+            files = {"file": (path.name, reader, content_type)}
             try:
-                posted = self.storage.post(created.upload.url, data=created.upload.fields, files=files)
+                posted = self.storage.post(form.url, data=form.fields, files=files)
             except httpx.HTTPError as exc:
                 raise ApiError(0, "network", f"the upload to storage failed: {exc}") from None
         if posted.is_error:
             message = f"storage refused the upload: {_s3_message(posted)}"
             raise ApiError(posted.status_code, "storage", message)
-        return created.id
 
     # --- reading ----------------------------------------------------------------------------------
     def project(self, project_id: str) -> ProjectDetail:

@@ -113,7 +113,7 @@ def upload_main(argv: list[str]) -> int:
         with _client(args) as client:
             bar, progress = _upload_bar(args.quiet)
             if args.stems is not None:
-                project_id = client.upload_stems(_stems_in(args.stems), args.name)
+                project_id = client.upload_stems(_stems_in(args.stems), args.name, progress)
             else:
                 project_id = client.upload_song(args.song, args.name, progress)
             bar.done()

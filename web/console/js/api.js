@@ -177,21 +177,40 @@ export async function uploadSong(file, name, onProgress) {
   return presignedUpload(file, "base-track", name, onProgress);
 }
 
-/** Bring-your-own stems: {drums: File, bass: File, ...} (1-4). Resolves to the project id. */
+/** Bring-your-own stems: {drums: File, bass: File, ...} (1-4). Resolves to the project id. Over the
+ *  multipart limit each stem goes straight to storage with a presigned form of its own. */
 export async function uploadStems(stems, name, onProgress) {
-  const total = Object.values(stems).reduce((sum, f) => sum + f.size, 0);
-  if (!fitsMultipart(total)) {
-    throw new ApiError(
-      413,
-      "payload_too_large",
-      `the stems are ${(total / 1048576).toFixed(1)} MB together; the API takes stems up to ` +
-        `${MULTIPART_LIMIT_BYTES / 1048576} MB in one upload (shorten them or upload the song instead)`,
-    );
+  const entries = Object.entries(stems);
+  const total = entries.reduce((sum, [, f]) => sum + f.size, 0);
+  if (fitsMultipart(total)) {
+    const form = new FormData();
+    for (const [stem, file] of entries) form.append(stem, file);
+    if (name) form.append("project_name", name);
+    return (await multipartUpload("/upload/stems", form, onProgress)).project_id;
   }
-  const form = new FormData();
-  for (const [stem, file] of Object.entries(stems)) form.append(stem, file);
-  if (name) form.append("project_name", name);
-  return (await multipartUpload("/upload/stems", form, onProgress)).project_id;
+  const types = new Set(entries.map(([, f]) => contentType(f)));
+  const type = types.size === 1 ? [...types][0] : "application/octet-stream"; // one type per upload
+  const created = await call("POST", "/uploads", {
+    filename: entries[0][1].name || "stems",
+    content_type: type,
+    size: total,
+    kind: "stems",
+    project_name: name || null,
+    stems: Object.fromEntries(entries.map(([stem, f]) => [stem, f.size])),
+  });
+  let done = 0;
+  for (const [stem, file] of entries) {
+    const target = (created.stem_uploads || {})[stem];
+    if (!target) throw new ApiError(502, "no_form", `the API answered without an upload form for ${stem}`);
+    const form = new FormData();
+    for (const [field, value] of Object.entries(target.fields)) form.append(field, value);
+    form.append("file", new File([file], file.name, { type }));
+    const before = done;
+    const xhr = await postForm(target.url, form, { onProgress: (f) => onProgress && onProgress((before + f * file.size) / total) });
+    if (xhr.status < 200 || xhr.status >= 300) throw xhrError(xhr);
+    done += file.size;
+  }
+  return created.id;
 }
 
 /** Add style sounds to the library; resolves to the new sound ids. */
