@@ -292,3 +292,37 @@ def test_console_uploads_a_large_song_presigned_with_progress(
         project = client.project(project_id)
         assert project.name == "large song" and project.status != "failed", project
         client.delete_project(project_id)  # no need to separate it
+
+
+def test_console_uploads_own_stems_over_the_limit(stack: Stack, console: Console, tmp_path: Path) -> None:
+    from playwright.sync_api import expect
+
+    from audiomixer_tools.client import MULTIPART_LIMIT_BYTES, Client
+
+    sample_rate = 44100
+    t = np.arange(15 * sample_rate) / sample_rate
+    files = {}
+    for i, stem in enumerate(("drums", "bass", "vocals", "other")):
+        files[stem] = tmp_path / f"{stem}.wav"
+        tone = 0.2 * np.sin(2 * np.pi * (110.0 * (i + 1)) * t)
+        sf.write(files[stem], np.stack([tone, tone], axis=1), sample_rate, subtype="PCM_16")
+    assert sum(p.stat().st_size for p in files.values()) > MULTIPART_LIMIT_BYTES
+
+    page = console.page
+    page.goto(f"{stack.api}/")
+    page.evaluate("key => sessionStorage.setItem('audiomixer.apiKey', key)", stack.key)
+    page.goto(f"{stack.api}/#/")
+    page.fill("#project-name", "browser stems")
+    page.locator("summary", has_text="Bring your own stems").click()
+    for stem, path in files.items():
+        page.set_input_files(f"#stem-{stem}", str(path))
+    page.click("#stems-form button[type=submit]")
+    row = page.locator("li.project", has_text="browser stems").first
+    expect(row.locator(".status")).to_have_text("ready", timeout=READY_TIMEOUT_MS)
+    expect(page.locator("#stems-error")).to_be_empty()
+    assert console.errors == []
+    project_id = row.get_attribute("data-project-id")
+    assert project_id
+    with Client(stack.api, stack.key) as client:
+        assert client.project(project_id).source_kind == "stems"
+        client.delete_project(project_id)
