@@ -80,6 +80,8 @@ def delete_sound(sound_id: str, principal: Principal = Depends(deps.principal)) 
     responses={307: {"description": "Redirect to a presigned S3 URL"}, **errors.responses(404, 409)},
 )
 def download_sound(sound_id: str, principal: Principal = Depends(deps.principal)) -> RedirectResponse:
+    """The style sound as it was analysed (FLAC, 44.1 kHz), to listen to it. 409 until it is ready.
+    `curl -L -H 'Authorization: Bearer KEY' $API/api/v1/library/ID/audio -o sound.flac`"""
     sound = load_sound(principal.tenant_id, sound_id)
     if sound.status != "ready":
         raise errors.conflict(f"sound is {sound.status}, not ready")

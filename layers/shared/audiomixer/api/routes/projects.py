@@ -145,8 +145,14 @@ def download_stem(
     responses={307: {"description": "Redirect to a presigned S3 URL"}, **errors.responses(404, 409)},
 )
 def download_analysis(
-    project_id: str, stem: str, principal: Principal = Depends(deps.principal)
+    project_id: str,
+    stem: str = Path(description="which stem", json_schema_extra={"enum": list(STEMS)}),
+    principal: Principal = Depends(deps.principal),
 ) -> RedirectResponse:
+    """The analysis of one stem of a ready project, as the render stage uses it: `onsets_s` (onset times
+    in seconds) with their strengths, `f0_hz` and `voiced_prob` per frame of `hop_s` seconds, the RMS
+    envelope, the silence map and the stem's kind (percussive or tonal). 409 until the project is ready.
+    `curl -L -H 'Authorization: Bearer KEY' $API/api/v1/projects/ID/analysis/bass -o bass.json`"""
     if stem not in STEMS:
         raise errors.not_found(f"stem {stem!r} (stems are {', '.join(STEMS)})")
     project = load_project(principal, project_id)
