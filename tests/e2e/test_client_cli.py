@@ -108,6 +108,11 @@ def test_client_song_style_mix_download(stack: Stack, tmp_path: Path) -> None:
     assert sample_rate == 44100 and audio.shape == (6 * 44100, 2)
     assert float(np.abs(audio).max()) > 0.01
 
+    # A stem this (four-stem) project does not have: the API's 422, as one line.
+    lacking = _cli(stack, "mix", project_id, "--style", f"guitar={sound_id}")
+    assert lacking.returncode == 1 and "guitar" in lacking.stderr and "Traceback" not in lacking.stderr
+    print(f"[e2e] {lacking.stderr.strip()}")
+
     watched = _cli(stack, "watch", mix_id)
     assert watched.returncode == 0 and watched.stdout.strip() == f"mix {mix_id} completed", watched.stderr
     again = tmp_path / "again.wav"
@@ -144,8 +149,8 @@ def test_cli_errors_are_one_line(stack: Stack, tmp_path: Path) -> None:
     assert no_key.returncode == 2 and "AUDIOMIXER_TOKEN" in no_key.stderr
     no_file = _cli(stack, "upload", str(tmp_path / "nothing.wav"))
     assert no_file.returncode == 2 and "nothing.wav" in no_file.stderr
-    bad_style = _cli(stack, "mix", "0" * 32, "--style", "kazoo=x")
-    assert bad_style.returncode == 2 and "unknown stem(s) kazoo" in bad_style.stderr
+    bad_style = _cli(stack, "mix", "0" * 32, "--style", "Kazoo!=x")
+    assert bad_style.returncode == 2 and "not a stem name: Kazoo!" in bad_style.stderr
     for done in (missing, refused, no_key, no_file, bad_style):
         assert "Traceback" not in done.stderr
 

@@ -43,6 +43,7 @@ from audiomixer.api.schemas import (
 )
 from audiomixer.mix_settings import MixSettings, StemConfig
 from audiomixer.settings import STEMS
+from audiomixer.stem_sets import STEM_NAME
 
 Kind = Literal["project", "mix", "sound"]
 M = TypeVar("M", bound=BaseModel)
@@ -336,23 +337,22 @@ class Client:
         muted: Sequence[str] = (),
         settings: MixSettings | None = None,
     ) -> str:
-        """Queue a render; returns the mix id. `styles` maps stems to style sound ids; stems left out
-        keep their audio."""
+        """Queue a render; returns the mix id. `styles` maps the project's stems to style sound ids;
+        stems left out keep their audio."""
         styles, volumes, modes = dict(styles or {}), dict(volumes or {}), dict(modes or {})
-        named = set(styles) | set(volumes) | set(modes) | set(muted)
-        if named - set(STEMS):
-            unknown = ", ".join(sorted(named - set(STEMS)))
-            raise ValueError(f"unknown stem(s) {unknown}; stems are {', '.join(STEMS)}")
+        named = list(dict.fromkeys([*styles, *volumes, *modes, *muted]))
+        bad = [stem for stem in named if not STEM_NAME.match(stem)]
+        if bad:  # the API answers 422 for a stem the project lacks; a name that cannot be one stops here
+            raise ValueError(f"not a stem name: {', '.join(bad)} (stems are e.g. {', '.join(STEMS)})")
         config = MixConfig(
-            **{
+            {
                 stem: StemConfig(
                     enabled=stem not in muted,
                     style_sound_id=styles.get(stem),
                     volume=volumes.get(stem, 1.0),
                     mode=modes.get(stem, "auto"),  # type: ignore[arg-type]
                 )
-                for stem in STEMS
-                if stem in named
+                for stem in named
             }
         )
         body = MixRequest(project_id=project_id, config=config, settings=settings or MixSettings())

@@ -6,6 +6,7 @@ import WaveSurfer from "../vendor/wavesurfer.js-7.10.1/wavesurfer.esm.js";
 import * as api from "./api.js";
 import { getWsBase, setWsBase, watch } from "./ws.js";
 
+// Bring-your-own stems take these; a separated project has its model's own set (project.stems).
 const STEMS = ["drums", "bass", "vocals", "other"];
 const MODES = ["auto", "percussive", "tonal"];
 const FORMATS = ["wav", "flac", "mp3"];
@@ -406,7 +407,8 @@ function mixEditor(project, sounds, mixesList) {
   const bar = progressBar(0, "render progress");
   bar.hidden = true;
   const state = h("p", { class: "muted", id: "mix-state" });
-  const stemSets = STEMS.filter((stem) => project.stems[stem]).map((stem) =>
+  const projectStems = Object.keys(project.stems).filter((stem) => project.stems[stem]);
+  const stemSets = projectStems.map((stem) =>
     h(
       "fieldset",
       { dataset: { stem } },
@@ -483,7 +485,7 @@ function mixEditor(project, sounds, mixesList) {
     showError(error, null);
     const data = new FormData(form);
     const config = {};
-    for (const stem of STEMS.filter((s) => project.stems[s])) {
+    for (const stem of projectStems) {
       config[stem] = {
         enabled: data.get(`${stem}.enabled`) === "on",
         volume: Number(data.get(`${stem}.volume`)),
@@ -656,7 +658,7 @@ async function projectView(view, projectId) {
     { class: "card", "aria-labelledby": "stems-title" },
     h("div", { class: "row" }, h("h2", { id: "stems-title" }, "Stems"), playAll),
     h("p", { class: "legend" }, "Red ticks: onsets. Green line: the pitch (f0) where the stem is voiced (log scale, 30–1200 Hz)."),
-    STEMS.filter((stem) => project.stem_urls[stem]).map((stem) => stemPlayer(project, stem, players, audible)),
+    Object.keys(project.stem_urls).map((stem) => stemPlayer(project, stem, players, audible)),
   );
   view.append(stems);
 

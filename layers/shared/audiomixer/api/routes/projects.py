@@ -159,10 +159,11 @@ def download_analysis(
     in seconds) with their strengths, `f0_hz` and `voiced_prob` per frame of `hop_s` seconds, the RMS
     envelope, the silence map and the stem's kind (percussive or tonal). 409 until the project is ready.
     `curl -L -H 'Authorization: Bearer KEY' $API/api/v1/projects/ID/analysis/bass -o bass.json`"""
-    if stem not in STEMS:
-        raise errors.not_found(f"stem {stem!r} (stems are {', '.join(STEMS)})")
     project = load_project(principal, project_id)
-    if project.status != "ready" or not getattr(stem_flags(project), stem):
+    flags = stem_flags(project)
+    if stem not in flags:
+        raise errors.not_found(f"stem {stem!r} (this project's stems are {', '.join(flags)})")
+    if project.status != "ready" or not flags[stem]:
         raise errors.conflict(f"project is {project.status}; the analysis of {stem!r} is not there yet")
     key = keys.stem_analysis(principal.tenant_id, project_id, stem)
     return RedirectResponse(storage.presigned_get(key, f"{project_id}-{stem}.json"), status_code=307)
