@@ -88,7 +88,8 @@ def _gate_edges(
     res: np.ndarray, x2: np.ndarray, open_b: np.ndarray, block: int, thr: float, ramp: int
 ) -> None:
     """Sample-accurate gate edges, in place: nothing before the first sample above `thr` in the first
-    block of each open run, a short ramp-in after it, and a ramp-out at the end of each run."""
+    block of each open run, a short ramp-in after it, and a ramp-out ending at the last sample above
+    `thr` of each run."""
     n = res.shape[0]
     prev = np.concatenate([[False], open_b[:-1]])
     nxt = np.concatenate([open_b[1:], [False]])
@@ -100,9 +101,14 @@ def _gate_edges(
         r = min(ramp, n - first)
         res[first : first + r] *= np.linspace(0.0, 1.0, r, endpoint=False, dtype=np.float32)[:, None]
     for b in np.nonzero(open_b & ~nxt)[0].tolist():
-        e = min(n, (b + 1) * block)
-        r = min(ramp, e)
-        res[e - r : e] *= np.linspace(1.0, 0.0, r, dtype=np.float32)[:, None]
+        # The run ends one block after its last loud block: the sound ramps out by the stem's last
+        # sample above `thr` (a plucked note that stops dead leaves no grain tail behind it).
+        s, e = max(0, (b - 1) * block), min(n, (b + 1) * block)
+        loud = np.nonzero(np.abs(x2[s:e]).max(axis=-1) > thr)[0]
+        stop = s + (int(loud[-1]) + 1 if loud.size else e - s)
+        res[stop:e] = 0.0
+        r = min(ramp, stop)
+        res[stop - r : stop] *= np.linspace(1.0, 0.0, r, dtype=np.float32)[:, None]
 
 
 def _shape_output(
