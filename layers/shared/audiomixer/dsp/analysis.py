@@ -21,13 +21,21 @@ HOP = 256
 N_FFT = 2048
 N_MELS = 96
 N_MFCC = 13
-F0_MIN_HZ = 38.0
+F0_MIN_HZ = 30.0  # a five-string bass's low B is 31 Hz
 F0_MAX_HZ = 1600.0
 YIN_THRESHOLD = 0.15
 VOICING_DEPTH = 0.45
 SILENCE_DB = -60.0
 BLOCK_FRAMES = 256  # bounds the YIN temporaries (~40 MB) whatever the song length
 SUSTAIN_PERCUSSIVE_DB = -5.0
+# Note-level pitch: a frame is a confident pitch when YIN's trough is this deep; a note (the frames between
+# two onsets or silences) is voiced when at least NOTE_MIN_CONFIDENT of its frames are; it stays voiced
+# while within NOTE_RANGE_DB of its own loudest frame.
+NOTE_CONFIDENT_DEPTH = 0.45
+NOTE_MIN_CONFIDENT = 0.15
+NOTE_RANGE_DB = 35.0
+# A stem whose decaying notes hold a steady pitch (a plucked or slapped bass) is tonal, not percussive.
+STEADY_TONAL_RATIO = 0.3
 
 Kind = Literal["percussive", "tonal"]
 FloatArray = NDArray[np.float32]
@@ -189,6 +197,80 @@ def voicing(features: FrameFeatures, silence_db: float = SILENCE_DB) -> tuple[np
     return f0.astype(np.float32), prob.astype(np.float32)
 
 
+def note_level_f0(
+    f0_hz: np.ndarray,
+    aperiodicity: np.ndarray,
+    level_db: np.ndarray,
+    onset_frames: np.ndarray,
+    silence_db: float = SILENCE_DB,
+) -> tuple[np.ndarray, np.ndarray, float]:
+    """One pitch per note, as note transcribers do: frame trackers' errors sit at note changes and in
+    plucked notes' noisy attacks and decays, where a note's steady part knows its pitch.
+
+    The stem is cut into notes at its onsets and silences; a note with enough confident frames (YIN
+    trough below NOTE_CONFIDENT_DEPTH) takes the median of their log-f0, folded by octaves onto that
+    median (an octave blip does not move it), and every frame of the note within NOTE_RANGE_DB of its
+    loudest is voiced at that pitch, except confident frames more than a semitone away and not an octave
+    away (a legato change without an onset keeps its own pitch).
+
+    Parameters
+    ----------
+    f0_hz : np.ndarray
+        YIN's f0 per frame, Hz.
+    aperiodicity : np.ndarray
+        YIN's trough depth per frame (0 is perfectly periodic).
+    level_db : np.ndarray
+        RMS level per frame, dBFS.
+    onset_frames : np.ndarray
+        Frame index of each onset.
+    silence_db : float
+        Frames below this level are silent (and end a note).
+
+    Returns
+    -------
+    f0_hz : np.ndarray
+        float32 f0 per frame, 0 where unvoiced.
+    voiced : np.ndarray
+        bool per frame.
+    steady_ratio : float
+        Fraction of the non-silent frames that are confident and within 50 cents of their note's pitch
+        (high for pitched notes, plucked or not; low for drums).
+    """
+    n = f0_hz.size
+    f0 = np.zeros(n, np.float32)
+    voiced = np.zeros(n, bool)
+    if n == 0:
+        return f0, voiced, 0.0
+    silent = level_db < silence_db
+    cut = np.zeros(n, bool)
+    cut[np.clip(np.asarray(onset_frames, np.int64), 0, n - 1)] = True
+    cut[0] = True
+    cut[1:] |= silent[1:] != silent[:-1]
+    starts = np.nonzero(cut)[0]
+    stops = np.append(starts[1:], n)
+    log_f0 = np.log2(np.maximum(np.nan_to_num(f0_hz, nan=1e-3), 1e-3))
+    confident_all = aperiodicity < NOTE_CONFIDENT_DEPTH
+    steady = 0
+    for a, b in zip(starts.tolist(), stops.tolist(), strict=True):
+        if silent[a]:
+            continue
+        confident = confident_all[a:b]
+        if confident.sum() < max(2.0, NOTE_MIN_CONFIDENT * (b - a)):
+            continue
+        pitches = log_f0[a:b][confident]
+        note = float(np.median(pitches))
+        offsets = pitches - note
+        note += float(np.median(offsets - np.round(offsets)))
+        away = log_f0[a:b] - note
+        legato = confident & (np.abs(away) > 1 / 12) & (np.abs(np.abs(away) - 1.0) > 1 / 12)
+        steady += int(np.sum(confident & (np.abs(away) <= 1 / 24)))
+        sounding = level_db[a:b] > float(level_db[a:b].max()) - NOTE_RANGE_DB
+        voiced[a:b] = sounding
+        f0[a:b] = np.where(sounding, 2.0 ** np.where(legato, log_f0[a:b], note), 0.0)
+    n_active = int((~silent).sum())
+    return f0, voiced, (steady / n_active if n_active else 0.0)
+
+
 def _fl(a: np.ndarray, digits: int = 5) -> list[float]:
     return [float(v) for v in np.round(np.asarray(a, dtype=np.float64), digits)]
 
@@ -293,8 +375,11 @@ def sustain_db(rms: np.ndarray, active: np.ndarray, hop_s: float) -> float:
     return float(np.median(db(rms[active] / (local_max[active] + 1e-12))))
 
 
-def classify(voiced_ratio: float, sustain: float) -> Kind:
-    """Percussive when the material decays between onsets, or is mostly unpitched; tonal otherwise."""
+def classify(voiced_ratio: float, sustain: float, steady_ratio: float = 0.0) -> Kind:
+    """Percussive when the material decays between onsets, or is mostly unpitched; tonal otherwise, and
+    tonal too when most of it holds a steady pitch per note (a plucked or slapped bass decays too)."""
+    if steady_ratio >= STEADY_TONAL_RATIO:
+        return "tonal"
     if sustain <= SUSTAIN_PERCUSSIVE_DB or voiced_ratio < 0.3:
         return "percussive"
     return "tonal"
@@ -384,11 +469,18 @@ def analyse_stem(samples: np.ndarray, sample_rate: int, *, silence_db: float = S
     cen_idx = np.clip(peaks, 0, feats.n_frames - 1)
     onset_cen = feats.centroid_hz[cen_idx] if peaks.size else np.zeros(0, np.float32)
 
-    f0, prob = voicing(feats, silence_db)
+    _, frame_prob = voicing(feats, silence_db)
     n_active = int(active.sum())
-    voiced_ratio = float((prob[active] >= 0.5).sum() / n_active) if n_active else 0.0
+    voiced_ratio = float((frame_prob[active] >= 0.5).sum() / n_active) if n_active else 0.0
     sustain = sustain_db(feats.rms, active, hop_s)
-    kind = classify(voiced_ratio, sustain)
+    onset_frames = np.round(onset_times * ANALYSIS_SR / HOP).astype(np.int64)
+    f0, note_voiced, steady = note_level_f0(
+        feats.f0_hz, feats.aperiodicity, level_db, onset_frames, silence_db
+    )
+    # The frame voicing probability, raised inside voiced notes and lowered outside them.
+    prob = np.where(note_voiced, np.maximum(frame_prob, 0.75), np.minimum(frame_prob, 0.25))
+    prob = prob.astype(np.float32)
+    kind = classify(voiced_ratio, sustain, steady)
     return StemAnalysis(
         sample_rate=int(sample_rate),
         n_samples=n_samples,
@@ -407,4 +499,5 @@ def analyse_stem(samples: np.ndarray, sample_rate: int, *, silence_db: float = S
         voiced_ratio=voiced_ratio,
         sustain_db=sustain,
         silence_db=silence_db,
+        extra={"steady_ratio": round(steady, 4)},
     )
