@@ -12,7 +12,7 @@ from scipy.signal import butter, lfilter, resample_poly
 from audiomixer.dsp.analysis import StemAnalysis, analyse_stem
 from audiomixer.dsp.grains import analyse_style_sound
 from audiomixer.dsp.granular import render_stem
-from audiomixer.dsp.metrics import mfcc_distance, silence_check
+from audiomixer.dsp.metrics import mfcc_distance, raw_pitch_accuracy, silence_check
 from audiomixer.dsp.mixer import mix_stems
 from audiomixer_tools import signals as S
 
@@ -156,30 +156,48 @@ def test_mix_true_peak_by_an_independent_meter() -> None:
     assert independent_true_peak_dbtp(sum(stems.values()), 4) > 3.0  # the input really was hot
 
 
-def slap_bass(duration_s: float, seed: int) -> np.ndarray:
-    """Short, low plucked notes (E1..A1, 80 ms decay) with rests of 0.2-0.6 s between them."""
+def slap_bass(duration_s: float, seed: int) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Short, low plucked notes (B0 31 Hz .. A1 55 Hz, a slap's loud 2nd harmonic, 80 ms decay) with
+    rests of 0.2-0.6 s between them. Returns (samples, truth times_s, truth f0_hz on a 10 ms grid, 0
+    where no note sounds above -30 dB of its attack)."""
     rng = np.random.default_rng(seed)
     out = np.zeros(round(duration_s * SR), np.float32)
+    times = np.arange(0.0, duration_s, 0.01)
+    truth = np.zeros(times.size)
     t = 0.1
     while t < duration_s - 0.5:
-        f0 = float(S.midi_to_hz(int(rng.choice([28, 31, 33]))))
-        n_note = round(float(rng.uniform(0.08, 0.25)) * SR)
+        f0 = float(S.midi_to_hz(int(rng.choice([23, 28, 31, 33]))))
+        n_note = round(float(rng.uniform(0.12, 0.3)) * SR)
         tt = np.arange(n_note) / SR
-        note = (
-            np.sin(2 * np.pi * f0 * tt)
-            + 0.5 * np.sin(4 * np.pi * f0 * tt)
-            + 0.3 * np.sin(6 * np.pi * f0 * tt)
-        )
+        note = sum(a * np.sin(2 * np.pi * k * f0 * tt) for k, a in ((1, 1.0), (2, 0.9), (3, 0.4), (4, 0.2)))
         env = np.exp(-tt / 0.08) * np.minimum(1.0, tt / 0.002)
         env[-int(0.005 * SR) :] *= np.linspace(1, 0, int(0.005 * SR))
         s = round(t * SR)
         out[s : s + n_note] += (0.6 * note * env).astype(np.float32)
+        audible = min(n_note / SR - 0.01, 0.08 * np.log(10 ** (30 / 20)))
+        truth[(times >= t + 0.01) & (times < t + audible)] = f0
         t += n_note / SR + float(rng.uniform(0.2, 0.6))
-    return out
+    return out, times, truth
+
+
+def test_low_slap_bass_with_rests_pitch_and_voicing() -> None:
+    x, times, truth = slap_bass(12.0, seed=2)
+    a = analyse_stem(S.to_stereo(x, 0.0), SR)
+    assert a.kind == "tonal"  # the notes decay like drum hits, but each holds a pitch
+    assert raw_pitch_accuracy(times, truth, a.frame_times_s, a.f0_hz) >= 0.90
+    voiced = truth > 0
+    idx = np.clip(np.round(times / a.hop_s).astype(int), 0, a.f0_hz.size - 1)
+    assert np.mean(a.f0_hz[idx][voiced] > 0) >= 0.90  # voicing recall
+    assert np.mean(a.f0_hz[idx][~voiced] > 0) <= 0.15  # rests stay unvoiced
+    # No octave jump inside a note: every voiced frame of a note has the same pitch.
+    for f0 in np.unique(truth[voiced]):
+        est = a.f0_hz[idx][truth == f0]
+        est = est[est > 0]
+        assert np.all(np.abs(np.log2(est / np.median(est))) < 0.5)
 
 
 def test_slap_bass_with_rests_keeps_its_silences() -> None:
-    stem = S.to_stereo(slap_bass(8.0, seed=1), 0.2)
+    stem = S.to_stereo(slap_bass(8.0, seed=1)[0], 0.2)
     style = np.stack([bright_bass(82.4, 2.0), bright_bass(82.4, 2.0) * 0.7], axis=1)
     out = render_stem(stem, SR, analyse_stem(stem, SR), style, SR, analyse_style_sound(style, SR))
     check = silence_check(stem, out, SR)
