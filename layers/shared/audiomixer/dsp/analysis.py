@@ -34,6 +34,9 @@ SUSTAIN_PERCUSSIVE_DB = -5.0
 NOTE_CONFIDENT_DEPTH = 0.45
 NOTE_MIN_CONFIDENT = 0.15
 NOTE_RANGE_DB = 35.0
+ATTACK_MERGE_FRAMES = 4
+# Onsets are refined to the transient, which the frame grid's centred frames already hear earlier.
+ONSET_LEAD_S = 0.01
 # A stem whose decaying notes hold a steady pitch (a plucked or slapped bass) is tonal, not percussive.
 STEADY_TONAL_RATIO = 0.3
 
@@ -242,8 +245,15 @@ def note_level_f0(
     if n == 0:
         return f0, voiced, 0.0
     silent = level_db < silence_db
+    sound_starts = np.nonzero(~silent[1:] & silent[:-1])[0] + 1
+    onsets = np.clip(np.asarray(onset_frames, np.int64), 0, n - 1)
+    # An onset just after a sound starts out of silence is that same note's attack, not a new note.
+    if sound_starts.size and onsets.size:
+        pos = np.searchsorted(sound_starts, onsets, side="right") - 1
+        since = onsets - sound_starts[np.maximum(pos, 0)]
+        onsets = onsets[(pos < 0) | (since > ATTACK_MERGE_FRAMES)]
     cut = np.zeros(n, bool)
-    cut[np.clip(np.asarray(onset_frames, np.int64), 0, n - 1)] = True
+    cut[onsets] = True
     cut[0] = True
     cut[1:] |= silent[1:] != silent[:-1]
     starts = np.nonzero(cut)[0]
@@ -473,7 +483,7 @@ def analyse_stem(samples: np.ndarray, sample_rate: int, *, silence_db: float = S
     n_active = int(active.sum())
     voiced_ratio = float((frame_prob[active] >= 0.5).sum() / n_active) if n_active else 0.0
     sustain = sustain_db(feats.rms, active, hop_s)
-    onset_frames = np.round(onset_times * ANALYSIS_SR / HOP).astype(np.int64)
+    onset_frames = np.round((onset_times - ONSET_LEAD_S) * ANALYSIS_SR / HOP).astype(np.int64)
     f0, note_voiced, steady = note_level_f0(
         feats.f0_hz, feats.aperiodicity, level_db, onset_frames, silence_db
     )

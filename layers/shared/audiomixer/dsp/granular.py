@@ -88,8 +88,8 @@ def _gate_edges(
     res: np.ndarray, x2: np.ndarray, open_b: np.ndarray, block: int, thr: float, ramp: int
 ) -> None:
     """Sample-accurate gate edges, in place: nothing before the first sample above `thr` in the first
-    block of each open run, a short ramp-in after it, and a ramp-out ending at the last sample above
-    `thr` of each run."""
+    block of each open run, a short ramp-in after it, and a one-block ramp-out ending at the last sample
+    above `thr` of each run."""
     n = res.shape[0]
     prev = np.concatenate([[False], open_b[:-1]])
     nxt = np.concatenate([open_b[1:], [False]])
@@ -107,7 +107,9 @@ def _gate_edges(
         loud = np.nonzero(np.abs(x2[s:e]).max(axis=-1) > thr)[0]
         stop = s + (int(loud[-1]) + 1 if loud.size else e - s)
         res[stop:e] = 0.0
-        r = min(ramp, stop)
+        # A whole block's ramp: the follower's gain is one value per block, so a note's last block
+        # would otherwise keep its level to the end where the stem fades out within it.
+        r = min(block, stop)
         res[stop - r : stop] *= np.linspace(1.0, 0.0, r, dtype=np.float32)[:, None]
 
 
