@@ -9,23 +9,38 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import sys
+import tempfile
 from collections.abc import Sequence
 from pathlib import Path
 from typing import Any, NoReturn
 
 import numpy as np
+from pydantic import ValidationError
 
+from audiomixer.mix_settings import (
+    GRAIN_MS_DEFAULT,
+    GRAIN_MS_MAX,
+    GRAIN_MS_MIN,
+    OUTPUT_FORMATS,
+    SEED_DEFAULT,
+    VOLUME_MAX,
+    MixSettings,
+    StemConfig,
+)
 from audiomixer.settings import STEMS
 
 PROG = "audiomixer remix"
-FORMATS = {"wav": ("WAV", "PCM_16"), "flac": ("FLAC", "PCM_24"), "mp3": ("MP3", "MPEG_LAYER_III")}
-STEM_EXTENSIONS = (".wav", ".flac", ".ogg", ".mp3", ".aiff", ".aif")
-DEFAULT_SR = 44100
+STEM_EXTENSIONS = (".wav", ".flac", ".ogg", ".mp3", ".aiff", ".aif", ".m4a", ".opus", ".webm", ".wma")
 
 
 class UsageError(Exception):
     """A user mistake: reported as one line, exit status 2."""
+
+
+class CannotRender(Exception):
+    """The engine cannot render these inputs: reported as one line, exit status 1."""
 
 
 class _Parser(argparse.ArgumentParser):
@@ -33,19 +48,49 @@ class _Parser(argparse.ArgumentParser):
         raise UsageError(message)
 
 
+def version() -> str:
+    from importlib.metadata import PackageNotFoundError
+    from importlib.metadata import version as package_version
+
+    try:
+        return package_version("audiomixer")
+    except PackageNotFoundError:  # run from a checkout without installing
+        return "0+unknown"
+
+
 def build_parser() -> argparse.ArgumentParser:
-    p = _Parser(prog=PROG, description="Separate (or take) stems, re-render them with style sounds, mix.")
+    p = _Parser(
+        prog=PROG,
+        description="Separate (or take) stems, re-render them with style sounds, mix. Reads every audio "
+        "format FFmpeg reads (WAV, FLAC, MP3, M4A/AAC, ALAC, Ogg, Opus/WebM, WMA, AIFF...).",
+        formatter_class=argparse.ArgumentDefaultsHelpFormatter,
+    )
+    p.add_argument("--version", action="version", version=f"%(prog)s {version()}")
     p.add_argument("song", nargs="?", type=Path, help="song to separate with Demucs")
     p.add_argument("--stems", type=Path, metavar="DIR", help="use DIR/{drums,bass,vocals,other}.wav|.flac")
-    p.add_argument("-o", "--output", type=Path, required=True, metavar="OUT", help="mix file to write")
+    p.add_argument(
+        "-o",
+        "--output",
+        type=Path,
+        required=True,
+        metavar="OUT",
+        help="mix file to write (.wav, .flac, .mp3)",
+    )
     p.add_argument("--style", action="append", default=[], metavar="STEM=FILE", help="style sound for a stem")
     p.add_argument("--volume", action="append", default=[], metavar="STEM=X", help="stem volume, 0..2")
     p.add_argument("--mode", action="append", default=[], metavar="STEM=MODE", help="percussive or tonal")
-    p.add_argument("--grain-ms", type=float, default=120.0, help="grain duration in ms, 10..1000")
+    p.add_argument(
+        "--grain-ms",
+        type=int,
+        default=GRAIN_MS_DEFAULT,
+        help=f"grain duration in ms, {GRAIN_MS_MIN}..{GRAIN_MS_MAX}",
+    )
     p.add_argument("--no-pitch-mapping", action="store_true", help="do not transpose grains to the stem's f0")
     p.add_argument("--no-envelope", action="store_true", help="do not impose the stem's loudness envelope")
-    p.add_argument("--format", choices=sorted(FORMATS), help="output format (default: from OUT's extension)")
-    p.add_argument("--seed", type=int, default=0, help="grain-choice seed (same seed, same output)")
+    p.add_argument("--format", choices=OUTPUT_FORMATS, help="output format (default: from OUT's extension)")
+    p.add_argument(
+        "--seed", type=int, default=SEED_DEFAULT, help="grain-choice seed (same seed, same output)"
+    )
     p.add_argument("--target-lufs", type=float, default=None, help="normalise the mix to this loudness")
     p.add_argument("--analysis", type=Path, metavar="FILE.json", help="write onsets and f0 per stem")
     p.add_argument("--stems-out", type=Path, metavar="DIR", help="also write the rendered stems here")
@@ -68,23 +113,42 @@ def _pairs(items: Sequence[str], what: str) -> dict[str, str]:
     return out
 
 
-def _read_audio(path: Path, target_sr: int | None = None) -> tuple[np.ndarray, int]:
+def _read_audio(path: Path, *, max_duration_s: float | None = None) -> tuple[np.ndarray, int]:
+    """A file as the service keeps an upload: decoded and checked by the same code, normalised to its
+    sample rate in stereo and stored as 24-bit FLAC (pipeline/ingest.py), then read back as the render
+    stage reads it (pipeline/audio_files.py), so that both render the very same samples."""
+    import io
+
     import soundfile as sf
+
+    from audiomixer.dsp.audio_io import AudioDecodeError, AudioLimits, decode_audio, encode_audio, normalise
+    from audiomixer.settings import get_settings
 
     if not path.is_file():
         raise UsageError(f"file not found: {path}")
+    settings = get_settings()
     try:
-        data, sr = sf.read(str(path), dtype="float32", always_2d=True)
-    except Exception as exc:  # libsndfile's messages are the useful part
-        raise UsageError(f"cannot read {path}: {exc}") from exc
-    if data.shape[0] == 0:
-        raise UsageError(f"no audio in {path}")
-    if target_sr is not None and sr != target_sr:
-        from audiomixer.dsp.analysis import resample
+        decoded = decode_audio(path.read_bytes(), AudioLimits.from_settings(max_duration_s=max_duration_s))
+    except AudioDecodeError as exc:
+        raise UsageError(f"cannot read {path}: {exc.reason}") from exc
+    except OSError as exc:
+        raise UsageError(f"cannot read {path}: {exc.strerror}") from exc
+    sample_rate = settings.target_sample_rate
+    stored = encode_audio(normalise(decoded, sample_rate), sample_rate, "flac")
+    data, sr = sf.read(io.BytesIO(stored), dtype="float32", always_2d=True)
+    return data, int(sr)
 
-        data = np.stack([resample(data[:, c], sr, target_sr) for c in range(data.shape[1])], axis=1)
-        sr = target_sr
-    return np.ascontiguousarray(data, dtype=np.float32), int(sr)
+
+def _probe_audio(path: Path, max_duration_s: float | None = None) -> None:
+    """Refuse a file that is not usable audio before any work, with the service's reasons."""
+    from audiomixer.dsp.audio_io import AudioDecodeError, AudioLimits, probe
+
+    try:
+        probe(path.read_bytes(), AudioLimits.from_settings(max_duration_s=max_duration_s))
+    except AudioDecodeError as exc:
+        raise UsageError(f"cannot read {path}: {exc.reason}") from exc
+    except OSError as exc:
+        raise UsageError(f"cannot read {path}: {exc.strerror}") from exc
 
 
 def _load_stem_dir(directory: Path) -> tuple[dict[str, np.ndarray], int]:
@@ -99,9 +163,7 @@ def _load_stem_dir(directory: Path) -> tuple[dict[str, np.ndarray], int]:
         )
         if path is None:
             continue
-        data, file_sr = _read_audio(path, sr)
-        sr = file_sr if sr is None else sr
-        stems[stem] = data
+        stems[stem], sr = _read_audio(path)
     if not stems or sr is None:
         raise UsageError(
             f"no stems in {directory} (expected {', '.join(s + '.wav' for s in STEMS)} or .flac)"
@@ -109,7 +171,9 @@ def _load_stem_dir(directory: Path) -> tuple[dict[str, np.ndarray], int]:
     return stems, sr
 
 
-def _separate(song: Path, model: str | None, repo: Path | None) -> tuple[dict[str, np.ndarray], int]:
+def _separate(
+    song: Path, model: str | None, repo: Path | None, on_progress: Any = None
+) -> tuple[dict[str, np.ndarray], int]:
     if not song.is_file():
         raise UsageError(f"file not found: {song}")
     try:
@@ -119,30 +183,61 @@ def _separate(song: Path, model: str | None, repo: Path | None) -> tuple[dict[st
             f"separation is not available ({exc}); install the 'gpu' extra or pass --stems DIR"
         ) from exc
     try:
-        stems = separate_file(song, model_name=model, repo=repo)
+        stems = separate_file(song, model_name=model, repo=repo, on_progress=on_progress)
     except Exception as exc:
         raise UsageError(f"separation failed: {exc}") from exc
-    return {k: np.asarray(v, np.float32) for k, v in stems.items() if k in STEMS}, DEFAULT_SR
+    from audiomixer.settings import get_settings
+
+    sample_rate = get_settings().target_sample_rate
+    return {k: np.asarray(v, np.float32) for k, v in stems.items() if k in STEMS}, sample_rate
 
 
 def _output_format(out: Path, fmt: str | None) -> str:
+    """The format from OUT's extension, or --format when the name has none of ours; never both
+    disagreeing (MP3 bytes in a .wav)."""
+    ext = out.suffix.lower().lstrip(".")
+    if fmt and ext in OUTPUT_FORMATS and ext != fmt:
+        raise UsageError(
+            f"-o {out} is a .{ext} name but --format is {fmt}; "
+            f"name the file {out.with_suffix('.' + fmt).name} or leave out --format"
+        )
     if fmt:
         return fmt
-    ext = out.suffix.lower().lstrip(".")
-    if ext not in FORMATS:
+    if ext not in OUTPUT_FORMATS:
         raise UsageError(
-            f"cannot tell the format from {out.name!r}; use --format {{{','.join(sorted(FORMATS))}}}"
+            f"cannot tell the format from {out.name!r}: name it .wav, .flac or .mp3, or add --format "
+            f"{{{','.join(OUTPUT_FORMATS)}}}"
         )
     return ext
 
 
-def _write(path: Path, data: np.ndarray, sr: int, fmt: str) -> None:
-    import soundfile as sf
+def _check_writable(target: Path, option: str, folder: bool = False, example: str = "") -> None:
+    """Refuse, before any work, an output that cannot be written: a folder given as a file, a file given
+    as a folder or as a parent folder, a place without write permission (/proc, read-only mounts)."""
+    if not folder and target.is_dir():
+        raise UsageError(f"{option} {target} is a folder; give a file name, e.g. {target / example}")
+    if folder and target.exists() and not target.is_dir():
+        raise UsageError(f"{option} {target} is a file; give a folder for the stems")
+    existing = target if folder else target.parent
+    while not existing.exists() and existing != existing.parent:
+        existing = existing.parent
+    if not existing.is_dir():
+        raise UsageError(f"{option} {target}: {existing} is a file, not a folder; choose another path")
+    if not folder and target.exists() and not os.access(target, os.W_OK):
+        raise UsageError(f"{option} {target}: the file is read-only; choose another name")
+    try:
+        with tempfile.TemporaryFile(dir=existing):
+            pass
+    except OSError as exc:
+        raise UsageError(
+            f"{option} {target}: cannot write in {existing} ({exc.strerror or exc}); choose a folder you can "
+            "write to"
+        ) from None
 
-    container, subtype = FORMATS[fmt]
+
+def _write(path: Path, data: bytes) -> None:
     path.parent.mkdir(parents=True, exist_ok=True)
-    # Encoders want [-1, 1]; the limiter keeps the mix there, rendered stems may not be.
-    sf.write(str(path), np.clip(data, -1.0, 1.0), sr, format=container, subtype=subtype)
+    path.write_bytes(data)
 
 
 def _progress(total: int, enabled: bool) -> Any:
@@ -155,19 +250,26 @@ def _progress(total: int, enabled: bool) -> Any:
     return tqdm(total=total, file=sys.stderr, desc="remix", unit="step", leave=False)
 
 
-def run(args: argparse.Namespace) -> int:
-    from audiomixer.dsp.analysis import analyse_stem
-    from audiomixer.dsp.grains import analyse_style_sound
-    from audiomixer.dsp.granular import GRAIN_MS_MAX, GRAIN_MS_MIN, render_stem
-    from audiomixer.dsp.mixer import VOLUME_MAX, mix_stems, true_peak_dbtp
-
-    if (args.song is None) == (args.stems is None):
-        raise UsageError("give either SONG or --stems DIR")
+def _mix_settings(args: argparse.Namespace, fmt: str) -> MixSettings:
     if not GRAIN_MS_MIN <= args.grain_ms <= GRAIN_MS_MAX:
-        raise UsageError(
-            f"--grain-ms must be within {GRAIN_MS_MIN:g}..{GRAIN_MS_MAX:g}, got {args.grain_ms:g}"
+        raise UsageError(f"--grain-ms must be within {GRAIN_MS_MIN}..{GRAIN_MS_MAX}, got {args.grain_ms}")
+    try:
+        return MixSettings.model_validate(
+            {
+                "grain_duration_ms": args.grain_ms,
+                "use_pitch_mapping": not args.no_pitch_mapping,
+                "use_envelope": not args.no_envelope,
+                "seed": args.seed,
+                "output_format": fmt,
+                "target_lufs": args.target_lufs,
+            }
         )
-    styles = {k: Path(v) for k, v in _pairs(args.style, "--style").items()}
+    except ValidationError as exc:
+        error = exc.errors()[0]
+        raise UsageError(f"--{str(error['loc'][0]).replace('_', '-')}: {error['msg']}") from None
+
+
+def _stem_config(args: argparse.Namespace) -> dict[str, StemConfig]:
     volumes: dict[str, float] = {}
     for stem, raw in _pairs(args.volume, "--volume").items():
         try:
@@ -181,60 +283,97 @@ def run(args: argparse.Namespace) -> int:
     for stem, mode in modes.items():
         if mode not in ("percussive", "tonal"):
             raise UsageError(f"--mode {stem}={mode}: must be percussive or tonal")
+    return {
+        stem: StemConfig(volume=volumes.get(stem, 1.0), mode=modes.get(stem, "auto"))  # type: ignore[arg-type]
+        for stem in STEMS
+    }
+
+
+def run(args: argparse.Namespace) -> int:
+    from audiomixer.dsp.audio_io import encode_audio
+    from audiomixer.dsp.mixer import true_peak_dbtp
+    from audiomixer.dsp.render import (
+        RenderError,
+        StyleSound,
+        encode_mix,
+        grain_table,
+        render_mix,
+        stem_analysis,
+    )
+    from audiomixer.settings import get_settings
+
+    if (args.song is None) == (args.stems is None):
+        raise UsageError("give either SONG or --stems DIR")
+    _check_writable(args.output, "-o", example="remix.wav")
     fmt = _output_format(args.output, args.format)
-    for path in styles.values():
+    settings = _mix_settings(args, fmt)
+    styles_paths = {k: Path(v) for k, v in _pairs(args.style, "--style").items()}
+    config = _stem_config(args)
+    for path in [p for p in (args.song, *styles_paths.values()) if p is not None]:
         if not path.is_file():
             raise UsageError(f"file not found: {path}")
+    if args.stems_out is not None:
+        _check_writable(args.stems_out, "--stems-out", folder=True)
+    if args.analysis is not None:
+        _check_writable(args.analysis, "--analysis", example="analysis.json")
+    # Refuse a file that is not audio before loading a model or analysing anything.
+    if args.song is not None:
+        _probe_audio(args.song)
+    for path in styles_paths.values():
+        _probe_audio(path, get_settings().style_sound_max_duration_s)
 
     want_analysis = args.analysis is not None
-    n_steps = 2 + len(styles) * 3 + (0 if not want_analysis else 4)
-    bar = _progress(n_steps, not args.no_progress)
+    # Separation counts 100 (its chunks report percent), loading given stems 1; every later step 1. The
+    # total is made exact once the stems are known, so the bar ends at 100 %.
+    load_units = 1 if args.song is None else 100
+    bar = _progress(load_units + len(STEMS) + 2 * len(styles_paths) + 1, not args.no_progress)
 
-    def step(label: str) -> None:
+    def step(label: str, units: int = 1) -> None:
         if bar is not None:
             bar.set_postfix_str(label)
-            bar.update(1)
+            bar.update(units)
+
+    def separated(percent: int, message: str) -> None:
+        step(message, max(0, min(percent, load_units) - (bar.n if bar is not None else 0)))
 
     try:
         if args.stems is not None:
             stems, sr = _load_stem_dir(args.stems)
         else:
-            stems, sr = _separate(args.song, args.model, args.model_repo)
-        step("stems")
-        missing_styles = sorted(set(styles) - set(stems))
+            stems, sr = _separate(args.song, args.model, args.model_repo, on_progress=separated)
+        if bar is not None:
+            analysed = sum(1 for s in STEMS if s in stems and (want_analysis or s in styles_paths))
+            bar.total = load_units + analysed + 2 * len(styles_paths) + 1
+        step("stems", load_units - (bar.n if bar is not None else 0))
+        missing_styles = sorted(set(styles_paths) - set(stems))
         if missing_styles:
             raise UsageError(f"--style for a stem that is not there: {', '.join(missing_styles)}")
 
         analyses = {}
         for stem in STEMS:
-            if stem in stems and (want_analysis or stem in styles):
-                analyses[stem] = analyse_stem(stems[stem], sr)
+            if stem in stems and (want_analysis or stem in styles_paths):
+                analyses[stem] = stem_analysis(stems[stem], sr)
                 step(f"analyse {stem}")
-        rendered = dict(stems)
-        for stem, path in styles.items():
-            style, style_sr = _read_audio(path)
-            table = analyse_style_sound(style, style_sr, grain_ms=args.grain_ms)
-            step(f"style {stem}")
-            rendered[stem] = render_stem(
-                stems[stem],
-                sr,
-                analyses[stem],
-                style,
-                style_sr,
-                table,
-                grain_ms=args.grain_ms,
-                use_pitch_mapping=not args.no_pitch_mapping,
-                use_envelope=not args.no_envelope,
-                mode=modes.get(stem, "auto"),  # type: ignore[arg-type]
-                seed=args.seed,
+        styles: dict[str, StyleSound] = {}
+        for stem, path in styles_paths.items():
+            max_s = get_settings().style_sound_max_duration_s
+            style, style_sr = _read_audio(path, max_duration_s=max_s)
+            styles[stem] = StyleSound(
+                style, style_sr, grain_table(style, style_sr, settings.grain_duration_ms)
             )
-            step(f"render {stem}")
-        if args.stems_out is not None:
-            for stem, data in rendered.items():
-                _write(args.stems_out / f"{stem}.wav", data, sr, "wav")
-        mix = mix_stems(rendered, volumes, sr, target_lufs=args.target_lufs)
+            step(f"style {stem}")
+
+        def stem_ready(stem: str, samples: np.ndarray) -> None:
+            if stem in styles:
+                step(f"render {stem}")
+            if args.stems_out is not None:
+                _write(args.stems_out / f"{stem}.wav", encode_audio(samples, sr, "wav"))
+
+        mix = render_mix(
+            stems, sr, settings, config=config, analyses=analyses, styles=styles, on_stem=stem_ready
+        )
         step("mix")
-        _write(args.output, mix, sr, fmt)
+        _write(args.output, encode_mix(mix, sr, settings))
         if want_analysis:
             doc = {
                 "sample_rate": sr,
@@ -245,6 +384,8 @@ def run(args: argparse.Namespace) -> int:
             }
             args.analysis.parent.mkdir(parents=True, exist_ok=True)
             args.analysis.write_text(json.dumps(doc))
+    except RenderError as exc:
+        raise CannotRender(str(exc)) from exc
     finally:
         if bar is not None:
             bar.close()
@@ -261,6 +402,9 @@ def main(argv: list[str] | None = None) -> int:
     except UsageError as exc:
         print(f"{PROG}: error: {exc}", file=sys.stderr)
         return 2
+    except CannotRender as exc:
+        print(f"{PROG}: error: {exc}", file=sys.stderr)
+        return 1
     except SystemExit as exc:  # --help
         return int(exc.code or 0) if isinstance(exc.code, int | None) else 2
 

@@ -27,6 +27,8 @@ import numpy as np
 from scipy.ndimage import maximum_filter1d, uniform_filter1d
 from scipy.signal import firwin
 
+from ..mix_settings import VOLUME_MAX
+
 OVERSAMPLE = 4
 _TAPS_PER_PHASE = 20  # resample_poly's default half-length is 10 input samples
 BLOCK = 32
@@ -34,7 +36,6 @@ _SCREEN_TAPS = 6
 LOOKAHEAD_MS = 5.0
 RELEASE_DB_PER_S = 60.0
 METER_MARGIN_DB = 0.15
-VOLUME_MAX = 2.0
 
 
 @lru_cache(maxsize=4)
