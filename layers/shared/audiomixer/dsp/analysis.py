@@ -28,6 +28,10 @@ VOICING_DEPTH = 0.45
 SILENCE_DB = -60.0
 BLOCK_FRAMES = 256  # bounds the YIN temporaries (~40 MB) whatever the song length
 SUSTAIN_PERCUSSIVE_DB = -5.0
+# Onsets: flux of a 46 ms window and peak picking over +-3 frames (35 ms) with a 1-frame wait; measured
+# on the real-music corpus: drum onset F1 0.907 -> 0.954 (librosa's defaults at 44.1 kHz: 0.956).
+ONSET_N_FFT = 1024
+ONSET_PEAK_PICKING = {"wait": 1, "pre_avg": 3, "post_avg": 3, "pre_max": 3, "post_max": 3, "delta": 0.05}
 # Note-level pitch: a frame is a confident pitch when YIN's trough is this deep; a note (the frames between
 # two onsets or silences) is voiced when at least NOTE_MIN_CONFIDENT of its frames are; it stays voiced
 # while within NOTE_RANGE_DB of its own loudest frame.
@@ -437,6 +441,29 @@ def add_leading_onset(
     return np.concatenate([[first], onsets_s])
 
 
+def onset_strength_short(y: np.ndarray) -> np.ndarray:
+    """Spectral-flux onset envelope (librosa's) of a mono signal at ANALYSIS_SR from a 46 ms window on
+    the analysis grid: the 93 ms frames of the pitch and level features smear fast hits into one.
+
+    Parameters
+    ----------
+    y : np.ndarray
+        Mono samples at ANALYSIS_SR.
+
+    Returns
+    -------
+    np.ndarray
+        One value per analysis frame (frames centred at i * HOP).
+    """
+    import librosa
+
+    mel = librosa.feature.melspectrogram(
+        y=np.asarray(y, np.float32), sr=ANALYSIS_SR, n_fft=ONSET_N_FFT, hop_length=HOP, n_mels=N_MELS
+    )
+    mel_db = librosa.power_to_db(mel, ref=1.0, top_db=80.0)
+    return np.asarray(librosa.onset.onset_strength(S=mel_db, sr=ANALYSIS_SR, hop_length=HOP), np.float32)
+
+
 def analyse_stem(samples: np.ndarray, sample_rate: int, *, silence_db: float = SILENCE_DB) -> StemAnalysis:
     """Analyse a stem given as (n,) or (n, channels) float audio at `sample_rate`."""
     import librosa
@@ -452,11 +479,16 @@ def analyse_stem(samples: np.ndarray, sample_rate: int, *, silence_db: float = S
     silence = level_db < silence_db
     active = ~silence
 
-    onset_env = librosa.onset.onset_strength(S=feats.mel_db, sr=ANALYSIS_SR, hop_length=HOP)
+    onset_env = onset_strength_short(y)[: feats.n_frames]
     # Ignore "onsets" inside silence: the normalised onset envelope of near-digital silence is noise.
-    onset_env = np.where(active, onset_env, 0.0).astype(np.float32)
+    onset_env = np.where(active[: onset_env.size], onset_env, 0.0).astype(np.float32)
     peaks = librosa.onset.onset_detect(
-        onset_envelope=onset_env, sr=ANALYSIS_SR, hop_length=HOP, units="frames", backtrack=False
+        onset_envelope=onset_env,
+        sr=ANALYSIS_SR,
+        hop_length=HOP,
+        units="frames",
+        backtrack=False,
+        **ONSET_PEAK_PICKING,
     )
     peaks = np.asarray(peaks, dtype=int)
     back = librosa.onset.onset_backtrack(peaks, onset_env) if peaks.size else peaks
