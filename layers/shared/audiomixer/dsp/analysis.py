@@ -31,7 +31,9 @@ SUSTAIN_PERCUSSIVE_DB = -5.0
 # Onsets: flux of a 46 ms window and peak picking over +-3 frames (35 ms) with a 1-frame wait; measured
 # on the real-music corpus: drum onset F1 0.907 -> 0.954 (librosa's defaults at 44.1 kHz: 0.956).
 ONSET_N_FFT = 1024
-ONSET_PEAK_PICKING = {"wait": 1, "pre_avg": 3, "post_avg": 3, "pre_max": 3, "post_max": 3, "delta": 0.05}
+ONSET_PICK_FRAMES = 3
+ONSET_WAIT_FRAMES = 1
+ONSET_DELTA = 0.05
 # Note-level pitch: a frame is a confident pitch when YIN's trough is this deep; a note (the frames between
 # two onsets or silences) is voiced when at least NOTE_MIN_CONFIDENT of its frames are; it stays voiced
 # while within NOTE_RANGE_DB of its own loudest frame.
@@ -488,7 +490,12 @@ def analyse_stem(samples: np.ndarray, sample_rate: int, *, silence_db: float = S
         hop_length=HOP,
         units="frames",
         backtrack=False,
-        **ONSET_PEAK_PICKING,
+        wait=ONSET_WAIT_FRAMES,
+        pre_avg=ONSET_PICK_FRAMES,
+        post_avg=ONSET_PICK_FRAMES,
+        pre_max=ONSET_PICK_FRAMES,
+        post_max=ONSET_PICK_FRAMES,
+        delta=ONSET_DELTA,
     )
     peaks = np.asarray(peaks, dtype=int)
     back = librosa.onset.onset_backtrack(peaks, onset_env) if peaks.size else peaks
