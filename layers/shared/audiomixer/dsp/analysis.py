@@ -44,7 +44,8 @@ ATTACK_MERGE_FRAMES = 4
 # Onsets are refined to the transient, which the frame grid's centred frames already hear earlier.
 ONSET_LEAD_S = 0.01
 # A stem whose decaying notes hold a steady pitch (a plucked or slapped bass) is tonal, not percussive.
-STEADY_TONAL_RATIO = 0.3
+# Measured: real drum stems 0.05-0.23, synthetic sine-kick kits up to 0.30, real bass lines 0.42-0.96.
+STEADY_TONAL_RATIO = 0.35
 
 Kind = Literal["percussive", "tonal"]
 FloatArray = NDArray[np.float32]
