@@ -53,19 +53,18 @@ def test_bench_reports_nine_bars_beside_both_baselines(
     lines = [ln for ln in text.splitlines() if ln.startswith(("PASS", "FAIL"))]
     assert len(lines) == 9
     assert "baseline (a): the stems untouched" in text and "baseline (b): librosa defaults" in text
+    assert song["untouched"]["clipped_samples"] == 0.0
 
 
 def test_an_engine_crash_is_a_failed_song(
     corpus_dir: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    from audiomixer.dsp import granular, render
+    from audiomixer.dsp import render
 
     def crash(*args: object, **kwargs: object) -> None:
         raise ValueError("'x' must be finite")
 
-    monkeypatch.setattr(granular, "render_stem", crash)
-    # The render path binds render_stem at import: patch it there too (order-independent).
-    monkeypatch.setattr(render, "render_stem", crash)
+    monkeypatch.setattr(render, "render_stem", crash)  # what `remix` renders each styled stem with
     doc, text = _run(corpus_dir, tmp_path / "q.json", capsys)
     song = doc["songs"][0]
     assert "must be finite" in song["error"]

@@ -38,7 +38,7 @@ def _onset_f1(ref: np.ndarray, est: np.ndarray) -> float:
 
 def test_bass_truth_is_exactly_one_audible_note() -> None:
     notes = [C.Note(40, 0.0, 0.5, 100), C.Note(45, 0.4, 0.8, 100), C.Note(28, 1.0, 1.5, 100)]
-    times, f0 = C.bass_f0_truth(notes, 2.0)
+    times, f0 = C.f0_truth(notes, 2.0)
     at = lambda t: f0[round(t / C.TRUTH_HOP_S)]  # noqa: E731
     assert at(0.2) == pytest.approx(82.4069, abs=1e-3)  # E2
     assert at(0.45) == 0.0  # two notes sound
@@ -50,7 +50,7 @@ def test_bass_truth_is_exactly_one_audible_note() -> None:
     sr = 8000
     stem = np.zeros((2 * sr, 2), np.float32)
     stem[: int(1.1 * sr)] = 0.3
-    _, f0_audible = C.bass_f0_truth(notes, 2.0, stem, sr)
+    _, f0_audible = C.f0_truth(notes, 2.0, stem, sr)
     assert f0_audible[int(1.05 / C.TRUTH_HOP_S)] == pytest.approx(41.2034, abs=1e-3)
     assert f0_audible[int(1.3 / C.TRUTH_HOP_S)] == 0.0
 
@@ -118,6 +118,22 @@ def test_bass_truth_matches_pyin_on_the_rendered_stem(short_corpus: C.Corpus) ->
     # A truth a semitone off does not pass the same check.
     rv, rc, ev, ec = mir_eval.melody.to_cent_voicing(truth_times, truth_f0 * 2 ** (1 / 12), times, est)
     assert mir_eval.melody.raw_pitch_accuracy(rv, rc, ev, ec, cent_tolerance=50) < 0.2
+
+
+def test_lead_truth_matches_pyin_on_the_rendered_stem(short_corpus: C.Corpus) -> None:
+    import librosa
+    import mir_eval
+
+    song = next(s for s in short_corpus.songs if s.name == "shuffle_walk")
+    y = librosa.resample(song.load_stems()["vocals"].mean(axis=1), orig_sr=song.sample_rate, target_sr=22050)
+    f0, voiced, _ = librosa.pyin(y, fmin=65.0, fmax=1500.0, sr=22050)
+    est = np.where(voiced, np.nan_to_num(f0), 0.0)
+    truth = song.truth
+    assert truth.lead_f0_hz.shape == truth.bass_times_s.shape and (truth.lead_f0_hz > 0).mean() > 0.3
+    rv, rc, ev, ec = mir_eval.melody.to_cent_voicing(
+        truth.bass_times_s, truth.lead_f0_hz, librosa.times_like(f0, sr=22050), est
+    )
+    assert mir_eval.melody.raw_pitch_accuracy(rv, rc, ev, ec, cent_tolerance=50) >= 0.85
 
 
 def test_slap_bass_notes_sound_at_their_midi_pitch(short_corpus: C.Corpus) -> None:

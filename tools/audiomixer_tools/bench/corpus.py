@@ -9,6 +9,7 @@ soundfont.
         stems = song.load_stems()            # {"drums", "bass", "other", "vocals"}: (n, 2) float32, 44.1 kHz
         song.truth.drum_onsets_s             # one time per drum hit (simultaneous hits merged)
         song.truth.bass_times_s, song.truth.bass_f0_hz   # mir_eval melody format: 0 Hz = unvoiced
+        song.truth.lead_f0_hz                # the lead's f0 on the same grid
     corpus.style_sounds["kit"].load()
 
 Each song directory is also a valid `audiomixer remix --stems DIR` input (the lead stands in for vocals).
@@ -21,8 +22,10 @@ style sounds).
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import json
+import os
 import shutil
 import subprocess
 import tempfile
@@ -45,10 +48,10 @@ __all__ = [
     "SongSpec",
     "StyleSound",
     "Truth",
-    "bass_f0_truth",
     "build_corpus",
     "compose",
     "drum_onset_truth",
+    "f0_truth",
     "missing_tools",
     "render_midi",
     "write_midi",
@@ -326,13 +329,16 @@ STYLES: tuple[StyleSpec, ...] = (
 
 @dataclass(frozen=True)
 class Truth:
-    """Ground truth of one song from its MIDI: drum onsets and the bass f0 (0 Hz where not exactly one
-    bass note sounds or where the rendered bass is below AUDIBLE_DB)."""
+    """Ground truth of one song from its MIDI: drum onsets, and the f0 of the bass and of the lead on one
+    time grid (0 Hz where not exactly one of the part's notes sounds or its rendered stem is below
+    AUDIBLE_DB)."""
 
     drum_onsets_s: np.ndarray
-    bass_times_s: np.ndarray
+    bass_times_s: np.ndarray  # the grid of bass_f0_hz and lead_f0_hz
     bass_f0_hz: np.ndarray
     bass_notes: tuple[Note, ...] = ()
+    lead_f0_hz: np.ndarray = field(default_factory=lambda: np.zeros(0))
+    lead_notes: tuple[Note, ...] = ()
 
     def to_dict(self) -> dict[str, object]:
         return {
@@ -340,6 +346,8 @@ class Truth:
             "bass_times_s": [round(float(t), 6) for t in self.bass_times_s],
             "bass_f0_hz": [round(float(f), 4) for f in self.bass_f0_hz],
             "bass_notes": [[n.pitch, n.start_s, n.end_s, n.velocity] for n in self.bass_notes],
+            "lead_f0_hz": [round(float(f), 4) for f in self.lead_f0_hz],
+            "lead_notes": [[n.pitch, n.start_s, n.end_s, n.velocity] for n in self.lead_notes],
         }
 
     @classmethod
@@ -349,6 +357,8 @@ class Truth:
             np.asarray(d["bass_times_s"], np.float64),
             np.asarray(d["bass_f0_hz"], np.float64),
             tuple(Note(int(p), float(s), float(e), int(v)) for p, s, e, v in d["bass_notes"]),
+            np.asarray(d["lead_f0_hz"], np.float64),
+            tuple(Note(int(p), float(s), float(e), int(v)) for p, s, e, v in d["lead_notes"]),
         )
 
 
@@ -484,9 +494,9 @@ def _lead_notes(spec: SongSpec, seconds: float) -> list[Note]:
             continue
         i = bar % len(spec.roots)
         scale = (0, 3, 5, 7, 10) if spec.minor[i] else (0, 2, 4, 7, 9)
-        base = _chord(spec.roots[i], spec.minor[i])[0] + 12
+        base = _chord(spec.roots[i], spec.minor[i])[0]  # a singer's range: C3..A#5
         for start, length in _rhythm(spec, bar, spec.lead_rhythm):
-            pitch = base + int(rng.choice(scale)) + (12 if rng.random() < 0.15 else 0)
+            pitch = base + int(rng.choice(scale)) - (12 if rng.random() < 0.15 else 0)
             notes.append(Note(pitch, _step_s(spec, start), _step_s(spec, start + length - 0.2), 96))
     return notes
 
@@ -602,7 +612,7 @@ def frame_level_db(
     return 10.0 * np.log10(np.maximum(power, 1e-20))
 
 
-def bass_f0_truth(
+def f0_truth(
     notes: Sequence[Note],
     duration_s: float,
     stem: np.ndarray | None = None,
@@ -654,8 +664,16 @@ def _build_song(spec: SongSpec, directory: Path, seconds: float) -> None:
     gain = MIX_PEAK / peak if peak > 0 else 1.0
     for part_name, data in audio.items():
         sf.write(str(directory / f"{STEM_FILES[part_name]}.wav"), data * gain, SAMPLE_RATE, subtype="FLOAT")
-    times, f0 = bass_f0_truth(parts["bass"].notes, seconds, audio["bass"] * gain)
-    truth = Truth(drum_onset_truth(parts["drums"].notes), times, f0, parts["bass"].notes)
+    times, bass_f0 = f0_truth(parts["bass"].notes, seconds, audio["bass"] * gain)
+    _, lead_f0 = f0_truth(parts["lead"].notes, seconds, audio["lead"] * gain)
+    truth = Truth(
+        drum_onset_truth(parts["drums"].notes),
+        times,
+        bass_f0,
+        parts["bass"].notes,
+        lead_f0,
+        parts["lead"].notes,
+    )
     meta = {"name": spec.name, "tempo_bpm": spec.tempo_bpm, "duration_s": seconds,
             "description": spec.description, "truth": truth.to_dict()}  # fmt: skip
     (directory / "song.json").write_text(json.dumps(meta))
@@ -707,6 +725,7 @@ def build_corpus(
     root = Path(path) / corpus_key(seconds)
     if rebuild and root.exists():
         shutil.rmtree(root)
+    root.mkdir(parents=True, exist_ok=True)
     specs = SONGS if names is None else tuple(s for s in SONGS if s.name in set(names))
     if names is not None and len(specs) != len(set(names)):
         raise ValueError(f"unknown songs in {list(names)}; the corpus has {[s.name for s in SONGS]}")
@@ -717,11 +736,14 @@ def build_corpus(
         if not (directory / "song.json").is_file():
             if log:
                 print(f"  corpus: rendering {spec.name} ({seconds:g} s) with fluidsynth", flush=True)
-            tmp = root / f".{spec.name}.tmp"
+            _build_song(spec, tmp := Path(tempfile.mkdtemp(dir=root, prefix=f".{spec.name}.")), seconds)
+            # A half-built song is never taken for a cached one, and two processes building the same
+            # corpus at once each build in their own folder; the first rename wins.
+            if not (directory / "song.json").is_file():
+                shutil.rmtree(directory, ignore_errors=True)
+                with contextlib.suppress(OSError):
+                    tmp.rename(directory)
             shutil.rmtree(tmp, ignore_errors=True)
-            _build_song(spec, tmp, seconds)
-            shutil.rmtree(directory, ignore_errors=True)
-            tmp.rename(directory)  # a half-built song is never taken for a cached one
         out.append(_load_song(directory))
     styles_dir = root / "styles"
     styles_dir.mkdir(parents=True, exist_ok=True)
@@ -729,8 +751,8 @@ def build_corpus(
     for style in STYLES:
         target = styles_dir / f"{style.name}.wav"
         if not target.is_file():
-            tmp_path = styles_dir / f".{style.name}.tmp.wav"
+            tmp_path = styles_dir / f".{style.name}.{os.getpid()}.wav"
             _build_style(style, tmp_path)
-            tmp_path.rename(target)
+            tmp_path.replace(target)
         styles[style.name] = StyleSound(style.name, target, style.description)
     return Corpus(root, out, styles)

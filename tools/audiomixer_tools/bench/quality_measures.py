@@ -9,6 +9,8 @@ from __future__ import annotations
 import numpy as np
 
 __all__ = [
+    "LEAD_FMAX_HZ",
+    "LEAD_FMIN_HZ",
     "PYIN_FMAX_HZ",
     "PYIN_FMIN_HZ",
     "PYIN_SR",
@@ -27,8 +29,9 @@ __all__ = [
 ]
 
 PYIN_SR = 22050
-PYIN_FMIN_HZ = 30.0  # pYIN has no default range; this one holds E1 (41 Hz) and everything a bass plays
-PYIN_FMAX_HZ = 1000.0
+PYIN_FMIN_HZ = 30.0  # pYIN has no default range; this one holds E1 (41 Hz)
+PYIN_FMAX_HZ = 500.0  # B4: above anything a bass plays, with room for an octave error to show
+LEAD_FMIN_HZ, LEAD_FMAX_HZ = 65.0, 1500.0  # a lead or a voice
 SILENT_DB = -60.0  # a source frame this quiet is silence...
 STAYS_SILENT_DB = -50.0  # ...and the rendered frame must stay below this
 ONSET_WINDOW_S = 0.05
@@ -81,15 +84,17 @@ def pitch_scores(
     return float(rpa), float(recall)
 
 
-def pyin_track(x: np.ndarray, sample_rate: int) -> tuple[np.ndarray, np.ndarray]:
+def pyin_track(
+    x: np.ndarray, sample_rate: int, fmin_hz: float = PYIN_FMIN_HZ, fmax_hz: float = PYIN_FMAX_HZ
+) -> tuple[np.ndarray, np.ndarray]:
     """(times_s, f0_hz with 0 where unvoiced) of `librosa.pyin` with its default settings at 22.05 kHz,
-    over PYIN_FMIN_HZ..PYIN_FMAX_HZ (pYIN needs a range; its defaults do the rest)."""
+    over fmin_hz..fmax_hz (pYIN needs a range; its defaults do the rest)."""
     import librosa
 
     y = _mono(x)
     if sample_rate != PYIN_SR:
         y = librosa.resample(y, orig_sr=sample_rate, target_sr=PYIN_SR)
-    f0, voiced, _prob = librosa.pyin(y, fmin=PYIN_FMIN_HZ, fmax=PYIN_FMAX_HZ, sr=PYIN_SR)
+    f0, voiced, _prob = librosa.pyin(y, fmin=fmin_hz, fmax=fmax_hz, sr=PYIN_SR)
     times = librosa.times_like(f0, sr=PYIN_SR)
     return times, np.where(voiced, np.nan_to_num(f0, nan=0.0), 0.0)
 
