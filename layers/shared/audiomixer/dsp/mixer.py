@@ -36,6 +36,7 @@ _SCREEN_TAPS = 6
 LOOKAHEAD_MS = 5.0
 RELEASE_DB_PER_S = 60.0
 METER_MARGIN_DB = 0.15
+PEAK_CHUNK_BLOCKS = 1 << 14
 
 
 @lru_cache(maxsize=4)
@@ -103,14 +104,18 @@ def _runs(mask: np.ndarray, merge_gap: int) -> list[tuple[int, int]]:
 
 
 def _block_peak(x2: np.ndarray) -> np.ndarray:
-    """Largest |sample| over every channel in each BLOCK (the last partial block included), from two
-    reductions over a (blocks, BLOCK * channels) view: no full-size temporary."""
+    """Largest |sample| over every channel in each BLOCK (the last partial block included), from a
+    (blocks, BLOCK * channels) view, |x| taken chunk by chunk (a bounded temporary; one reduction is
+    twice as fast as a max and a min)."""
     n, n_ch = x2.shape
     full = n // BLOCK
     parts = []
     if full:
         rows = x2[: full * BLOCK].reshape(full, BLOCK * n_ch)
-        parts.append(np.maximum(rows.max(axis=1), -rows.min(axis=1)))
+        peaks = np.empty(full, np.float32)
+        for a in range(0, full, PEAK_CHUNK_BLOCKS):
+            peaks[a : a + PEAK_CHUNK_BLOCKS] = np.abs(rows[a : a + PEAK_CHUNK_BLOCKS]).max(axis=1)
+        parts.append(peaks)
     if n > full * BLOCK:
         tail = x2[full * BLOCK :]
         parts.append(np.array([max(float(tail.max()), -float(tail.min()))], np.float32))
