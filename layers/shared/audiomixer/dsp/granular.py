@@ -111,7 +111,14 @@ def _gate_edges(
 
 
 def _shape_output(
-    out: np.ndarray, x2: np.ndarray, mono: np.ndarray, sr: int, use_envelope: bool, silence_db: float
+    out: np.ndarray,
+    x2: np.ndarray,
+    mono: np.ndarray,
+    sr: int,
+    use_envelope: bool,
+    silence_db: float,
+    *,
+    follow_down_only: bool = False,
 ) -> np.ndarray:
     """Envelope follower (or a global level match), the stem's per-channel level (pan) envelope and
     the silence gate, all from one set of 5 ms block mean squares. `out` is channel-major (channels, n)
@@ -128,14 +135,16 @@ def _shape_output(
     loud_b = ms_ch.max(axis=1) > thr * thr
     open_b = loud_b.copy()
     open_b[1:] |= loud_b[:-1]
+    out_ms = _blocks_ms(out_mono, block)
+    w = open_b.astype(np.float64)
+    r_t, r_o = float((ms_m * w).sum()), float((out_ms * w).sum())
+    level_match = np.full(ms_m.size, np.sqrt(r_t / r_o) if r_o > 0 else 0.0)
     if use_envelope:
-        gain = follow_envelope_gain(
-            _blocks_ms(out_mono, block), ms_m, size=max(1, round(0.015 / ENV_BLOCK_S))
-        )
+        gain = follow_envelope_gain(out_ms, ms_m, size=max(1, round(0.015 / ENV_BLOCK_S)))
+        if follow_down_only:
+            gain = np.minimum(gain, level_match)
     else:
-        w = open_b.astype(np.float64)
-        r_t, r_o = float((ms_m * w).sum()), float((_blocks_ms(out_mono, block) * w).sum())
-        gain = np.full(ms_m.size, np.sqrt(r_t / r_o) if r_o > 0 else 0.0)
+        gain = level_match
     if n_stem_ch > 1:
         sm_ch, sm_m = _smooth_env(ms_ch, 6), _smooth_env(ms_m, 6)
         pan = np.where(sm_m[:, None] > 1e-7, sm_ch / np.maximum(sm_m[:, None], 1e-7), 1.0)
@@ -569,7 +578,19 @@ def render_stem(
             use_pitch_mapping=use_pitch_mapping,
             use_envelope=use_envelope,
         )
-    res = _shape_output(out, x2, mono, sample_rate, use_envelope, analysis.silence_db)
+    # Percussive grains are already scaled to each hit's peak (a drum replacer's velocity): the
+    # envelope follower may only lower them (the stem's decays and near-silences), never lift the
+    # surroundings of a transient (its 15 ms smoothing blunted hits: measured on the real-music corpus,
+    # rendered drum onset F1 0.889 with the full follower, 0.932 with none).
+    res = _shape_output(
+        out,
+        x2,
+        mono,
+        sample_rate,
+        use_envelope,
+        analysis.silence_db,
+        follow_down_only=kind == "percussive",
+    )
     # Overlapping hits and grains can sum past full scale: a stem is written and mixed clean.
     res = limit_true_peak(res, sample_rate, STEM_CEILING_DBTP)
     return res[:, 0] if x.ndim == 1 and res.shape[1] == 1 else res
