@@ -701,8 +701,8 @@ def test_localstack_init_creates_the_templates_data_plane(monkeypatch: pytest.Mo
     module = importlib.util.module_from_spec(spec)
     spec.loader.exec_module(module)
     with mock_aws():
-        env = module.create(TEMPLATE_PATH, None, "123456789012")
-        assert module.create(TEMPLATE_PATH, None, "123456789012") == env, "re-running must be harmless"
+        env = module.create(TEMPLATE_PATH, None)
+        assert module.create(TEMPLATE_PATH, None) == env, "re-running must be harmless"
         assert env["AUDIOMIXER_BUCKET"] == "audiomixer-audio-123456789012"
         assert env["AUDIOMIXER_PROJECTS_TABLE"] == "audiomixer-ProjectsTable"
         sqs = boto3.client("sqs", region_name="us-east-1")

@@ -5,7 +5,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from audiomixer.dsp.metrics import (
+from audiomixer_tools.metrics import (
     envelope_correlation,
     frame_rms_db,
     mfcc_distance,

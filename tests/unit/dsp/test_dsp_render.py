@@ -8,7 +8,7 @@ import pytest
 from audiomixer.dsp.analysis import StemAnalysis, analyse_stem
 from audiomixer.dsp.grains import GrainTable, analyse_style_sound
 from audiomixer.dsp.granular import render_stem
-from audiomixer.dsp.metrics import (
+from audiomixer_tools.metrics import (
     envelope_correlation,
     mfcc_distance,
     onset_f1,

@@ -26,7 +26,7 @@ def main(argv: list[str] | None = None) -> int:
     import librosa
 
     from audiomixer.dsp.analysis import ANALYSIS_SR, analyse_stem, resample
-    from audiomixer.dsp.metrics import onset_f1, raw_pitch_accuracy
+    from audiomixer_tools.metrics import onset_f1, raw_pitch_accuracy
     from audiomixer_tools import signals as S
 
     sr, dur = args.sample_rate, args.duration
