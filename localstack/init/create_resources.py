@@ -17,7 +17,7 @@ from pathlib import Path
 # localstack/ in the repository, /etc/localstack/ in the container: where audiomixer_local lives.
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from audiomixer_local.resources import create_resources  # noqa: E402
+from audiomixer_local.resources import create_resources
 
 STACK = os.environ.get("AUDIOMIXER_STACK_NAME", "audiomixer")
 

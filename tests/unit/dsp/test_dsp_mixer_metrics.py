@@ -5,6 +5,13 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
+from audiomixer.dsp.mixer import (
+    integrated_loudness,
+    limit_true_peak,
+    mix_stems,
+    true_peak_dbtp,
+)
+from audiomixer_tools import signals as S
 from audiomixer_tools.metrics import (
     envelope_correlation,
     frame_rms_db,
@@ -13,13 +20,6 @@ from audiomixer_tools.metrics import (
     raw_pitch_accuracy,
     silence_check,
 )
-from audiomixer.dsp.mixer import (
-    integrated_loudness,
-    limit_true_peak,
-    mix_stems,
-    true_peak_dbtp,
-)
-from audiomixer_tools import signals as S
 
 SR = 44100
 
