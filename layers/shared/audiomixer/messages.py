@@ -6,8 +6,8 @@ from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field
 
-_ID = r"^[0-9a-f]{32}$"
-_TENANT = r"^[a-z0-9][a-z0-9-]{0,62}$"
+from audiomixer.store.keys import ID_PATTERN as _ID
+from audiomixer.store.keys import TENANT_PATTERN as _TENANT
 
 
 class _Message(BaseModel):

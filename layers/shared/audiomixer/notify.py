@@ -15,6 +15,8 @@ from aws_lambda_powertools import Logger
 from pydantic import BaseModel, Field
 
 from audiomixer.settings import get_settings
+from audiomixer.store.models import MixStatus, ProjectStatus, SoundStatus
+from audiomixer.store.status import SUCCEEDED
 
 logger = Logger(service="audiomixer", child=True)
 
@@ -28,9 +30,10 @@ class StatusEvent(BaseModel):
     type: Kind = Field(description="what the id refers to")
     id: str
     status: str = Field(
-        description="project: queued|separating|analysing|ready|failed;"
-        " mix: queued|rendering|completed|failed;"
-        " sound: queued|analysing|ready|failed"
+        description="; ".join(
+            f"{kind}: {'|'.join(statuses)}"
+            for kind, statuses in (("project", ProjectStatus), ("mix", MixStatus), ("sound", SoundStatus))
+        )
     )
     stage: str = Field(
         description="the pipeline stage that sent the event (upload, ingest, separate, analyse, render, ...)"
@@ -49,7 +52,7 @@ def event_for(kind: Kind, item: Any, stage: str | None = None, detail: str | Non
     object_id = {"project": "project_id", "mix": "mix_id", "sound": "sound_id"}[kind]
     status = item.status
     progress = int(getattr(item, "progress", 0) or 0)
-    if status in ("ready", "completed"):
+    if status in SUCCEEDED:
         progress = 100
     return StatusEvent(
         type=kind,

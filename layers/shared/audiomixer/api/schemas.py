@@ -8,11 +8,9 @@ from typing import Any, Literal
 from pydantic import BaseModel, ConfigDict, Field
 
 from audiomixer.settings import STEMS
+from audiomixer.store.models import MixFormat as OutputFormat
+from audiomixer.store.models import MixStatus, ProjectStatus, SoundStatus
 
-ProjectStatus = Literal["queued", "separating", "analysing", "ready", "failed"]
-SoundStatus = Literal["queued", "analysing", "ready", "failed"]
-MixStatus = Literal["queued", "rendering", "completed", "failed"]
-OutputFormat = Literal["wav", "flac", "mp3"]
 UploadKind = Literal["base-track", "style-sound"]
 
 _ID_EXAMPLE = "3f2b8c1d9e4a4b7c8d6e5f4a3b2c1d0e"
@@ -28,14 +26,14 @@ class Health(BaseModel):
 
 class UploadAccepted(BaseModel):
     project_id: str = Field(examples=[_ID_EXAMPLE])
-    status: Literal["queued"] = "queued"
+    status: Literal[ProjectStatus.QUEUED] = ProjectStatus.QUEUED
     message: str = Field(examples=["Upload received; separation will start shortly"])
 
 
 class SoundAccepted(BaseModel):
     sound_id: str = Field(examples=[_ID_EXAMPLE])
     name: str = Field(examples=["kick-808"])
-    status: SoundStatus = "queued"
+    status: SoundStatus = SoundStatus.QUEUED
 
 
 class StyleSoundsAccepted(BaseModel):
@@ -197,7 +195,7 @@ class MixSettings(BaseModel):
     grain_duration_ms: int = Field(default=120, ge=10, le=1000)
     use_pitch_mapping: bool = True
     use_envelope: bool = True
-    output_format: OutputFormat = "wav"
+    output_format: OutputFormat = OutputFormat.WAV
     target_lufs: float | None = Field(
         default=None, ge=-40.0, le=0.0, description="loudness target; null: none"
     )
@@ -231,7 +229,7 @@ class MixRequest(BaseModel):
 
 class MixAccepted(BaseModel):
     mix_id: str = Field(examples=[_ID_EXAMPLE])
-    status: Literal["queued"] = "queued"
+    status: Literal[MixStatus.QUEUED] = MixStatus.QUEUED
 
 
 class MixStatusResponse(BaseModel):

@@ -15,7 +15,7 @@ from audiomixer.pipeline.failures import after_retries, fail_stored
 from audiomixer.pipeline.sqs import parse_message
 from audiomixer.settings import STEMS, Settings, get_settings
 from audiomixer.store import blobs, keys
-from audiomixer.store.models import Project, Sound
+from audiomixer.store.models import Project, ProjectStatus, Sound, SoundStatus
 from audiomixer.store.status import raise_progress, still_exists, transition
 
 logger = Logger(service="audiomixer", child=True)
@@ -61,7 +61,7 @@ def analyse_project(tenant_id: str, project_id: str, s3: Any, settings: Settings
         project = Project.get(tenant_id, project_id, consistent_read=True)
     except DoesNotExist:
         return "deleted"
-    if project.status != "analysing":
+    if project.status != ProjectStatus.ANALYSING:
         notify.announce("project", project)
         return "duplicate"
     present = [s for s in STEMS if project.stems.as_dict().get(s)]
@@ -77,9 +77,9 @@ def analyse_project(tenant_id: str, project_id: str, s3: Any, settings: Settings
             analysis = analyse_stem(samples, sample_rate)
             write_json(s3, settings.bucket, analysis_key, analysis.to_dict())
         summary[stem_name] = stem_summary(analysis)
-        if raise_progress(project, 90 + (10 * done) // (len(present) + 1), "analysing"):
+        if raise_progress(project, 90 + (10 * done) // (len(present) + 1), ProjectStatus.ANALYSING):
             notify.announce("project", project)
-    if transition(project, "ready", stage="ready", progress=100, analysis=summary):
+    if transition(project, ProjectStatus.READY, stage="ready", progress=100, analysis=summary):
         notify.announce("project", project)
     elif not still_exists(project):
         blobs.delete_prefix(s3, settings.bucket, keys.project_prefix(tenant_id, project_id))
@@ -94,13 +94,13 @@ def analyse_sound(tenant_id: str, sound_id: str, s3: Any, settings: Settings) ->
         sound = Sound.get(tenant_id, sound_id, consistent_read=True)
     except DoesNotExist:
         return "deleted"
-    if sound.status != "analysing":
+    if sound.status != SoundStatus.ANALYSING:
         notify.announce("sound", sound)
         return "duplicate"
     samples, sample_rate = read_audio(s3, settings.bucket, keys.sound_audio(tenant_id, sound_id))
     table = analyse_style_sound(samples, sample_rate)
     write_json(s3, settings.bucket, keys.sound_analysis(tenant_id, sound_id), table.to_dict())
-    if transition(sound, "ready", stage="ready", analysis=table.summary()):
+    if transition(sound, SoundStatus.READY, stage="ready", analysis=table.summary()):
         notify.announce("sound", sound)
     elif not still_exists(sound):
         blobs.delete_prefix(s3, settings.bucket, keys.sound_prefix(tenant_id, sound_id))

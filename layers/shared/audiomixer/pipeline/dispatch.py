@@ -14,7 +14,7 @@ from audiomixer.pipeline.failures import after_retries, fail_stored
 from audiomixer.pipeline.sqs import parse_message
 from audiomixer.settings import Settings, get_settings
 from audiomixer.store import keys
-from audiomixer.store.models import Project
+from audiomixer.store.models import Project, ProjectStatus
 from audiomixer.store.status import transition
 
 logger = Logger(service="audiomixer", child=True)
@@ -61,7 +61,7 @@ def dispatch(message: SeparateMessage, *, batch: Any = None, settings: Settings 
         project = Project.get(message.tenant_id, message.project_id, consistent_read=True)
     except DoesNotExist:
         return "deleted"  # deleted while queued: finish as a no-op
-    if project.status != "queued" or project.batch_job_id:
+    if project.status != ProjectStatus.QUEUED or project.batch_job_id:
         notify.announce("project", project)  # redelivered: the job exists, only re-announce
         return "duplicate"
     if project.stage != "separate":
@@ -86,7 +86,7 @@ def dispatch(message: SeparateMessage, *, batch: Any = None, settings: Settings 
             },
         )
         job_id = str(response["jobId"])
-    if not transition(project, "separating", stage="separate", batch_job_id=job_id, progress=0):
+    if not transition(project, ProjectStatus.SEPARATING, stage="separate", batch_job_id=job_id, progress=0):
         if project.batch_job_id != job_id:
             # Another delivery won the race with its own job: stop ours so only one runs.
             batch.terminate_job(jobId=job_id, reason="duplicate separation job for the same project")

@@ -18,7 +18,7 @@ from audiomixer.pipeline.failures import after_retries, fail, kind_of
 from audiomixer.pipeline.sqs import PermanentError
 from audiomixer.settings import STEMS, Settings, get_settings
 from audiomixer.store import blobs, keys
-from audiomixer.store.models import Project, Sound
+from audiomixer.store.models import Project, ProjectStatus, Sound, SoundStatus
 from audiomixer.store.status import still_exists, transition, update_fields
 
 logger = Logger(service="audiomixer", child=True)
@@ -173,7 +173,7 @@ def _ingest(
         blobs.write(s3, bucket, keys.sound_audio(upload.tenant_id, upload.object_id), flac, "audio/flac")
         if transition(
             item,
-            "analysing",
+            SoundStatus.ANALYSING,
             stage="analyse",
             duration_s=duration,
             size_bytes=len(flac),
@@ -197,7 +197,7 @@ def _ingest(
         return "reused"
     if not update_fields(
         item,
-        only_in={"queued"},
+        only_in={ProjectStatus.QUEUED},
         stage="separate",
         duration_s=duration,
         size_bytes=len(flac),
@@ -236,7 +236,7 @@ def _ingest_stem(
                 Project.stems[upload.stem].set(True),
                 Project.duration_s.set(max(duration, item.duration_s or 0)),
             ],
-            condition=Project.status == "queued",
+            condition=Project.status == ProjectStatus.QUEUED,
             add_version_condition=False,
         )
     except UpdateError as exc:
@@ -245,7 +245,11 @@ def _ingest_stem(
         return "gone"  # deleted or failed meanwhile
     item.refresh(consistent_read=True)
     expected = item.stems.as_dict()
-    if expected and all(expected.values()) and transition(item, "analysing", stage="analyse", progress=50):
+    if (
+        expected
+        and all(expected.values())
+        and transition(item, ProjectStatus.ANALYSING, stage="analyse", progress=50)
+    ):
         send(
             sqs,
             settings.analyse_queue_url,
@@ -266,7 +270,7 @@ def _reuse_identical(
             earlier = Project.get(match.tenant_id, match.project_id, consistent_read=True)
         except DoesNotExist:
             continue
-        if earlier.status != "ready" or earlier.source_kind != "song":
+        if earlier.status != ProjectStatus.READY or earlier.source_kind != "song":
             continue
         for stem_name in STEMS:
             blobs.copy(
@@ -282,7 +286,7 @@ def _reuse_identical(
                 )
         if transition(
             item,
-            "ready",
+            ProjectStatus.READY,
             stage="ready",
             progress=100,
             stems=dict.fromkeys(STEMS, True),

@@ -16,12 +16,10 @@ from audiomixer.pipeline.failures import after_retries, fail, fail_stored
 from audiomixer.pipeline.sqs import PermanentError, parse_message
 from audiomixer.settings import STEMS, Settings, get_settings
 from audiomixer.store import blobs, keys
-from audiomixer.store.models import Mix, Project, Sound
+from audiomixer.store.models import Mix, MixFormat, MixStatus, Project, ProjectStatus, Sound, SoundStatus
 from audiomixer.store.status import raise_progress, still_exists, transition
 
 logger = Logger(service="audiomixer", child=True)
-
-CONTENT_TYPES = {"wav": "audio/wav", "flac": "audio/flac", "mp3": "audio/mpeg"}
 
 
 def process(record: SQSRecord) -> None:
@@ -44,10 +42,10 @@ def render(message: RenderMessage, *, s3: Any = None, settings: Settings | None 
         mix = Mix.get(message.tenant_id, message.mix_id, consistent_read=True)
     except DoesNotExist:
         return "deleted"
-    if mix.status == "queued":
-        transition(mix, "rendering", stage="render", progress=5)
+    if mix.status == MixStatus.QUEUED:
+        transition(mix, MixStatus.RENDERING, stage="render", progress=5)
         notify.announce("mix", mix)
-    if mix.status != "rendering":
+    if mix.status != MixStatus.RENDERING:
         notify.announce("mix", mix)  # a redelivery after completion: only re-announce
         return "duplicate"
     try:
@@ -55,7 +53,9 @@ def render(message: RenderMessage, *, s3: Any = None, settings: Settings | None 
     except PermanentError as exc:
         fail(mix, str(exc), "render")
         return "failed"
-    if transition(mix, "completed", stage="completed", progress=100, output_key=output_key, size_bytes=size):
+    if transition(
+        mix, MixStatus.COMPLETED, stage="completed", progress=100, output_key=output_key, size_bytes=size
+    ):
         notify.announce("mix", mix)
     elif not still_exists(mix):
         blobs.delete_prefix(s3, settings.bucket, keys.mix_prefix(mix.tenant_id, mix.mix_id))
@@ -70,7 +70,7 @@ def _style(tenant_id: str, sound_id: str, s3: Any, settings: Settings) -> tuple[
         sound = Sound.get(tenant_id, sound_id, consistent_read=True)
     except DoesNotExist:
         raise PermanentError(f"style sound {sound_id} was deleted; choose another sound") from None
-    if sound.status != "ready":
+    if sound.status != SoundStatus.READY:
         raise PermanentError(
             f"style sound {sound_id} is {sound.status}, not analysed; wait for it or choose another"
         )
@@ -90,7 +90,7 @@ def _render(mix: Mix, s3: Any, settings: Settings) -> tuple[str, int]:
         project = Project.get(tenant_id, mix.project_id, consistent_read=True)
     except DoesNotExist:
         raise PermanentError(f"project {mix.project_id} was deleted; the mix cannot be rendered") from None
-    if project.status != "ready":
+    if project.status != ProjectStatus.READY:
         raise PermanentError(f"project {mix.project_id} is {project.status}, not ready")
     options = dict(mix.settings or {})
     config: dict[str, dict[str, Any]] = dict(mix.config or {})
@@ -128,13 +128,13 @@ def _render(mix: Mix, s3: Any, settings: Settings) -> tuple[str, int]:
             )
         stems[stem_name] = samples
         volumes[stem_name] = float((stem_config or {}).get("volume", 1.0))
-        if raise_progress(mix, 5 + (85 * done) // len(present), "rendering"):
+        if raise_progress(mix, 5 + (85 * done) // len(present), MixStatus.RENDERING):
             notify.announce("mix", mix)
     if not stems:
         raise PermanentError("every stem is disabled: enable at least one stem")
     mixed = mix_stems(stems, volumes, sample_rate, target_lufs=options.get("target_lufs"))
-    fmt = str(options.get("output_format") or mix.output_format or "wav")
+    fmt = MixFormat(options.get("output_format") or mix.output_format or MixFormat.WAV)
     output_key = keys.mix_output(tenant_id, mix.mix_id, fmt)
     data = encode_audio(mixed, sample_rate, fmt)
-    blobs.write(s3, settings.bucket, output_key, data, CONTENT_TYPES[fmt])
+    blobs.write(s3, settings.bucket, output_key, data, fmt.content_type)
     return output_key, len(data)

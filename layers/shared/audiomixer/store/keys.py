@@ -7,9 +7,13 @@ import re
 import time
 
 from audiomixer.settings import STEMS
+from audiomixer.store.models import MixFormat
 
-_ID = re.compile(r"^[0-9a-f]{32}$")
-_TENANT = re.compile(r"^[a-z0-9][a-z0-9-]{0,62}$")
+# The one spelling of an id and a tenant id (queue messages validate with the same patterns).
+ID_PATTERN = r"^[0-9a-f]{32}$"
+TENANT_PATTERN = r"^[a-z0-9][a-z0-9-]{0,62}$"
+_ID = re.compile(ID_PATTERN)
+_TENANT = re.compile(TENANT_PATTERN)
 UPLOAD_PREFIX = "uploads/"
 UPLOAD_KINDS = ("base-track", "style-sound", "stem")
 
@@ -113,15 +117,10 @@ def sound_analysis(tenant_id: str, sound_id: str) -> str:
     return sound_prefix(tenant_id, sound_id) + "analysis.json"
 
 
-MIX_FORMATS = ("wav", "flac", "mp3")
-
-
 def mix_prefix(tenant_id: str, mix_id: str) -> str:
     _check(tenant_id, mix_id)
     return f"{tenant_id}/mixes/{mix_id}/"
 
 
 def mix_output(tenant_id: str, mix_id: str, fmt: str) -> str:
-    if fmt not in MIX_FORMATS:
-        raise ValueError(f"unknown mix format {fmt!r}")
-    return mix_prefix(tenant_id, mix_id) + f"mix.{fmt}"
+    return mix_prefix(tenant_id, mix_id) + f"mix.{MixFormat(fmt).value}"  # ValueError for another format

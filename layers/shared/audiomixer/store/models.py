@@ -5,6 +5,7 @@ from settings at `configure()` time (never at import), so tests and the local st
 from __future__ import annotations
 
 from datetime import UTC, datetime
+from enum import StrEnum
 from typing import Any
 
 from pynamodb.attributes import (
@@ -26,6 +27,41 @@ def utcnow() -> datetime:
     return datetime.now(UTC)
 
 
+# The one spelling of each status; the allowed moves between them are in store.status.
+class ProjectStatus(StrEnum):
+    QUEUED = "queued"
+    SEPARATING = "separating"
+    ANALYSING = "analysing"
+    READY = "ready"
+    FAILED = "failed"
+
+
+class SoundStatus(StrEnum):
+    QUEUED = "queued"
+    ANALYSING = "analysing"
+    READY = "ready"
+    FAILED = "failed"
+
+
+class MixStatus(StrEnum):
+    QUEUED = "queued"
+    RENDERING = "rendering"
+    COMPLETED = "completed"
+    FAILED = "failed"
+
+
+class MixFormat(StrEnum):
+    """The formats a mix can be rendered to (also its S3 key's extension)."""
+
+    WAV = "wav"
+    FLAC = "flac"
+    MP3 = "mp3"
+
+    @property
+    def content_type(self) -> str:
+        return {"wav": "audio/wav", "flac": "audio/flac", "mp3": "audio/mpeg"}[self.value]
+
+
 class ContentHashIndex(GlobalSecondaryIndex["Project"]):
     class Meta:
         index_name = "content_hash_index"
@@ -41,8 +77,7 @@ class Project(Model):
     tenant_id = UnicodeAttribute(hash_key=True)
     project_id = UnicodeAttribute(range_key=True)
     name = UnicodeAttribute()
-    # queued -> separating -> analysing -> ready, or failed (see store.transitions)
-    status = UnicodeAttribute(default="queued")
+    status = UnicodeAttribute(default=ProjectStatus.QUEUED.value)  # a ProjectStatus
     stage = UnicodeAttribute(default="upload")
     progress = NumberAttribute(default=0)
     failure_reason = UnicodeAttribute(null=True)
@@ -72,7 +107,7 @@ class Sound(Model):
     tenant_id = UnicodeAttribute(hash_key=True)
     sound_id = UnicodeAttribute(range_key=True)
     name = UnicodeAttribute()
-    status = UnicodeAttribute(default="queued")  # queued -> analysing -> ready | failed
+    status = UnicodeAttribute(default=SoundStatus.QUEUED.value)  # a SoundStatus
     stage = UnicodeAttribute(default="upload")
     failure_reason = UnicodeAttribute(null=True)
     duration_s = NumberAttribute(null=True)
@@ -94,12 +129,12 @@ class Mix(Model):
     project_id = UnicodeAttribute()
     config = JSONAttribute(default=dict)  # stem -> {enabled, style_sound_id, volume}
     settings = JSONAttribute(default=dict)  # grain_duration_ms, use_pitch_mapping, use_envelope, format, ...
-    status = UnicodeAttribute(default="queued")  # queued -> rendering -> completed | failed
+    status = UnicodeAttribute(default=MixStatus.QUEUED.value)  # a MixStatus
     stage = UnicodeAttribute(default="queued")
     progress = NumberAttribute(default=0)
     failure_reason = UnicodeAttribute(null=True)
     output_key = UnicodeAttribute(null=True)
-    output_format = UnicodeAttribute(default="wav")
+    output_format = UnicodeAttribute(default=MixFormat.WAV.value)  # a MixFormat
     size_bytes = NumberAttribute(default=0)
     created_at = UTCDateTimeAttribute(default=utcnow)
     updated_at = UTCDateTimeAttribute(default=utcnow)

@@ -9,7 +9,7 @@ from audiomixer.api import deps, errors, storage
 from audiomixer.api.schemas import SoundDetail, SoundList, SoundSummary
 from audiomixer.auth import Principal
 from audiomixer.store import keys
-from audiomixer.store.models import Sound
+from audiomixer.store.models import Sound, SoundStatus
 
 router = APIRouter(prefix="/api/v1/library", tags=["library"])
 
@@ -29,7 +29,7 @@ def summary(sound: Sound) -> SoundSummary:
         name=sound.name,
         status=sound.status,  # type: ignore[arg-type]
         stage=sound.stage,
-        error=sound.failure_reason if sound.status == "failed" else None,
+        error=sound.failure_reason if sound.status == SoundStatus.FAILED else None,
         duration_s=float(sound.duration_s) if sound.duration_s is not None else None,
         created_at=sound.created_at,
         updated_at=sound.updated_at,

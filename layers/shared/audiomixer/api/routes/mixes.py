@@ -17,7 +17,7 @@ from audiomixer.auth import Principal
 from audiomixer.messages import RenderMessage, send
 from audiomixer.settings import get_settings
 from audiomixer.store import keys
-from audiomixer.store.models import Mix
+from audiomixer.store.models import Mix, MixFormat, MixStatus, ProjectStatus, SoundStatus
 
 router = APIRouter(prefix="/api/v1", tags=["mixes"])
 
@@ -36,15 +36,15 @@ def download_path(mix_id: str) -> str:
 
 
 def describe(mix: Mix) -> MixStatusResponse:
-    completed = mix.status == "completed"
+    completed = mix.status == MixStatus.COMPLETED
     return MixStatusResponse(
         mix_id=mix.mix_id,
         project_id=mix.project_id,
         status=mix.status,  # type: ignore[arg-type]
         progress=100 if completed else max(0, min(100, int(mix.progress or 0))),
-        error=mix.failure_reason if mix.status == "failed" else None,
+        error=mix.failure_reason if mix.status == MixStatus.FAILED else None,
         download_url=download_path(mix.mix_id) if completed else None,
-        output_format=mix.output_format,  # type: ignore[arg-type]
+        output_format=MixFormat(mix.output_format),
         created_at=mix.created_at,
         updated_at=mix.updated_at,
     )
@@ -53,7 +53,7 @@ def describe(mix: Mix) -> MixStatusResponse:
 def _validate(principal: Principal, body: MixRequest) -> dict[str, dict[str, Any]]:
     """Everything a render needs must exist, be the caller's and be ready before anything is queued."""
     project = load_project(principal, body.project_id)
-    if project.status != "ready":
+    if project.status != ProjectStatus.READY:
         raise errors.conflict(f"project is {project.status}, not ready; wait until its status is ready")
     config = body.config.resolved()
     for stem, stem_config in config.items():
@@ -64,7 +64,7 @@ def _validate(principal: Principal, body: MixRequest) -> dict[str, dict[str, Any
             sound = load_sound(principal.tenant_id, sound_id)
         except errors.ApiError:
             raise errors.not_found(f"style sound {sound_id} (config.{stem}.style_sound_id)") from None
-        if sound.status != "ready":
+        if sound.status != SoundStatus.READY:
             raise errors.conflict(f"style sound {sound_id} is {sound.status}, not ready (config.{stem})")
     return config
 
@@ -93,7 +93,6 @@ def create_mix(
             config=config,
             settings=body.settings.model_dump(),
             output_format=body.settings.output_format,
-            status="queued",
             stage="queued",
         )
         mix.save(condition=Mix.mix_id.does_not_exist())
@@ -126,7 +125,7 @@ def get_mix(mix_id: str, principal: Principal = Depends(deps.principal)) -> MixS
 )
 def download_mix(mix_id: str, principal: Principal = Depends(deps.principal)) -> RedirectResponse:
     mix = load_mix(principal.tenant_id, mix_id)
-    if mix.status != "completed":
+    if mix.status != MixStatus.COMPLETED:
         raise errors.conflict(f"mix is {mix.status}, not completed")
     key = mix.output_key or keys.mix_output(principal.tenant_id, mix_id, mix.output_format)
     return RedirectResponse(storage.presigned_get(key, f"mix-{mix_id}.{mix.output_format}"), status_code=307)

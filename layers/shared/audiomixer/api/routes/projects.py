@@ -19,17 +19,17 @@ from audiomixer.api.schemas import (
 from audiomixer.auth import Principal
 from audiomixer.settings import STEMS
 from audiomixer.store import keys
-from audiomixer.store.models import Mix, Project
+from audiomixer.store.models import Mix, Project, ProjectStatus
 
 logger = Logger(service="audiomixer", child=True)
 router = APIRouter(prefix="/api/v1/projects", tags=["projects"])
 
-_MESSAGES = {
-    "queued": "Waiting to be processed",
-    "separating": "Separating the song into stems",
-    "analysing": "Analysing the stems",
-    "ready": "Ready: stems separated and analysed",
-    "failed": "Processing failed",
+_MESSAGES: dict[str, str] = {
+    ProjectStatus.QUEUED: "Waiting to be processed",
+    ProjectStatus.SEPARATING: "Separating the song into stems",
+    ProjectStatus.ANALYSING: "Analysing the stems",
+    ProjectStatus.READY: "Ready: stems separated and analysed",
+    ProjectStatus.FAILED: "Processing failed",
 }
 
 
@@ -49,7 +49,7 @@ def stem_flags(project: Project) -> StemFlags:
 
 
 def _progress(project: Project) -> int:
-    return 100 if project.status == "ready" else max(0, min(100, int(project.progress or 0)))
+    return 100 if project.status == ProjectStatus.READY else max(0, min(100, int(project.progress or 0)))
 
 
 def summary(project: Project) -> ProjectSummary:
@@ -60,7 +60,7 @@ def summary(project: Project) -> ProjectSummary:
         stage=project.stage,
         progress=_progress(project),
         source_kind=project.source_kind,  # type: ignore[arg-type]
-        error=project.failure_reason if project.status == "failed" else None,
+        error=project.failure_reason if project.status == ProjectStatus.FAILED else None,
         created_at=project.created_at,
         updated_at=project.updated_at,
     )
@@ -99,7 +99,7 @@ def get_project_status(
     project_id: str, principal: Principal = Depends(deps.principal)
 ) -> ProjectStatusResponse:
     project = load_project(principal, project_id)
-    error = project.failure_reason if project.status == "failed" else None
+    error = project.failure_reason if project.status == ProjectStatus.FAILED else None
     message = _MESSAGES.get(project.status, project.status)
     if error:
         message = f"{message}: {error}"
@@ -145,7 +145,7 @@ def delete_project(project_id: str, principal: Principal = Depends(deps.principa
     tenant = principal.tenant_id
     # The row goes first: a stage that still holds a message then finds nothing and stops.
     project.delete(add_version_condition=False)
-    if project.status == "separating" and project.batch_job_id:
+    if project.status == ProjectStatus.SEPARATING and project.batch_job_id:
         _stop_separation(project.batch_job_id)
     storage.delete_prefix(keys.project_prefix(tenant, project_id))
     storage.delete_prefix(keys.upload(tenant, "base-track", project_id))

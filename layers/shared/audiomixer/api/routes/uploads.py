@@ -61,7 +61,6 @@ def _create_project(
         principal.tenant_id,
         keys.new_id(),
         name=name,
-        status="queued",
         stage="upload",
         source_kind=source_kind,
         stems=stems,
@@ -199,7 +198,6 @@ def upload_style_sounds(
                 principal.tenant_id,
                 keys.new_id(),
                 name=storage.display_name(None, f.filename),
-                status="queued",
                 stage="upload",
                 size_bytes=len(data),
             )
@@ -208,7 +206,7 @@ def upload_style_sounds(
                 sound,
                 [(keys.upload(principal.tenant_id, "style-sound", sound.sound_id), data, f.content_type)],
             )
-            accepted.append(SoundAccepted(sound_id=sound.sound_id, name=sound.name, status="queued"))
+            accepted.append(SoundAccepted(sound_id=sound.sound_id, name=sound.name))
         body = StyleSoundsAccepted(
             sounds=accepted,
             count=len(accepted),
@@ -262,7 +260,6 @@ def create_upload(
                 tenant,
                 keys.new_id(),
                 name=storage.display_name(body.project_name, body.filename),
-                status="queued",
                 stage="upload",
                 size_bytes=body.size,
                 expires_at=expires_at,
