@@ -80,7 +80,7 @@ def _read_audio(path: Path, target_sr: int | None = None) -> tuple[np.ndarray, i
     if data.shape[0] == 0:
         raise UsageError(f"no audio in {path}")
     if target_sr is not None and sr != target_sr:
-        from audiomixer.dsp.analysis import resample
+        from audiomixer.dsp.audio_io import resample
 
         data = np.stack([resample(data[:, c], sr, target_sr) for c in range(data.shape[1])], axis=1)
         sr = target_sr

@@ -1475,17 +1475,26 @@ def downmix_matrix(info: AudioInfo) -> np.ndarray:
 
 
 def resample(samples: np.ndarray, sr_in: int, sr_out: int) -> np.ndarray:
-    """Band-limited resampling along axis 0: soxr when installed, else scipy's polyphase filter."""
-    if sr_in == sr_out:
-        return samples
-    try:
-        import soxr
-    except ImportError:
-        from scipy.signal import resample_poly
+    """Band-limited resampling along axis 0 with soxr (HQ), as float32.
 
-        g = math.gcd(sr_in, sr_out)
-        return resample_poly(samples, sr_out // g, sr_in // g, axis=0).astype(np.float32, copy=False)
-    return np.asarray(soxr.resample(samples, sr_in, sr_out, quality="HQ"), dtype=np.float32)
+    Parameters
+    ----------
+    samples : np.ndarray
+        (frames,) or (frames, channels) audio.
+    sr_in, sr_out : int
+        Sample rates in Hz, of `samples` and of the result.
+
+    Returns
+    -------
+    np.ndarray
+        float32 audio at `sr_out` (the input itself, as float32, when the rates are equal).
+    """
+    x = np.asarray(samples, dtype=np.float32)
+    if sr_in == sr_out:
+        return x
+    import soxr
+
+    return np.asarray(soxr.resample(x, sr_in, sr_out, quality="HQ"), dtype=np.float32)
 
 
 def normalise(decoded: DecodedAudio, target_sr: int = 44100) -> np.ndarray:

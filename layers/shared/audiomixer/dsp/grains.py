@@ -24,11 +24,11 @@ from .analysis import (
     db,
     frame_features,
     refine_onsets,
-    resample,
     sustain_db,
     to_mono,
     voicing,
 )
+from .audio_io import resample
 
 DEFAULT_GRAIN_MS = 120.0
 

@@ -20,7 +20,8 @@ import numpy as np
 from scipy.ndimage import maximum_filter1d, uniform_filter1d
 from scipy.spatial import cKDTree
 
-from .analysis import StemAnalysis, db, resample, to_mono
+from .analysis import StemAnalysis, db, to_mono
+from .audio_io import resample
 from .grains import GrainTable
 
 Mode = Literal["auto", "percussive", "tonal"]

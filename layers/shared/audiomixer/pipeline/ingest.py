@@ -3,7 +3,6 @@ normalise it to 44.1 kHz stereo FLAC at its id-derived key, and hand it to the n
 
 from __future__ import annotations
 
-import hashlib
 import json
 from typing import Any
 from urllib.parse import unquote_plus
@@ -167,7 +166,9 @@ def _ingest(
         )
     data = blobs.read(s3, bucket, key, max_bytes=settings.max_upload_bytes)
     flac, duration = _decode(data, upload, settings)
-    digest = hashlib.sha256(data).hexdigest()
+    from audiomixer.dsp.audio_io import content_hash
+
+    digest = content_hash(data)  # of the upload itself: what "an identical upload" means
 
     if isinstance(item, Sound):
         blobs.write(s3, bucket, keys.sound_audio(upload.tenant_id, upload.object_id), flac, "audio/flac")

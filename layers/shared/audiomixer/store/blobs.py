@@ -59,3 +59,33 @@ def delete_prefix(s3: Any, bucket: str, prefix: str) -> int:
 
 def copy(s3: Any, bucket: str, source_key: str, dest_key: str) -> None:
     s3.copy_object(Bucket=bucket, Key=dest_key, CopySource={"Bucket": bucket, "Key": source_key})
+
+
+def presigned_get(s3: Any, bucket: str, key: str, filename: str, expires_s: int) -> str:
+    """A URL that downloads `key` as an attachment named `filename` for `expires_s` seconds."""
+    return str(
+        s3.generate_presigned_url(
+            "get_object",
+            Params={
+                "Bucket": bucket,
+                "Key": key,
+                "ResponseContentDisposition": f'attachment; filename="{filename}"',
+            },
+            ExpiresIn=expires_s,
+        )
+    )
+
+
+def presigned_post(
+    s3: Any, bucket: str, key: str, content_type: str, max_bytes: int, expires_s: int
+) -> dict[str, Any]:
+    """A browser-style POST form bound to one key, one content type and 1..max_bytes bytes."""
+    return dict(
+        s3.generate_presigned_post(
+            Bucket=bucket,
+            Key=key,
+            Fields={"Content-Type": content_type},
+            Conditions=[{"Content-Type": content_type}, ["content-length-range", 1, max_bytes]],
+            ExpiresIn=expires_s,
+        )
+    )

@@ -5,10 +5,12 @@ from __future__ import annotations
 from fastapi import APIRouter, Depends, Query, Response
 from pynamodb.exceptions import DoesNotExist
 
+from audiomixer import aws
 from audiomixer.api import deps, errors, storage
 from audiomixer.api.schemas import SoundDetail, SoundList, SoundSummary
 from audiomixer.auth import Principal
-from audiomixer.store import keys
+from audiomixer.settings import get_settings
+from audiomixer.store import blobs, keys
 from audiomixer.store.models import Sound, SoundStatus
 
 router = APIRouter(prefix="/api/v1/library", tags=["library"])
@@ -66,6 +68,7 @@ def get_sound(sound_id: str, principal: Principal = Depends(deps.principal)) -> 
 def delete_sound(sound_id: str, principal: Principal = Depends(deps.principal)) -> Response:
     sound = load_sound(principal.tenant_id, sound_id)
     sound.delete(add_version_condition=False)
-    storage.delete_prefix(keys.sound_prefix(principal.tenant_id, sound_id))
-    storage.delete_prefix(keys.upload(principal.tenant_id, "style-sound", sound_id))
+    s3, bucket = aws.client("s3"), get_settings().bucket
+    blobs.delete_prefix(s3, bucket, keys.sound_prefix(principal.tenant_id, sound_id))
+    blobs.delete_prefix(s3, bucket, keys.upload(principal.tenant_id, "style-sound", sound_id))
     return Response(status_code=204)

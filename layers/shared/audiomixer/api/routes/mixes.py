@@ -16,7 +16,7 @@ from audiomixer.api.schemas import MixAccepted, MixList, MixRequest, MixStatusRe
 from audiomixer.auth import Principal
 from audiomixer.messages import RenderMessage, send
 from audiomixer.settings import get_settings
-from audiomixer.store import keys
+from audiomixer.store import blobs, keys
 from audiomixer.store.models import Mix, MixFormat, MixStatus, ProjectStatus, SoundStatus
 
 router = APIRouter(prefix="/api/v1", tags=["mixes"])
@@ -128,7 +128,15 @@ def download_mix(mix_id: str, principal: Principal = Depends(deps.principal)) ->
     if mix.status != MixStatus.COMPLETED:
         raise errors.conflict(f"mix is {mix.status}, not completed")
     key = mix.output_key or keys.mix_output(principal.tenant_id, mix_id, mix.output_format)
-    return RedirectResponse(storage.presigned_get(key, f"mix-{mix_id}.{mix.output_format}"), status_code=307)
+    settings = get_settings()
+    url = blobs.presigned_get(
+        aws.client("s3"),
+        settings.bucket,
+        key,
+        f"mix-{mix_id}.{mix.output_format}",
+        settings.download_expiry_s,
+    )
+    return RedirectResponse(url, status_code=307)
 
 
 @router.get("/mixes", response_model=MixList, summary="List your mixes, newest first")

@@ -17,8 +17,8 @@ from audiomixer.api.schemas import (
     StemFlags,
 )
 from audiomixer.auth import Principal
-from audiomixer.settings import STEMS
-from audiomixer.store import keys
+from audiomixer.settings import STEMS, get_settings
+from audiomixer.store import blobs, keys
 from audiomixer.store.models import Mix, Project, ProjectStatus
 
 logger = Logger(service="audiomixer", child=True)
@@ -129,7 +129,14 @@ def download_stem(
     project = load_project(principal, project_id)
     if not getattr(stem_flags(project), stem):
         raise errors.not_found(f"stem {stem!r} is not ready yet")
-    url = storage.presigned_get(keys.stem(principal.tenant_id, project_id, stem), f"{project_id}-{stem}.flac")
+    settings = get_settings()
+    url = blobs.presigned_get(
+        aws.client("s3"),
+        settings.bucket,
+        keys.stem(principal.tenant_id, project_id, stem),
+        f"{project_id}-{stem}.flac",
+        settings.download_expiry_s,
+    )
     return RedirectResponse(url, status_code=307)
 
 
@@ -147,13 +154,14 @@ def delete_project(project_id: str, principal: Principal = Depends(deps.principa
     project.delete(add_version_condition=False)
     if project.status == ProjectStatus.SEPARATING and project.batch_job_id:
         _stop_separation(project.batch_job_id)
-    storage.delete_prefix(keys.project_prefix(tenant, project_id))
-    storage.delete_prefix(keys.upload(tenant, "base-track", project_id))
-    storage.delete_prefix(keys.upload(tenant, "stem", project_id, STEMS[0]).rsplit("/", 1)[0] + "/")
+    s3, bucket = aws.client("s3"), get_settings().bucket
+    blobs.delete_prefix(s3, bucket, keys.project_prefix(tenant, project_id))
+    blobs.delete_prefix(s3, bucket, keys.upload(tenant, "base-track", project_id))
+    blobs.delete_prefix(s3, bucket, keys.upload(tenant, "stem", project_id, STEMS[0]).rsplit("/", 1)[0] + "/")
     # Mixes of the project go with it (their audio was rendered from its stems).
     for mix in Mix.query(tenant, filter_condition=Mix.project_id == project_id):
         mix.delete(add_version_condition=False)
-        storage.delete_prefix(keys.mix_prefix(tenant, mix.mix_id))
+        blobs.delete_prefix(s3, bucket, keys.mix_prefix(tenant, mix.mix_id))
     return Response(status_code=204)
 
 

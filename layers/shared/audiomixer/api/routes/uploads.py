@@ -10,6 +10,7 @@ from fastapi import APIRouter, Depends, File, Form, Request, UploadFile
 from fastapi.responses import JSONResponse
 from starlette.datastructures import UploadFile as ReceivedFile
 
+from audiomixer import aws
 from audiomixer.api import deps, errors, idempotency, storage
 from audiomixer.api.schemas import (
     NAME_MAX,
@@ -22,7 +23,7 @@ from audiomixer.api.schemas import (
 )
 from audiomixer.auth import Principal
 from audiomixer.settings import STEMS, get_settings
-from audiomixer.store import keys
+from audiomixer.store import blobs, keys
 from audiomixer.store.models import Project, Sound
 
 router = APIRouter(prefix="/api/v1", tags=["uploads"])
@@ -73,12 +74,13 @@ def _create_project(
 
 def _put_or_forget(item: Project | Sound, uploads: list[tuple[str, bytes, str | None]]) -> None:
     """Write the raw uploads; if S3 refuses, drop the row so nothing waits for a file that never came."""
+    s3, bucket = aws.client("s3"), get_settings().bucket
     try:
         for key, body, content_type in uploads:
-            storage.put_object(key, body, content_type)
+            blobs.write(s3, bucket, key, body, content_type or "application/octet-stream")
     except Exception:
         for key, _, _ in uploads:
-            storage.delete_object(key)
+            blobs.delete(s3, bucket, key)
         item.delete()
         raise
 
@@ -266,7 +268,14 @@ def create_upload(
             )
             item.save(condition=Sound.sound_id.does_not_exist())
             object_id = item.sound_id
-        post = storage.presigned_post(keys.upload(tenant, body.kind, object_id), body.content_type, max_bytes)
+        post = blobs.presigned_post(
+            aws.client("s3"),
+            settings.bucket,
+            keys.upload(tenant, body.kind, object_id),
+            body.content_type,
+            max_bytes,
+            settings.presign_expiry_s,
+        )
         response = PresignResponse(
             id=object_id,
             kind=body.kind,
