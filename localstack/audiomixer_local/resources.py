@@ -11,7 +11,6 @@ import contextlib
 import hashlib
 import json
 import logging
-import math
 import os
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -727,8 +726,3 @@ def describe_queues(res: LocalResources, sqs: Any) -> dict[str, dict[str, Any]]:
         if entry["dlq"]:
             entry["dlq_depth"] = out[entry["dlq"]]["visible"] + out[entry["dlq"]]["in_flight"]
     return out
-
-
-def scaled_timeout(seconds: float) -> float:
-    """A duration scaled by AUDIOMIXER_LOCAL_TIME_SCALE (never below 1 s)."""
-    return max(1.0, math.ceil(seconds * time_scale()))

@@ -57,7 +57,7 @@ class Settings(BaseSettings):
     max_concurrent_jobs: int = 5
     max_stored_bytes: int = 5 * 1024**3
     api_key_pepper: str = "local-dev-pepper"
-    # When deployed, the pepper is read from SSM / Secrets Manager under this name (see secrets.py).
+    # When deployed, the pepper is read from SSM under this name (see auth.pepper).
     api_key_pepper_parameter: str | None = None
     cors_allow_origins: list[str] = ["http://localhost:3000", "http://localhost:5173"]
     presign_expiry_s: int = 900
@@ -74,8 +74,9 @@ class Settings(BaseSettings):
     separation_overlap_s: float = 1.0
 
     # --- queues ---
-    # template.yaml sets maxReceiveCount 5 on every queue; the last delivery records the failure.
-    max_receive_count: int = 5
+    # Deliveries before a message moves to its DLQ (the last one records the failure): template.yaml's
+    # MaxReceiveCount, the same value its RedrivePolicies use. None only outside a deployed/local stack.
+    max_receive_count: int | None = None
 
     # --- notifications ---
     progress_min_interval_s: float = 1.0

@@ -8,7 +8,7 @@ far from the 20x budget) whose trough depth gives the voicing confidence.
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import Any, Literal
 
 import numpy as np
@@ -206,7 +206,6 @@ class StemAnalysis:
     voiced_ratio: float
     sustain_db: float
     silence_db: float = SILENCE_DB
-    extra: dict[str, Any] = field(default_factory=dict)
 
     @property
     def duration_s(self) -> float:
@@ -215,10 +214,6 @@ class StemAnalysis:
     @property
     def frame_times_s(self) -> np.ndarray:
         return np.arange(self.rms.size) * self.hop_s
-
-    @property
-    def rms_db(self) -> np.ndarray:
-        return db(self.rms)
 
     def to_dict(self) -> dict[str, Any]:
         return {

@@ -22,7 +22,6 @@ import numpy as np
 from scipy.ndimage import maximum_filter1d, uniform_filter1d
 from scipy.signal import firwin
 
-OVERSAMPLE = 4
 _TAPS_PER_PHASE = 12
 BLOCK = 32
 _SCREEN_TAPS = 6

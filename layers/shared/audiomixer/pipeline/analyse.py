@@ -45,12 +45,12 @@ def analyse(message: AnalyseMessage, *, s3: Any = None, settings: Settings | Non
 
 def stem_summary(analysis: Any) -> dict[str, Any]:
     data = analysis.to_dict()
-    voiced = [p for p in data.get("voiced_prob", []) if p is not None]
     return {
         "kind": data.get("kind"),
         "duration_s": round(float(analysis.duration_s), 3),
         "onsets": len(data.get("onsets_s", [])),
-        "voiced_ratio": round(sum(1 for p in voiced if p >= 0.5) / len(voiced), 3) if voiced else 0.0,
+        # As the analysis computed it (over the stem's active frames), not recomputed another way here.
+        "voiced_ratio": round(float(analysis.voiced_ratio), 3),
     }
 
 

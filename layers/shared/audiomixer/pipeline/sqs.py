@@ -42,6 +42,15 @@ def parse_message(record: SQSRecord, model: type[T]) -> T | None:
         return None
 
 
+def max_receive_count() -> int:
+    limit = get_settings().max_receive_count
+    if limit is None:
+        raise RuntimeError(
+            "AUDIOMIXER_MAX_RECEIVE_COUNT is not set (template.yaml sets it from MaxReceiveCount)"
+        )
+    return limit
+
+
 def sqs_handler(
     stage: str,
     process: Callable[[SQSRecord], None],
@@ -63,7 +72,7 @@ def sqs_handler(
         except Exception as exc:
             metrics.add_metric(name=f"{stage}Failed", unit=MetricUnit.Count, value=1)
             attempts = receive_count(record)
-            final = attempts >= get_settings().max_receive_count
+            final = attempts >= max_receive_count()
             logger.exception(
                 "record failed", extra={"message_id": record.message_id, "attempt": attempts, "final": final}
             )
