@@ -9,7 +9,7 @@ import threading
 import time
 from concurrent.futures import ThreadPoolExecutor
 from datetime import UTC, datetime
-from typing import Any, Literal
+from typing import TYPE_CHECKING, Any, Literal
 
 from aws_lambda_powertools import Logger
 from pydantic import BaseModel, Field
@@ -17,6 +17,9 @@ from pydantic import BaseModel, Field
 from audiomixer.settings import get_settings
 from audiomixer.store.models import MixStatus, ProjectStatus, SoundStatus
 from audiomixer.store.status import SUCCEEDED
+
+if TYPE_CHECKING:
+    from mypy_boto3_apigatewaymanagementapi import ApiGatewayManagementApiClient
 
 logger = Logger(service="audiomixer", child=True)
 
@@ -93,7 +96,9 @@ class _Throttle:
 _throttle = _Throttle()
 
 
-def post_to_connection(client: Any, connection_id: str, payload: dict[str, Any]) -> bool:
+def post_to_connection(
+    client: ApiGatewayManagementApiClient, connection_id: str, payload: dict[str, Any]
+) -> bool:
     """Post one payload; False when the connection is gone (the caller removes it)."""
     try:
         client.post_to_connection(ConnectionId=connection_id, Data=json.dumps(payload).encode())
@@ -102,7 +107,9 @@ def post_to_connection(client: Any, connection_id: str, payload: dict[str, Any])
         return False
 
 
-def publish(tenant_id: str, event: StatusEvent, *, management_client: Any = None) -> int:
+def publish(
+    tenant_id: str, event: StatusEvent, *, management_client: ApiGatewayManagementApiClient | None = None
+) -> int:
     """Send `event` to every subscriber; returns how many received it. Never raises."""
     from audiomixer import aws
     from audiomixer.store.models import Connection

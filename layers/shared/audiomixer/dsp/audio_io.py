@@ -1224,7 +1224,7 @@ def _libsndfile_message(exc: Exception) -> str:
     return text.split(": ", 1)[-1].strip() if text.startswith("Error opening") else text.strip()
 
 
-class _SequentialSoundFile(sf.SoundFile):
+class _SequentialSoundFile(sf.SoundFile):  # type: ignore[misc]  # soundfile has no type hints
     """soundfile tells and seeks around every read to track its position. We only read forward, and
     that seek fails at the end of a FLAC stream whose header leaves its length unknown ("Internal
     psf_fseek() failed"); it also costs a fifth of FLAC decoding time."""

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from aws_lambda_powertools import Logger
 from aws_lambda_powertools.utilities.data_classes.sqs_event import SQSRecord
@@ -17,6 +17,9 @@ from audiomixer.settings import STEMS, Settings, get_settings
 from audiomixer.store import blobs, keys
 from audiomixer.store.models import Project, ProjectStatus, Sound, SoundStatus
 from audiomixer.store.status import raise_progress, still_exists, transition
+
+if TYPE_CHECKING:
+    from mypy_boto3_s3 import S3Client
 
 logger = Logger(service="audiomixer", child=True)
 
@@ -35,7 +38,7 @@ def on_final_failure(record: SQSRecord, exc: Exception) -> None:
         fail_stored(model, message.tenant_id, message.id, reason, "analyse")
 
 
-def analyse(message: AnalyseMessage, *, s3: Any = None, settings: Settings | None = None) -> str:
+def analyse(message: AnalyseMessage, *, s3: S3Client | None = None, settings: Settings | None = None) -> str:
     settings = settings or get_settings()
     s3 = s3 or aws.client("s3")
     if message.kind == "sound":
@@ -54,7 +57,7 @@ def stem_summary(analysis: Any) -> dict[str, Any]:
     }
 
 
-def analyse_project(tenant_id: str, project_id: str, s3: Any, settings: Settings) -> str:
+def analyse_project(tenant_id: str, project_id: str, s3: S3Client, settings: Settings) -> str:
     from audiomixer.dsp.analysis import StemAnalysis, analyse_stem
 
     try:
@@ -87,7 +90,7 @@ def analyse_project(tenant_id: str, project_id: str, s3: Any, settings: Settings
     return "ready"
 
 
-def analyse_sound(tenant_id: str, sound_id: str, s3: Any, settings: Settings) -> str:
+def analyse_sound(tenant_id: str, sound_id: str, s3: S3Client, settings: Settings) -> str:
     from audiomixer.dsp.grains import analyse_style_sound
 
     try:

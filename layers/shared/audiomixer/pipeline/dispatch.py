@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from typing import Any
+from typing import TYPE_CHECKING
 
 from aws_lambda_powertools import Logger
 from aws_lambda_powertools.utilities.data_classes.sqs_event import SQSRecord
@@ -16,6 +16,9 @@ from audiomixer.settings import Settings, get_settings
 from audiomixer.store import keys
 from audiomixer.store.models import Project, ProjectStatus
 from audiomixer.store.status import transition
+
+if TYPE_CHECKING:
+    from mypy_boto3_batch import BatchClient
 
 logger = Logger(service="audiomixer", child=True)
 
@@ -39,7 +42,7 @@ def on_final_failure(record: SQSRecord, exc: Exception) -> None:
         fail_stored(Project, message.tenant_id, message.project_id, reason, "separate")
 
 
-def _existing_job(batch: Any, settings: Settings, name: str) -> str | None:
+def _existing_job(batch: BatchClient, settings: Settings, name: str) -> str | None:
     """A job already submitted for this project by an earlier delivery whose bookkeeping was lost."""
     try:
         pages = batch.get_paginator("list_jobs").paginate(
@@ -54,7 +57,9 @@ def _existing_job(batch: Any, settings: Settings, name: str) -> str | None:
     return None
 
 
-def dispatch(message: SeparateMessage, *, batch: Any = None, settings: Settings | None = None) -> str:
+def dispatch(
+    message: SeparateMessage, *, batch: BatchClient | None = None, settings: Settings | None = None
+) -> str:
     settings = settings or get_settings()
     batch = batch or aws.client("batch")
     try:

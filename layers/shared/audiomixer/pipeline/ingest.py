@@ -4,7 +4,7 @@ normalise it to 44.1 kHz stereo FLAC at its id-derived key, and hand it to the n
 from __future__ import annotations
 
 import json
-from typing import Any
+from typing import TYPE_CHECKING, Any
 from urllib.parse import unquote_plus
 
 from aws_lambda_powertools import Logger
@@ -19,6 +19,10 @@ from audiomixer.settings import STEMS, Settings, get_settings
 from audiomixer.store import blobs, keys
 from audiomixer.store.models import Project, ProjectStatus, Sound, SoundStatus
 from audiomixer.store.status import still_exists, transition, update_fields
+
+if TYPE_CHECKING:
+    from mypy_boto3_s3 import S3Client
+    from mypy_boto3_sqs import SQSClient
 
 logger = Logger(service="audiomixer", child=True)
 
@@ -72,7 +76,12 @@ def _fail(upload: keys.UploadKey, reason: str) -> None:
 
 
 def ingest_object(
-    bucket: str, key: str, *, s3: Any = None, sqs: Any = None, settings: Settings | None = None
+    bucket: str,
+    key: str,
+    *,
+    s3: S3Client | None = None,
+    sqs: SQSClient | None = None,
+    settings: Settings | None = None,
 ) -> str:
     """Ingest one uploaded object; returns what happened (for logs and tests)."""
     settings = settings or get_settings()
@@ -143,8 +152,8 @@ def _ingest(
     item: Project | Sound,
     bucket: str,
     key: str,
-    s3: Any,
-    sqs: Any,
+    s3: S3Client,
+    sqs: SQSClient,
     settings: Settings,
 ) -> str:
     size = blobs.size(s3, bucket, key)
@@ -222,8 +231,8 @@ def _ingest_stem(
     flac: bytes,
     duration: float,
     bucket: str,
-    s3: Any,
-    sqs: Any,
+    s3: S3Client,
+    sqs: SQSClient,
     settings: Settings,
 ) -> str:
     assert upload.stem is not None
@@ -261,7 +270,14 @@ def _ingest_stem(
 
 
 def _reuse_identical(
-    item: Project, digest: str, bucket: str, s3: Any, sqs: Any, settings: Settings, duration: float, size: int
+    item: Project,
+    digest: str,
+    bucket: str,
+    s3: S3Client,
+    sqs: SQSClient,
+    settings: Settings,
+    duration: float,
+    size: int,
 ) -> bool:
     """An identical upload by the same tenant reuses the earlier stems and analysis."""
     for match in Project.content_hash_index.query(f"{item.tenant_id}#{digest}"):

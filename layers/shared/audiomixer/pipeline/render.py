@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 from aws_lambda_powertools import Logger
@@ -18,6 +18,9 @@ from audiomixer.settings import STEMS, Settings, get_settings
 from audiomixer.store import blobs, keys
 from audiomixer.store.models import Mix, MixFormat, MixStatus, Project, ProjectStatus, Sound, SoundStatus
 from audiomixer.store.status import raise_progress, still_exists, transition
+
+if TYPE_CHECKING:
+    from mypy_boto3_s3 import S3Client
 
 logger = Logger(service="audiomixer", child=True)
 
@@ -35,7 +38,7 @@ def on_final_failure(record: SQSRecord, exc: Exception) -> None:
         fail_stored(Mix, message.tenant_id, message.mix_id, reason, "render")
 
 
-def render(message: RenderMessage, *, s3: Any = None, settings: Settings | None = None) -> str:
+def render(message: RenderMessage, *, s3: S3Client | None = None, settings: Settings | None = None) -> str:
     settings = settings or get_settings()
     s3 = s3 or aws.client("s3")
     try:
@@ -63,7 +66,7 @@ def render(message: RenderMessage, *, s3: Any = None, settings: Settings | None 
     return "completed"
 
 
-def _style(tenant_id: str, sound_id: str, s3: Any, settings: Settings) -> tuple[np.ndarray, int, Any]:
+def _style(tenant_id: str, sound_id: str, s3: S3Client, settings: Settings) -> tuple[np.ndarray, int, Any]:
     from audiomixer.dsp.grains import GrainTable
 
     try:
@@ -79,7 +82,7 @@ def _style(tenant_id: str, sound_id: str, s3: Any, settings: Settings) -> tuple[
     return samples, sample_rate, table
 
 
-def _render(mix: Mix, s3: Any, settings: Settings) -> tuple[str, int]:
+def _render(mix: Mix, s3: S3Client, settings: Settings) -> tuple[str, int]:
     from audiomixer.dsp.analysis import StemAnalysis, analyse_stem
     from audiomixer.dsp.audio_io import encode_audio
     from audiomixer.dsp.granular import render_stem

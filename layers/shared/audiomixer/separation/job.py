@@ -19,8 +19,6 @@ from audiomixer.settings import STEMS, get_settings
 
 if TYPE_CHECKING:
     from mypy_boto3_s3 import S3Client
-else:
-    S3Client = Any
 
 logger = logging.getLogger(__name__)
 

@@ -83,7 +83,7 @@ class Project(Model):
     failure_reason = UnicodeAttribute(null=True)
     # "song": separate with Demucs; "stems": the user brought stems, separation is skipped
     source_kind = UnicodeAttribute(default="song")
-    stems = MapAttribute[str, Any](default=dict)  # stem -> True once its FLAC is in S3
+    stems = MapAttribute[str, Any](default=dict)  # type: ignore[no-untyped-call]  # stem -> True once in S3
     duration_s = NumberAttribute(null=True)
     size_bytes = NumberAttribute(default=0)
     content_hash = UnicodeAttribute(null=True)
