@@ -7,8 +7,8 @@ from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field
 
+from audiomixer.mix_settings import GRAIN_MS_DEFAULT, MixSettings, OutputFormat, StemConfig
 from audiomixer.settings import STEMS
-from audiomixer.store.models import MixFormat as OutputFormat
 from audiomixer.store.models import MixStatus, ProjectStatus, SoundStatus
 
 UploadKind = Literal["base-track", "style-sound"]
@@ -160,21 +160,6 @@ class SoundList(BaseModel):
 # --- mixes ---
 
 
-class StemConfig(BaseModel):
-    model_config = ConfigDict(extra="forbid")
-
-    enabled: bool = True
-    style_sound_id: str | None = Field(
-        default=None, description="re-render this stem from this library sound; null keeps the original audio"
-    )
-    volume: float = Field(default=1.0, ge=0.0, le=2.0)
-    mode: Literal["auto", "percussive", "tonal"] = Field(
-        default="auto",
-        description="how a re-rendered stem is followed: hits trigger grains (percussive) or grains track "
-        "its pitch and envelope (tonal); auto decides from the stem's analysis",
-    )
-
-
 class MixConfig(BaseModel):
     """Per-stem settings; a stem left out is mixed unchanged at volume 1.0."""
 
@@ -187,18 +172,6 @@ class MixConfig(BaseModel):
 
     def resolved(self) -> dict[str, dict[str, Any]]:
         return {stem: (getattr(self, stem) or StemConfig()).model_dump() for stem in STEMS}
-
-
-class MixSettings(BaseModel):
-    model_config = ConfigDict(extra="forbid")
-
-    grain_duration_ms: int = Field(default=120, ge=10, le=1000)
-    use_pitch_mapping: bool = True
-    use_envelope: bool = True
-    output_format: OutputFormat = OutputFormat.WAV
-    target_lufs: float | None = Field(
-        default=None, ge=-40.0, le=0.0, description="loudness target; null: none"
-    )
 
 
 class MixRequest(BaseModel):
@@ -216,7 +189,11 @@ class MixRequest(BaseModel):
                         },
                         "vocals": {"enabled": False},
                     },
-                    "settings": {"grain_duration_ms": 120, "use_pitch_mapping": True, "use_envelope": True},
+                    "settings": {
+                        "grain_duration_ms": GRAIN_MS_DEFAULT,
+                        "use_pitch_mapping": True,
+                        "use_envelope": True,
+                    },
                 }
             ]
         },

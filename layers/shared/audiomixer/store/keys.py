@@ -6,8 +6,8 @@ import os
 import re
 import time
 
+from audiomixer.mix_settings import OUTPUT_FORMATS
 from audiomixer.settings import STEMS
-from audiomixer.store.models import MixFormat
 
 # The one spelling of an id and a tenant id (queue messages validate with the same patterns).
 ID_PATTERN = r"^[0-9a-f]{32}$"
@@ -114,7 +114,15 @@ def sound_audio(tenant_id: str, sound_id: str) -> str:
 
 
 def sound_analysis(tenant_id: str, sound_id: str) -> str:
+    """The grain table the analyse stage cuts at the default grain."""
     return sound_prefix(tenant_id, sound_id) + "analysis.json"
+
+
+def sound_grain_table(tenant_id: str, sound_id: str, grain_duration_ms: int) -> str:
+    """The grain table cut at another grain on a render's first use of it."""
+    if not isinstance(grain_duration_ms, int) or grain_duration_ms <= 0:
+        raise ValueError(f"invalid grain {grain_duration_ms!r}")
+    return sound_prefix(tenant_id, sound_id) + f"grains/{grain_duration_ms}ms.json"
 
 
 def mix_prefix(tenant_id: str, mix_id: str) -> str:
@@ -123,4 +131,6 @@ def mix_prefix(tenant_id: str, mix_id: str) -> str:
 
 
 def mix_output(tenant_id: str, mix_id: str, fmt: str) -> str:
-    return mix_prefix(tenant_id, mix_id) + f"mix.{MixFormat(fmt).value}"  # ValueError for another format
+    if fmt not in OUTPUT_FORMATS:
+        raise ValueError(f"unknown mix format {fmt!r}")
+    return mix_prefix(tenant_id, mix_id) + f"mix.{fmt}"

@@ -50,18 +50,6 @@ class MixStatus(StrEnum):
     FAILED = "failed"
 
 
-class MixFormat(StrEnum):
-    """The formats a mix can be rendered to (also its S3 key's extension)."""
-
-    WAV = "wav"
-    FLAC = "flac"
-    MP3 = "mp3"
-
-    @property
-    def content_type(self) -> str:
-        return {"wav": "audio/wav", "flac": "audio/flac", "mp3": "audio/mpeg"}[self.value]
-
-
 class ContentHashIndex(GlobalSecondaryIndex["Project"]):
     class Meta:
         index_name = "content_hash_index"
@@ -127,14 +115,14 @@ class Mix(Model):
     tenant_id = UnicodeAttribute(hash_key=True)
     mix_id = UnicodeAttribute(range_key=True)
     project_id = UnicodeAttribute()
-    config = JSONAttribute(default=dict)  # stem -> {enabled, style_sound_id, volume}
-    settings = JSONAttribute(default=dict)  # grain_duration_ms, use_pitch_mapping, use_envelope, format, ...
+    config = JSONAttribute(default=dict)  # stem -> a mix_settings.StemConfig, dumped
+    settings = JSONAttribute(default=dict)  # a mix_settings.MixSettings, dumped
     status = UnicodeAttribute(default=MixStatus.QUEUED.value)  # a MixStatus
     stage = UnicodeAttribute(default="queued")
     progress = NumberAttribute(default=0)
     failure_reason = UnicodeAttribute(null=True)
     output_key = UnicodeAttribute(null=True)
-    output_format = UnicodeAttribute(default=MixFormat.WAV.value)  # a MixFormat
+    output_format = UnicodeAttribute(default="wav")  # a mix_settings.OutputFormat
     size_bytes = NumberAttribute(default=0)
     created_at = UTCDateTimeAttribute(default=utcnow)
     updated_at = UTCDateTimeAttribute(default=utcnow)

@@ -17,7 +17,7 @@ from audiomixer.auth import Principal
 from audiomixer.messages import RenderMessage, send
 from audiomixer.settings import get_settings
 from audiomixer.store import blobs, keys
-from audiomixer.store.models import Mix, MixFormat, MixStatus, ProjectStatus, SoundStatus
+from audiomixer.store.models import Mix, MixStatus, ProjectStatus, SoundStatus
 
 router = APIRouter(prefix="/api/v1", tags=["mixes"])
 
@@ -44,7 +44,7 @@ def describe(mix: Mix) -> MixStatusResponse:
         progress=100 if completed else max(0, min(100, int(mix.progress or 0))),
         error=mix.failure_reason if mix.status == MixStatus.FAILED else None,
         download_url=download_path(mix.mix_id) if completed else None,
-        output_format=MixFormat(mix.output_format),
+        output_format=mix.output_format,  # type: ignore[arg-type]
         created_at=mix.created_at,
         updated_at=mix.updated_at,
     )
@@ -56,6 +56,9 @@ def _validate(principal: Principal, body: MixRequest) -> dict[str, dict[str, Any
     if project.status != ProjectStatus.READY:
         raise errors.conflict(f"project is {project.status}, not ready; wait until its status is ready")
     config = body.config.resolved()
+    present = [stem for stem, stored in project.stems.as_dict().items() if stored]
+    if not any(config.get(stem, {}).get("enabled", True) for stem in present):
+        raise errors.validation_error("every stem is disabled: enable at least one stem")
     for stem, stem_config in config.items():
         sound_id = stem_config["style_sound_id"]
         if sound_id is None:
