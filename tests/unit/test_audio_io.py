@@ -24,8 +24,9 @@ from audiomixer.dsp.audio_io import (
     probe,
     sniff_format,
 )
+from audiomixer.settings import Settings
 
-LIMITS = AudioLimits()
+LIMITS = AudioLimits.from_settings(Settings())
 
 
 def sine(f0: float, seconds: float, sr: int, channels: int = 2, amp: float = 0.5) -> np.ndarray:

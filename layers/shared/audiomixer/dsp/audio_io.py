@@ -92,12 +92,14 @@ class AudioDecodeError(ValueError):
 
 @dataclass(frozen=True)
 class AudioLimits:
-    max_bytes: int = 200 * 1024 * 1024
-    max_duration_s: float = 15 * 60.0
-    min_duration_s: float = 0.05
-    max_channels: int = 8
-    min_sample_rate: int = 8_000
-    max_sample_rate: int = 192_000
+    """What a decode accepts; the values come from the settings model (`from_settings`), never repeated."""
+
+    max_bytes: int
+    max_duration_s: float
+    min_duration_s: float
+    max_channels: int
+    min_sample_rate: int
+    max_sample_rate: int
 
     @classmethod
     def from_settings(

@@ -46,9 +46,7 @@ def upload(tenant_id: str, kind: str, object_id: str, stem: str | None = None) -
     if kind not in UPLOAD_KINDS:
         raise ValueError(f"unknown upload kind {kind!r}")
     if kind == "stem":
-        if stem not in STEMS:
-            raise ValueError(f"unknown stem {stem!r}")
-        return f"{UPLOAD_PREFIX}{tenant_id}/stem/{object_id}/{stem}"
+        return f"{UPLOAD_PREFIX}{tenant_id}/stem/{object_id}/{_check_stem(stem or '')}"
     return f"{UPLOAD_PREFIX}{tenant_id}/{kind}/{object_id}"
 
 
@@ -84,10 +82,14 @@ def project_source(tenant_id: str, project_id: str) -> str:
     return project_prefix(tenant_id, project_id) + "source.flac"
 
 
-def stem(tenant_id: str, project_id: str, stem_name: str) -> str:
+def _check_stem(stem_name: str) -> str:
     if stem_name not in STEMS:
         raise ValueError(f"unknown stem {stem_name!r}")
-    return project_prefix(tenant_id, project_id) + f"stems/{stem_name}.flac"
+    return stem_name
+
+
+def stem(tenant_id: str, project_id: str, stem_name: str) -> str:
+    return stems_prefix(tenant_id, project_id) + f"/{_check_stem(stem_name)}.flac"
 
 
 def stems_prefix(tenant_id: str, project_id: str) -> str:
@@ -99,9 +101,7 @@ def checkpoints_prefix(tenant_id: str, project_id: str) -> str:
 
 
 def stem_analysis(tenant_id: str, project_id: str, stem_name: str) -> str:
-    if stem_name not in STEMS:
-        raise ValueError(f"unknown stem {stem_name!r}")
-    return project_prefix(tenant_id, project_id) + f"analysis/{stem_name}.json"
+    return project_prefix(tenant_id, project_id) + f"analysis/{_check_stem(stem_name)}.json"
 
 
 def sound_prefix(tenant_id: str, sound_id: str) -> str:
