@@ -184,11 +184,37 @@ def test_every_dlq_has_an_alarm_on_visible_messages() -> None:
 
 
 # ---------------------------------------------------------------------------------------- functions
-def test_function_set_and_timeouts_match_contract() -> None:
-    assert set(of_type("AWS::Serverless::Function")) == set(FUNCTIONS)
-    for fn, (_, timeout, _) in FUNCTIONS.items():
-        assert function_timeout(fn) == timeout, fn
+def test_every_handler_directory_is_one_function_and_timeouts_fit_their_callers() -> None:
+    functions = of_type("AWS::Serverless::Function")
+    code_dirs = [
+        (p.get("CodeUri") or p["ImageConfig"]["Command"][0].rsplit("/", 1)[0]).rstrip("/").split("/")[-1]
+        for p in (res["Properties"] for res in functions.values())
+    ]
+    on_disk = sorted(d.name for d in (ROOT / "functions").iterdir() if (d / "app.py").is_file())
+    assert sorted(code_dirs) == on_disk, "each functions/<name>/app.py is deployed once, and nothing else"
+    # API Gateway gives up on an integration after 29 s (HTTP and WebSocket alike): a longer timeout
+    # would let a request run on after its caller got a 504.
+    for fn, res in functions.items():
+        routed = [e for e in res["Properties"].get("Events", {}).values() if e["Type"] in ("HttpApi", "Api")]
+        permissions = [
+            p
+            for p in of_type("AWS::Lambda::Permission").values()
+            if _ref_id(p["Properties"]["FunctionName"]) == fn
+            and p["Properties"]["Principal"] == "apigateway.amazonaws.com"
+        ]
+        if routed or permissions:
+            assert function_timeout(fn) <= 29, (
+                f"{fn} answers API Gateway yet may run {function_timeout(fn)} s"
+            )
+        assert function_timeout(fn) <= 900, f"{fn}: Lambda stops every function at 900 s"
     assert GLOBALS_FN.get("Tracing") == "Active"
+
+
+def _ref_id(node: Any) -> str | None:
+    if isinstance(node, dict) and "Ref" in node:
+        return str(node["Ref"])
+    ref = getatt(node)
+    return ref[0] if ref else None
 
 
 @pytest.mark.parametrize("fn", [f for f, spec in FUNCTIONS.items() if spec[2]])
