@@ -97,6 +97,11 @@ def bench_main(argv: list[str]) -> int:
 
 def main(argv: list[str] | None = None) -> int:
     argv = list(sys.argv[1:] if argv is None else argv)
+    if argv[:1] == ["--version"]:
+        from audiomixer_tools.remix import version
+
+        print(f"audiomixer {version()}")
+        return 0
     if not argv or argv[0] in ("-h", "--help") or argv[0] not in COMMANDS:
         width = max(map(len, COMMANDS))
         print("usage: audiomixer COMMAND [options]\n\ncommands:")

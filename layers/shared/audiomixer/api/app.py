@@ -7,7 +7,7 @@ from fastapi import FastAPI
 from fastapi.middleware.cors import CORSMiddleware
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
-from audiomixer.api import errors
+from audiomixer.api import docs, errors
 from audiomixer.api.deps import TokenBucketLimiter
 from audiomixer.api.routes import library, mixes, projects, uploads
 from audiomixer.api.schemas import Health
@@ -102,12 +102,15 @@ def create_app(limiter: TokenBucketLimiter | None = None) -> FastAPI:
         title="Audio Mixer API",
         version="1.0.0",
         description=DESCRIPTION,
+        docs_url=None,  # served by audiomixer.api.docs from local assets, not a CDN
+        redoc_url=None,
         responses={
             500: {"model": errors.ErrorResponse, "description": "A bug: reported with code `internal`"}
         },
     )
     app.state.limiter = limiter if limiter is not None else TokenBucketLimiter()
     errors.install(app)
+    docs.install(app)
 
     @app.get("/health", response_model=Health, tags=["health"])
     def health() -> Health:
