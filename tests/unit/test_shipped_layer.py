@@ -140,3 +140,38 @@ def test_no_shipped_module_imports_development_code(built_layer: Path) -> None:
             if not dists & allowed:
                 bad[str(path.relative_to(built_layer))] = name
     assert not bad, f"shipped modules importing development-only code: {bad}"
+
+
+def test_the_images_install_only_the_service_package(tmp_path: Path) -> None:
+    """The Dockerfiles copy pyproject.toml, README.md and layers/shared and pip-install that: the wheel
+    it makes holds the audiomixer package only (the dev packages' folders are not there to find)."""
+    import zipfile
+
+    src = tmp_path / "src"
+    (src / "layers").mkdir(parents=True)
+    for name in ("pyproject.toml", "README.md"):
+        shutil.copy(ROOT / name, src / name)
+    shutil.copytree(
+        ROOT / "layers" / "shared", src / "layers" / "shared", ignore=shutil.ignore_patterns("*.egg-info")
+    )
+    result = subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "pip",
+            "wheel",
+            "--no-deps",
+            "--no-build-isolation",
+            "-q",
+            "-w",
+            str(tmp_path / "out"),
+            str(src),
+        ],
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
+    assert result.returncode == 0, result.stdout + result.stderr
+    (wheel,) = (tmp_path / "out").glob("*.whl")
+    top = {name.split("/")[0] for name in zipfile.ZipFile(wheel).namelist()}
+    assert {t for t in top if not t.endswith(".dist-info")} == {"audiomixer"}, top
