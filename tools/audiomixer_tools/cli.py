@@ -26,13 +26,14 @@ COMMANDS: dict[str, tuple[str, str]] = {
     "dlq": ("audiomixer_local.cli:dlq_main", "list or redrive a dead-letter queue of the local stack"),
     "keys": ("audiomixer_tools.cli:keys_main", "create or revoke API keys"),
     "remix": ("audiomixer_tools.remix:main", "separate/analyse/render/mix local files in one process"),
-    "bench": ("audiomixer_tools.cli:bench_main", "benchmarks: separate, render, analyse, load"),
+    "bench": ("audiomixer_tools.cli:bench_main", "benchmarks: separate, render, analyse, load, quality"),
 }
 BENCHES = {
     "separate": "audiomixer_tools.bench.separate:main",
     "render": "audiomixer_tools.bench.render:main",
     "analyse": "audiomixer_tools.bench.analyse:main",
     "load": "audiomixer_tools.bench.load:main",
+    "quality": "audiomixer_tools.bench.quality:main",
 }
 
 
