@@ -15,7 +15,7 @@ from audiomixer import aws, notify
 from audiomixer.messages import AnalyseMessage, SeparateMessage, send
 from audiomixer.pipeline.failures import after_retries, fail, kind_of
 from audiomixer.pipeline.sqs import PermanentError
-from audiomixer.settings import STEMS, Settings, get_settings
+from audiomixer.settings import Settings, get_settings
 from audiomixer.store import blobs, keys
 from audiomixer.store.models import Project, ProjectStatus, Sound, SoundStatus
 from audiomixer.store.status import still_exists, transition, update_fields
@@ -290,7 +290,15 @@ def _reuse_identical(
             continue
         if earlier.status != ProjectStatus.READY or earlier.source_kind != "song":
             continue
-        for stem_name in STEMS:
+        # Only stems separated the same way: another model or two-stem mode gives other stems.
+        default = settings.demucs_model
+        if (earlier.separation_model or default, earlier.two_stems) != (
+            item.separation_model or default,
+            item.two_stems,
+        ):
+            continue
+        earlier_stems = [s for s, done in earlier.stems.as_dict().items() if done]
+        for stem_name in earlier_stems:
             blobs.copy(
                 s3,
                 bucket,
@@ -307,7 +315,7 @@ def _reuse_identical(
             ProjectStatus.READY,
             stage="ready",
             progress=100,
-            stems=dict.fromkeys(STEMS, True),
+            stems=dict.fromkeys(earlier_stems, True),
             analysis=earlier.analysis,
             duration_s=duration,
             size_bytes=size,

@@ -8,6 +8,7 @@ import time
 
 from audiomixer.mix_settings import OUTPUT_FORMATS
 from audiomixer.settings import STEMS
+from audiomixer.stem_sets import STEM_NAME
 
 # The one spelling of an id and a tenant id (queue messages validate with the same patterns).
 ID_PATTERN = r"^[0-9a-f]{32}$"
@@ -46,7 +47,9 @@ def upload(tenant_id: str, kind: str, object_id: str, stem: str | None = None) -
     if kind not in UPLOAD_KINDS:
         raise ValueError(f"unknown upload kind {kind!r}")
     if kind == "stem":
-        return f"{UPLOAD_PREFIX}{tenant_id}/stem/{object_id}/{_check_stem(stem or '')}"
+        if stem not in STEMS:  # a user's own stems are the four standard ones
+            raise ValueError(f"unknown stem {stem!r}")
+        return f"{UPLOAD_PREFIX}{tenant_id}/stem/{object_id}/{stem}"
     return f"{UPLOAD_PREFIX}{tenant_id}/{kind}/{object_id}"
 
 
@@ -83,7 +86,8 @@ def project_source(tenant_id: str, project_id: str) -> str:
 
 
 def _check_stem(stem_name: str) -> str:
-    if stem_name not in STEMS:
+    # Any stem a model can give (guitar, no_vocals, ...); the name never comes from a filename.
+    if not STEM_NAME.match(stem_name):
         raise ValueError(f"unknown stem {stem_name!r}")
     return stem_name
 

@@ -16,6 +16,7 @@ from audiomixer.api.schemas import MixAccepted, MixList, MixRequest, MixStatusRe
 from audiomixer.auth import Principal
 from audiomixer.messages import RenderMessage, send
 from audiomixer.settings import get_settings
+from audiomixer.stem_sets import project_stems
 from audiomixer.store import blobs, keys
 from audiomixer.store.models import Mix, MixStatus, ProjectStatus, SoundStatus
 
@@ -53,9 +54,17 @@ def describe(mix: Mix) -> MixStatusResponse:
 def _validate(principal: Principal, body: MixRequest) -> dict[str, dict[str, Any]]:
     """Everything a render needs must exist, be the caller's and be ready before anything is queued."""
     project = load_project(principal, body.project_id)
+    # The stem set is known from the project's options before it is ready: a wrong name is a 422 at once.
+    stems = project_stems(project, get_settings().demucs_model)
+    unknown = [stem for stem in body.config.root if stem not in stems]
+    if unknown:
+        raise errors.validation_error(
+            f"config names {', '.join(unknown)}, which this project does not have; "
+            f"its stems are {', '.join(stems)}"
+        )
     if project.status != ProjectStatus.READY:
         raise errors.conflict(f"project is {project.status}, not ready; wait until its status is ready")
-    config = body.config.resolved()
+    config = body.config.resolved(stems)
     present = [stem for stem, stored in project.stems.as_dict().items() if stored]
     if not any(config.get(stem, {}).get("enabled", True) for stem in present):
         raise errors.validation_error("every stem is disabled: enable at least one stem")
