@@ -77,7 +77,7 @@ def test_the_layer_holds_only_the_service_package(built_layer: Path) -> None:
     tracked = subprocess.run(
         ["git", "ls-files", "layers/shared"], cwd=ROOT, capture_output=True, text=True, check=True
     ).stdout.split()
-    expected = sorted("python/" + str(Path(f).relative_to("layers/shared")) for f in tracked)
+    expected = sorted({"python/" + str(Path(f).relative_to("layers/shared")) for f in tracked})
     assert files == expected
 
 

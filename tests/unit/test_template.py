@@ -46,6 +46,7 @@ FUNCTIONS: dict[str, tuple[str, int, bool]] = {
     "AnalyseFunction": ("analyse", 600, False),
     "RenderFunction": ("render", 900, False),
     "BatchEventsFunction": ("batch_events", 60, True),
+    "DeadLetterFunction": ("dead_letter", 30, True),
 }
 # queue -> (consumer, batch size)
 QUEUES: dict[str, tuple[str, int]] = {
@@ -53,6 +54,11 @@ QUEUES: dict[str, tuple[str, int]] = {
     "SeparateQueue": ("DispatchFunction", 10),
     "AnalyseQueue": ("AnalyseFunction", 1),
     "RenderQueue": ("RenderFunction", 1),
+    # Dead letters of the four stages: their job ends `failed` (DeadLetterFunction).
+    "IngestDLQ": ("DeadLetterFunction", 10),
+    "SeparateDLQ": ("DeadLetterFunction", 10),
+    "AnalyseDLQ": ("DeadLetterFunction", 10),
+    "RenderDLQ": ("DeadLetterFunction", 10),
 }
 HEAVY_PACKAGES = {
     "numpy",
@@ -114,7 +120,12 @@ def policy_templates(fn: str, name: str) -> list[Any]:
 # ------------------------------------------------------------------------------------------- queues
 def test_every_consumed_queue_has_a_dlq_that_has_none() -> None:
     queues = of_type("AWS::SQS::Queue")
-    consumed = {queue for _fn, queue, _ in sqs_events()}
+    targets = {
+        ref[0]
+        for res in queues.values()
+        if (ref := getatt((res.get("Properties", {}).get("RedrivePolicy") or {}).get("deadLetterTargetArn")))
+    }
+    consumed = {queue for _fn, queue, _ in sqs_events()} - targets  # work queues (DLQs may be consumed too)
     assert consumed, "no SQS event sources found"
     for queue in consumed:
         redrive = props(queue).get("RedrivePolicy")
@@ -172,7 +183,11 @@ def test_every_dlq_has_an_alarm_on_visible_messages() -> None:
         p = res["Properties"]
         if p.get("Namespace") != "AWS/SQS":
             continue
-        assert p["MetricName"] == "ApproximateNumberOfMessagesVisible"
+        # A consumed DLQ is empty within seconds: its alarm counts what arrives instead of what waits.
+        consumed = any(getatt(d["Value"]) and getatt(d["Value"])[0] in QUEUES for d in p["Dimensions"])
+        assert p["MetricName"] == (
+            "NumberOfMessagesReceived" if consumed else "ApproximateNumberOfMessagesVisible"
+        )
         assert p["ComparisonOperator"] == "GreaterThanThreshold" and float(p["Threshold"]) == 0
         assert p.get("AlarmActions"), "an alarm nobody hears is no alarm"
         for dim in p["Dimensions"]:
@@ -184,6 +199,18 @@ def test_every_dlq_has_an_alarm_on_visible_messages() -> None:
 
 
 # ---------------------------------------------------------------------------------------- functions
+def test_audio_functions_have_the_memory_their_worst_case_needs() -> None:
+    from audiomixer.settings import Settings
+
+    settings = Settings()
+    # Ingest: the float32 decode plus a downmixed and a resampled working copy, plus the runtime.
+    assert 3 * settings.max_decoded_mb + 512 <= int(props("IngestFunction")["MemorySize"])
+    # Render: four stems, four re-rendered stems and the mix of the longest song in float32 stereo, each
+    # with a working copy, plus the grain tables and the runtime.
+    song_mb = settings.max_duration_s * settings.target_sample_rate * 2 * 4 / 2**20
+    assert 9 * song_mb * 2 + 1024 <= int(props("RenderFunction")["MemorySize"])
+
+
 def test_every_handler_directory_is_one_function_and_timeouts_fit_their_callers() -> None:
     functions = of_type("AWS::Serverless::Function")
     code_dirs = [
@@ -249,7 +276,9 @@ def test_audio_functions_are_container_images(fn: str) -> None:
 def test_light_functions_use_exactly_the_two_layers() -> None:
     for fn, (_, _, is_zip) in FUNCTIONS.items():
         if is_zip:
-            assert props(fn)["Layers"] == [{"Ref": "SharedLayer"}, {"Ref": "CoreDepsLayer"}], fn
+            # The API function also carries the web console's static files.
+            console = [{"Ref": "ConsoleLayer"}] if fn == "ApiFunction" else []
+            assert props(fn)["Layers"] == [{"Ref": "SharedLayer"}, {"Ref": "CoreDepsLayer"}, *console], fn
     for layer in ("SharedLayer", "CoreDepsLayer"):
         assert RESOURCES[layer]["Type"] == "AWS::Serverless::LayerVersion"
         assert RESOURCES[layer]["Metadata"]["BuildMethod"] == "python3.11"
@@ -257,6 +286,10 @@ def test_light_functions_use_exactly_the_two_layers() -> None:
     assert props("SharedLayer")["ContentUri"].rstrip("/") == "layers/shared"
     assert (ROOT / "layers" / "shared" / "audiomixer" / "__init__.py").is_file()
     assert props("CoreDepsLayer")["ContentUri"].rstrip("/") == "layers/core_deps"
+    assert props("ConsoleLayer")["ContentUri"].rstrip("/") == "web"
+    # A layer unpacks under /opt: the API serves the console from where its files land.
+    assert props("ApiFunction")["Environment"]["Variables"]["AUDIOMIXER_WEB_DIR"] == "/opt/console"
+    assert (ROOT / "web" / "console" / "index.html").is_file()
 
 
 def _requirements(path: Path) -> list[Requirement]:
@@ -306,6 +339,8 @@ def test_globals_environment_is_the_contract() -> None:
         "AUDIOMIXER_BATCH_JOB_DEFINITION": "SeparationJobDefinition",
         "AUDIOMIXER_API_KEY_PEPPER_PARAMETER": "ApiKeyPepperParameterName",
         "AUDIOMIXER_CORS_ALLOW_ORIGINS": "CorsAllowOrigins",
+        "AUDIOMIXER_JWT_ISSUER": "JwtIssuer",
+        "AUDIOMIXER_JWT_TENANT_CLAIM": "JwtTenantClaim",
         "AUDIOMIXER_MAX_RECEIVE_COUNT": "MaxReceiveCount",
     }
     for name, target in expected_refs.items():
@@ -316,7 +351,9 @@ def test_globals_environment_is_the_contract() -> None:
     assert env["POWERTOOLS_SERVICE_NAME"] == "audiomixer"
     assert env["POWERTOOLS_METRICS_NAMESPACE"] == "AudioMixer"
     assert env["LOG_LEVEL"] == "INFO"
+    assert env["AUDIOMIXER_JWT_AUDIENCE"] == {"Fn::Join": [",", {"Ref": "JwtAudience"}]}
     assert set(env) == set(expected_refs) | {
+        "AUDIOMIXER_JWT_AUDIENCE",
         "AUDIOMIXER_WS_ENDPOINT",
         "POWERTOOLS_SERVICE_NAME",
         "POWERTOOLS_METRICS_NAMESPACE",
@@ -410,7 +447,7 @@ def test_tables_on_demand_with_pitr_sse_and_contract_keys() -> None:
 
 def test_bucket_private_encrypted_with_lifecycle_and_ingest_notification() -> None:
     p = props("AudioBucket")
-    assert p["BucketName"] == {"Fn::Sub": "${AWS::StackName}-audio-${AWS::AccountId}"}
+    assert "BucketName" not in p  # generated by CloudFormation: valid whatever the stack name
     assert all(v is True for v in p["PublicAccessBlockConfiguration"].values())
     assert len(p["PublicAccessBlockConfiguration"]) == 4
     sse = p["BucketEncryption"]["ServerSideEncryptionConfiguration"][0]["ServerSideEncryptionByDefault"]
@@ -435,6 +472,31 @@ def test_bucket_private_encrypted_with_lifecycle_and_ingest_notification() -> No
 
 
 # --------------------------------------------------------------------------------------------- Batch
+def test_gpu_fleet_falls_back_to_on_demand_and_a_job_cannot_wait_forever() -> None:
+    queue = props("SeparationJobQueue")
+    order = sorted(queue["ComputeEnvironmentOrder"], key=lambda o: int(o["Order"]))
+    kinds = [props(o["ComputeEnvironment"]["Ref"])["ComputeResources"]["Type"] for o in order]
+    assert kinds == ["SPOT", "EC2"]  # Spot first, On-Demand when Spot is full
+    (limit,) = queue["JobStateTimeLimitActions"]
+    assert (limit["State"], limit["Action"]) == ("RUNNABLE", "CANCEL") and "quota" in limit["Reason"]
+    assert len(limit["Reason"]) <= 128  # Batch's limit on the reason
+    for o in order:
+        resources = props(o["ComputeEnvironment"]["Ref"])["ComputeResources"]
+        assert resources["Ec2Configuration"] == [{"ImageType": "ECS_AL2023_NVIDIA"}]  # AL2 is past its end
+        assert resources["LaunchTemplate"]["LaunchTemplateId"] == {"Ref": "GpuLaunchTemplate"}
+    (disk,) = props("GpuLaunchTemplate")["LaunchTemplateData"]["BlockDeviceMappings"]
+    assert disk["Ebs"]["VolumeSize"] == {"Ref": "GpuRootVolumeGiB"}
+    assert int(TEMPLATE["Parameters"]["GpuRootVolumeGiB"]["Default"]) >= 50  # a ~9 GB image, extracted
+
+
+def test_alarm_topic_is_encrypted_with_a_key_cloudwatch_may_use() -> None:
+    topic = props("AlarmTopic")
+    assert topic["KmsMasterKeyId"] == {"Ref": "AlarmTopicKey"}  # not alias/aws/sns: CloudWatch cannot use it
+    statements = props("AlarmTopicKey")["KeyPolicy"]["Statement"]
+    cloudwatch = [s for s in statements if s.get("Principal") == {"Service": "cloudwatch.amazonaws.com"}]
+    assert cloudwatch and {"kms:Decrypt", "kms:GenerateDataKey*"} <= set(cloudwatch[0]["Action"])
+
+
 def test_batch_retry_strategy_and_job_definition() -> None:
     jd = props("SeparationJobDefinition")
     assert jd["RetryStrategy"] == {
@@ -446,13 +508,9 @@ def test_batch_retry_strategy_and_job_definition() -> None:
     }
     container = jd["ContainerProperties"]
     assert container["Image"] == {"Ref": "SeparationImageUri"}
-    assert container["Command"] == [
-        "python",
-        "/app/gpu_batch/entrypoint.py",
-        "Ref::tenant_id",
-        "Ref::project_id",
-        "Ref::source_key",
-    ]
+    # ECS runs the image's ENTRYPOINT (python /app/gpu_batch/entrypoint.py) + Command: arguments only.
+    assert container["Command"] == ["Ref::tenant_id", "Ref::project_id", "Ref::source_key"]
+    assert RESOURCES["SeparationJobDefinition"]["Metadata"]["Dockerfile"] == "gpu_batch/Dockerfile"
     assert set(jd["Parameters"]) == {"tenant_id", "project_id", "source_key"}
     req = {r["Type"]: r["Value"] for r in container["ResourceRequirements"]}
     assert req["GPU"] == "1" and int(req["VCPU"]) >= 1 and int(req["MEMORY"]) >= 4096
@@ -524,8 +582,13 @@ def test_websocket_api_routes_stage_and_permissions() -> None:
     (stage,) = stages
     assert stage["StageName"] == {"Ref": "WebSocketStageName"}
     assert {"ThrottlingBurstLimit", "ThrottlingRateLimit"} <= set(stage["DefaultRouteSettings"])
-    (deployment,) = of_type("AWS::ApiGatewayV2::Deployment").values()
-    assert set(deployment["DependsOn"]) >= {"WsConnectRoute", "WsDisconnectRoute", "WsSyncRoute"}
+    # A Deployment resource is created once and never again: later route changes would not be deployed.
+    assert stage["AutoDeploy"] is True and "DeploymentId" not in stage
+    assert not of_type("AWS::ApiGatewayV2::Deployment")
+    (stage_resource,) = [
+        r for r in of_type("AWS::ApiGatewayV2::Stage").values() if r["Properties"]["ApiId"] == {"Ref": ws_id}
+    ]
+    assert set(stage_resource["DependsOn"]) >= {"WsConnectRoute", "WsDisconnectRoute", "WsSyncRoute"}
 
 
 def test_http_api_routes_everything_to_the_api_function_with_throttling_and_cors() -> None:
@@ -540,9 +603,15 @@ def test_http_api_routes_everything_to_the_api_function_with_throttling_and_cors
         if p["ApiId"] == {"Ref": "HttpApi"}
     }
     assert "$default" in keys and keys["GET /health"]["AuthorizationType"] == "NONE"
-    # JWT only when the JwtIssuer parameter is set; API keys (checked in the app) otherwise
-    assert keys["$default"]["AuthorizationType"] == {"Fn::If": ["HasJwtIssuer", "JWT", "NONE"]}
-    assert RESOURCES["HttpApiJwtAuthorizer"]["Condition"] == "HasJwtIssuer"
+    # No gateway authorizer: it would refuse API keys and catch CORS preflights; the app verifies both
+    # API keys and (with JwtIssuer) JWTs, and the functions get the JWT settings from the environment.
+    assert keys["$default"]["AuthorizationType"] == "NONE"
+    assert not of_type("AWS::ApiGatewayV2::Authorizer")
+    env = GLOBALS_FN["Environment"]["Variables"]
+    assert env["AUDIOMIXER_JWT_ISSUER"] == {"Ref": "JwtIssuer"}
+    assert env["AUDIOMIXER_JWT_TENANT_CLAIM"] == {"Ref": "JwtTenantClaim"}
+    assert TEMPLATE["Parameters"]["JwtTenantClaim"]["Default"] == ""  # no user-writable claim by default
+    assert {"retry-after", "idempotent-replayed"} <= set(http["CorsConfiguration"]["ExposeHeaders"])
     stage = props("HttpApiStage")
     assert stage["StageName"] == "$default" and stage["AutoDeploy"] is True
     assert {"ThrottlingBurstLimit", "ThrottlingRateLimit"} <= set(stage["DefaultRouteSettings"])
@@ -631,6 +700,27 @@ def test_dockerfile_builds_each_function_and_bakes_a_numba_cache() -> None:
         assert call in text, f"numba warm-up should exercise {call}"
     # numba refuses a read-only cache dir, so the entrypoint must move the cache to /tmp
     assert "/tmp/numba-cache" in text
+
+
+def test_docker_layers_put_what_changes_often_last_and_the_context_stays_small() -> None:
+    def first(lines: list[str], needle: str) -> int:
+        return next(i for i, line in enumerate(lines) if needle in line)
+
+    gpu = (ROOT / "gpu_batch" / "Dockerfile").read_text().splitlines()
+    # The ~320 MB weights layer must not be rebuilt (and re-pushed) by a source edit.
+    assert (
+        first(gpu, "get_model(")
+        < first(gpu, "COPY layers/shared")
+        < first(gpu, "COPY gpu_batch /app/gpu_batch")
+    )
+    audio = (ROOT / "functions" / "audio.Dockerfile").read_text().splitlines()
+    # A build arg used before the dependency layers would give each function its own copy of them.
+    assert first(audio, "ARG FUNCTION") > max(i for i, line in enumerate(audio) if line.startswith("RUN "))
+    ignored = {
+        line.strip() for line in (ROOT / ".dockerignore").read_text().splitlines() if not line.startswith("#")
+    }
+    assert {".git", ".venv", ".aws-sam", "tests"} <= ignored
+    assert not ignored & {"pyproject.toml", "README.md", "layers", "functions", "gpu_batch"}
 
 
 # ------------------------------------------------------------------------------------------- events
@@ -740,10 +830,10 @@ def test_localstack_init_creates_the_templates_data_plane(monkeypatch: pytest.Mo
     with mock_aws():
         env = module.create(TEMPLATE_PATH, None)
         assert module.create(TEMPLATE_PATH, None) == env, "re-running must be harmless"
-        assert env["AUDIOMIXER_BUCKET"] == "audiomixer-audio-123456789012"
+        assert env["AUDIOMIXER_BUCKET"] == "audiomixer-audiobucket"
         assert env["AUDIOMIXER_PROJECTS_TABLE"] == "audiomixer-ProjectsTable"
         sqs = boto3.client("sqs", region_name="us-east-1")
-        for queue, (_consumer, _) in QUEUES.items():
+        for queue in _ENV_OF_QUEUE:
             attrs = sqs.get_queue_attributes(QueueUrl=env[_ENV_OF_QUEUE[queue]], AttributeNames=["All"])[
                 "Attributes"
             ]

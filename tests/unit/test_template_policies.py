@@ -179,6 +179,9 @@ def _calls_pynamodb(node: ast.AST) -> bool:
     )
 
 
+SENDS = {"send", "send_message", "send_message_batch"}
+
+
 def _needs_of(fn: Function) -> Needs:
     needs = Needs()
     local = IMPORTS[fn.module]
@@ -198,11 +201,14 @@ def _needs_of(fn: Function) -> Needs:
                 needs.actions.add(OPERATIONS[op])
         elif isinstance(node, ast.Name) and local.get(node.id) in MODEL_TABLES and _calls_pynamodb(fn.node):
             needs.tables.add(MODEL_TABLES[local[node.id]])
-        elif isinstance(node, ast.Attribute) and node.attr in SETTINGS_FIELDS:
-            if node.attr.endswith("_table"):
-                needs.tables.add(node.attr)
-            elif node.attr.endswith("_queue_url"):
-                needs.queues.add(node.attr)
+        elif (
+            isinstance(node, ast.Attribute) and node.attr in SETTINGS_FIELDS and node.attr.endswith("_table")
+        ):
+            needs.tables.add(node.attr)
+        if isinstance(node, ast.Call) and getattr(node.func, "attr", getattr(node.func, "id", "")) in SENDS:
+            for arg in [*node.args, *(k.value for k in node.keywords)]:
+                if isinstance(arg, ast.Attribute) and arg.attr.endswith("_queue_url"):
+                    needs.queues.add(arg.attr)  # a queue this function sends to
     return needs
 
 

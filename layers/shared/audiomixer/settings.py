@@ -54,6 +54,10 @@ class Settings(BaseSettings):
     max_decoded_samples: int = 15 * 60 * 96_000 * 2
     target_sample_rate: int = 44_100
     style_sound_max_duration_s: float = 120.0
+    # Ingest decodes to float32 before downmixing: rate x channels x duration x 4 bytes must stay under this
+    # (with its working copies it must fit IngestFunction's MemorySize; tests/unit/test_template.py checks).
+    # 15 minutes of 96 kHz stereo fit; 15 minutes at 192 kHz in 8 channels (5.5 GB) do not.
+    max_decoded_mb: int = 768
 
     # --- tenants ---
     max_concurrent_jobs: int = 5
@@ -61,8 +65,16 @@ class Settings(BaseSettings):
     api_key_pepper: str = "local-dev-pepper"
     # When deployed, the pepper is read from SSM under this name (see auth.pepper).
     api_key_pepper_parameter: str | None = None
+    # JWT mode (template parameters JwtIssuer, JwtAudience, JwtTenantClaim): tokens are verified by the
+    # API and $connect functions themselves, so API keys keep working beside them. Empty issuer: off.
+    jwt_issuer: str | None = None
+    jwt_audience: str = ""  # comma-separated; a token's `aud` or `client_id` must be one of them
+    jwt_tenant_claim: str | None = None  # a claim users cannot write; None: the tenant is `sub`
     cors_allow_origins: list[str] = ["http://localhost:3000", "http://localhost:5173"]
     presign_expiry_s: int = 900
+    # The web console's static files (web/console in the repository; /opt/console in the API's layer).
+    # None: the repository's copy when there is one, else no console.
+    web_dir: str | None = None
     download_expiry_s: int = 300
 
     # --- separation ---
@@ -79,6 +91,9 @@ class Settings(BaseSettings):
     # Deliveries before a message moves to its DLQ (the last one records the failure): template.yaml's
     # MaxReceiveCount, the same value its RedrivePolicies use. None only outside a deployed/local stack.
     max_receive_count: int | None = None
+    # A failed delivery comes back after this many seconds (one entry per receive, the last repeats):
+    # seconds first, then minutes, instead of the queue's visibility timeout (6x the function's Timeout).
+    retry_backoff_s: list[int] = [10, 60, 300, 900]
 
     # --- notifications ---
     progress_min_interval_s: float = 1.0

@@ -133,12 +133,28 @@ def _limits(settings: Settings, upload: keys.UploadKey) -> Any:
     return AudioLimits.from_settings(settings)
 
 
+def _check_decoded_size(sample_rate: int, channels: int, duration_s: float, settings: Settings) -> None:
+    """Refuse audio whose float32 decode would not fit the function's memory (header values, no decode)."""
+    needed_mb = sample_rate * channels * duration_s * 4 / 2**20
+    if needed_mb > settings.max_decoded_mb:
+        raise PermanentError(
+            f"the audio is too large to process: {duration_s / 60:.1f} minutes at {sample_rate} Hz in "
+            f"{channels} channels needs {needed_mb:.0f} MB decoded (limit {settings.max_decoded_mb} MB); "
+            "export it as stereo at 44.1 or 48 kHz, or upload a shorter file"
+        )
+
+
 def _decode(data: bytes, upload: keys.UploadKey, settings: Settings) -> tuple[bytes, float]:
     """Validated, normalised FLAC bytes and the duration in seconds."""
-    from audiomixer.dsp.audio_io import AudioDecodeError, decode_audio, encode_audio, normalise
+    from audiomixer.dsp.audio_io import AudioDecodeError, decode_audio, encode_audio, normalise, probe
 
+    limits = _limits(settings, upload)
     try:
-        decoded = decode_audio(data, _limits(settings, upload))
+        info = probe(data, limits)
+        _check_decoded_size(
+            info.sample_rate, info.channels, info.duration_s or limits.max_duration_s, settings
+        )
+        decoded = decode_audio(data, limits)
     except AudioDecodeError as exc:
         raise PermanentError(exc.reason) from exc
     samples = normalise(decoded, settings.target_sample_rate)
