@@ -16,6 +16,8 @@ from numpy.typing import NDArray
 from scipy import fft as sfft
 from scipy.ndimage import maximum_filter1d, median_filter
 
+from .audio_io import resample
+
 ANALYSIS_SR = 22050
 HOP = 256
 N_FFT = 2048
@@ -87,16 +89,6 @@ def to_mono(samples: np.ndarray) -> np.ndarray:
     if x.ndim != 1:
         raise ValueError(f"expected (n,) or (n, channels) audio, got shape {x.shape}")
     return np.ascontiguousarray(x, dtype=np.float32)
-
-
-def resample(x: np.ndarray, orig_sr: int, target_sr: int) -> np.ndarray:
-    if orig_sr == target_sr:
-        return np.asarray(x, dtype=np.float32)
-    import soxr
-
-    return np.asarray(
-        soxr.resample(np.asarray(x, dtype=np.float32), orig_sr, target_sr, quality="HQ"), np.float32
-    )
 
 
 def db(x: np.ndarray | float, floor: float = 1e-10) -> np.ndarray:
@@ -343,10 +335,6 @@ class StemAnalysis:
     @property
     def frame_times_s(self) -> np.ndarray:
         return np.arange(self.rms.size) * self.hop_s
-
-    @property
-    def rms_db(self) -> np.ndarray:
-        return db(self.rms)
 
     def to_dict(self) -> dict[str, Any]:
         return {

@@ -24,7 +24,8 @@ from scipy.ndimage import maximum_filter1d, uniform_filter1d
 from scipy.spatial import cKDTree
 
 from ..mix_settings import GRAIN_MS_DEFAULT, GRAIN_MS_MAX, GRAIN_MS_MIN, StemMode
-from .analysis import StemAnalysis, db, resample, to_mono
+from .analysis import StemAnalysis, db, to_mono
+from .audio_io import resample
 from .envelope_shift import EnvelopeShifter
 from .grains import GrainTable
 from .mixer import limit_true_peak

@@ -29,7 +29,6 @@ from scipy.signal import firwin
 
 from ..mix_settings import VOLUME_MAX
 
-OVERSAMPLE = 4
 _TAPS_PER_PHASE = 20  # resample_poly's default half-length is 10 input samples
 BLOCK = 32
 _SCREEN_TAPS = 6
