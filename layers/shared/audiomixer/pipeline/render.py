@@ -12,7 +12,7 @@ from pynamodb.exceptions import DoesNotExist
 from audiomixer import aws, notify
 from audiomixer.messages import RenderMessage
 from audiomixer.pipeline.audio_files import read_audio, read_json
-from audiomixer.pipeline.failures import after_retries, fail, fail_stored
+from audiomixer.pipeline.failures import after_retries, fail, fail_stored, forget
 from audiomixer.pipeline.sqs import PermanentError, parse_message
 from audiomixer.settings import STEMS, Settings, get_settings
 from audiomixer.store import blobs, keys
@@ -40,9 +40,11 @@ def on_final_failure(record: SQSRecord, exc: Exception) -> None:
 def render(message: RenderMessage, *, s3: Any = None, settings: Settings | None = None) -> str:
     settings = settings or get_settings()
     s3 = s3 or aws.client("s3")
+    prefix = keys.mix_prefix(message.tenant_id, message.mix_id)
     try:
         mix = Mix.get(message.tenant_id, message.mix_id, consistent_read=True)
     except DoesNotExist:
+        forget(s3, settings.bucket, prefix)  # deleted after an earlier delivery wrote its output
         return "deleted"
     if mix.status == "queued":
         transition(mix, "rendering", stage="render", progress=5)
@@ -55,10 +57,15 @@ def render(message: RenderMessage, *, s3: Any = None, settings: Settings | None 
     except PermanentError as exc:
         fail(mix, str(exc), "render")
         return "failed"
+    except Exception:
+        if still_exists(mix):
+            raise
+        forget(s3, settings.bucket, prefix)
+        return "deleted"
     if transition(mix, "completed", stage="completed", progress=100, output_key=output_key, size_bytes=size):
         notify.announce("mix", mix)
     elif not still_exists(mix):
-        blobs.delete_prefix(s3, settings.bucket, keys.mix_prefix(mix.tenant_id, mix.mix_id))
+        forget(s3, settings.bucket, prefix)
         return "deleted"
     return "completed"
 

@@ -53,6 +53,13 @@ def describe(mix: Mix) -> MixStatusResponse:
 def _validate(principal: Principal, body: MixRequest) -> dict[str, dict[str, Any]]:
     """Everything a render needs must exist, be the caller's and be ready before anything is queued."""
     project = load_project(principal, body.project_id)
+    if project.status == "failed":
+        # Waiting never helps a failed project: say why it failed and what to do instead.
+        reason = project.failure_reason or "no reason was recorded"
+        raise errors.conflict(
+            f"project {project.project_id} failed ({reason}); it cannot be mixed: upload the song again "
+            "as a new project (and DELETE this one to free its space)"
+        )
     if project.status != "ready":
         raise errors.conflict(f"project is {project.status}, not ready; wait until its status is ready")
     config = body.config.resolved()

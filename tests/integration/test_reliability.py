@@ -1,0 +1,340 @@
+"""Reliability and security, round two (issue 16), each case through the embedded local stack (moto,
+pollers, local Batch, WebSocket gateway, uvicorn): orphans left by a stage that finds its job gone, unused
+presigned forms, the message of a mix on a failed project, malformed S3 events, a Batch job that outlives
+its project, limits shared by every API container, what oversized and mistyped requests are told,
+WebSocket tickets, and each function's own log context."""
+
+from __future__ import annotations
+
+import json
+import logging
+import threading
+import time
+import uuid
+from collections.abc import Callable, Iterator
+from typing import Any
+
+import boto3
+import pytest
+from api_client import Api, post_form
+from audio_helpers import insert_ready_project, synth_song
+
+logging.getLogger("werkzeug").setLevel(logging.WARNING)
+
+pytestmark = pytest.mark.timeout(300)
+
+
+def wait_for(predicate: Callable[[], Any], timeout: float, what: str, interval: float = 0.1) -> Any:
+    deadline = time.monotonic() + timeout
+    while True:
+        value = predicate()
+        if value:
+            return value
+        if time.monotonic() > deadline:
+            raise AssertionError(f"timed out after {timeout} s waiting for {what}")
+        time.sleep(interval)
+
+
+class World:
+    def __init__(self, stack: Any) -> None:
+        from audiomixer.settings import get_settings
+
+        self.stack = stack
+        self.s3 = boto3.client("s3", endpoint_url=stack.endpoint_url, region_name="us-east-1")
+        self.sqs = boto3.client("sqs", endpoint_url=stack.endpoint_url, region_name="us-east-1")
+        self.bucket = get_settings().bucket
+
+    def tenant(self, name: str) -> Api:
+        from audiomixer.auth import create_api_key
+
+        tenant = f"rel-{name}-{uuid.uuid4().hex[:6]}"
+        return Api(self.stack.local_url, create_api_key(tenant), tenant)
+
+    def keys(self, prefix: str) -> list[str]:
+        out: list[str] = []
+        for page in self.s3.get_paginator("list_objects_v2").paginate(Bucket=self.bucket, Prefix=prefix):
+            out.extend(o["Key"] for o in page.get("Contents", []))
+        return out
+
+    def put(self, key: str, body: bytes = b"x") -> None:
+        self.s3.put_object(Bucket=self.bucket, Key=key, Body=body)
+
+    def send(self, logical_id: str, body: str) -> None:
+        self.sqs.send_message(QueueUrl=self.stack.res.queues[logical_id].url, MessageBody=body)
+
+    def depth(self, logical_id: str) -> int:
+        attrs = self.sqs.get_queue_attributes(
+            QueueUrl=self.stack.res.queues[logical_id].url,
+            AttributeNames=["ApproximateNumberOfMessages", "ApproximateNumberOfMessagesNotVisible"],
+        )["Attributes"]
+        return int(attrs["ApproximateNumberOfMessages"]) + int(attrs["ApproximateNumberOfMessagesNotVisible"])
+
+    def poller(self, queue_logical_id: str) -> Any:
+        return next(p for p in self.stack.pollers if p.queue.logical_id == queue_logical_id)
+
+
+@pytest.fixture(scope="module")
+def world(local_stack: Any) -> Iterator[World]:
+    yield World(local_stack)
+
+
+# --- 1. a stage that finds its job gone removes what it wrote ------------------------------------------
+
+
+def _analysing_project(api: Api) -> Any:
+    from audiomixer.store.models import Project
+
+    project = insert_ready_project(api.tenant, seconds=0.5)
+    project.update(actions=[Project.status.set("analysing"), Project.stage.set("analyse")])
+    return project
+
+
+def _case_analyse_project(world: World, api: Api) -> tuple[str, str, str]:
+    from audiomixer.messages import AnalyseMessage
+    from audiomixer.store import keys
+
+    project = _analysing_project(api)
+    assert api.delete(f"/api/v1/projects/{project.project_id}").status_code == 204
+    # What an analysis delivery wrote after the delete had swept the prefix (the race of the report).
+    world.put(keys.stem_analysis(api.tenant, project.project_id, "drums"), b"{}")
+    message = AnalyseMessage(tenant_id=api.tenant, kind="project", id=project.project_id)
+    return "AnalyseQueue", message.model_dump_json(), keys.project_prefix(api.tenant, project.project_id)
+
+
+def _case_analyse_sound(world: World, api: Api) -> tuple[str, str, str]:
+    from audiomixer.messages import AnalyseMessage
+    from audiomixer.store import keys
+    from audiomixer.store.models import Sound
+
+    sound = Sound(api.tenant, keys.new_id(), name="kick", status="analysing", stage="analyse")
+    sound.save()
+    assert api.delete(f"/api/v1/library/{sound.sound_id}").status_code == 204
+    world.put(keys.sound_analysis(api.tenant, sound.sound_id), b"{}")
+    message = AnalyseMessage(tenant_id=api.tenant, kind="sound", id=sound.sound_id)
+    return "AnalyseQueue", message.model_dump_json(), keys.sound_prefix(api.tenant, sound.sound_id)
+
+
+def _case_render(world: World, api: Api) -> tuple[str, str, str]:
+    from audiomixer.messages import RenderMessage
+    from audiomixer.store import keys
+    from audiomixer.store.models import Mix
+
+    project = insert_ready_project(api.tenant, seconds=0.5)
+    mix = Mix(api.tenant, keys.new_id(), project_id=project.project_id, status="rendering")
+    mix.save()
+    assert api.delete(f"/api/v1/projects/{project.project_id}").status_code == 204  # takes its mixes
+    world.put(keys.mix_output(api.tenant, mix.mix_id, "wav"))
+    message = RenderMessage(tenant_id=api.tenant, mix_id=mix.mix_id)
+    return "RenderQueue", message.model_dump_json(), keys.mix_prefix(api.tenant, mix.mix_id)
+
+
+def _case_ingest(world: World, api: Api) -> tuple[str, str, str]:
+    from audiomixer.store import keys
+
+    project_id = api.presign("base-track", 1000)["id"]
+    assert api.delete(f"/api/v1/projects/{project_id}").status_code == 204
+    # An earlier delivery normalised the source, then the delete came; the raw upload is still there.
+    world.put(keys.project_source(api.tenant, project_id))
+    upload = keys.upload(api.tenant, "base-track", project_id)
+    world.put(upload)
+    event = {
+        "Records": [
+            {
+                "eventName": "ObjectCreated:Post",
+                "s3": {"bucket": {"name": world.bucket}, "object": {"key": upload}},
+            }
+        ]
+    }
+    return "IngestQueue", json.dumps(event), keys.project_prefix(api.tenant, project_id)
+
+
+STAGES = {
+    "analyse-project": _case_analyse_project,
+    "analyse-sound": _case_analyse_sound,
+    "render": _case_render,
+    "ingest": _case_ingest,
+}
+
+
+@pytest.mark.parametrize("stage", sorted(STAGES))
+def test_a_stage_that_finds_its_job_deleted_removes_what_was_written(world: World, stage: str) -> None:
+    api = world.tenant(f"gone-{stage}")
+    queue, body, prefix = STAGES[stage](world, api)
+    assert world.keys(prefix), "the case must start with an orphan"
+    world.send(queue, body)
+    wait_for(lambda: not world.keys(prefix), 30, f"{stage} to remove {prefix}")
+    wait_for(lambda: world.depth(queue) == 0, 30, f"{queue} to drain")
+
+
+def test_a_separation_job_for_a_deleted_project_removes_what_is_left(world: World) -> None:
+    from audiomixer.settings import get_settings
+    from audiomixer.store import keys
+
+    api = world.tenant("gone-batch")
+    project = _analysing_project(api)
+    assert api.delete(f"/api/v1/projects/{project.project_id}").status_code == 204
+    checkpoint = keys.checkpoints_prefix(api.tenant, project.project_id) + "/chunk-0000.npz"
+    world.put(checkpoint)
+    settings = get_settings()
+    batch = boto3.client("batch", endpoint_url=world.stack.endpoint_url, region_name="us-east-1")
+    job_id = batch.submit_job(
+        jobName=f"separate-{project.project_id}",
+        jobQueue=settings.batch_job_queue,
+        jobDefinition=settings.batch_job_definition,
+        parameters={
+            "tenant_id": api.tenant,
+            "project_id": project.project_id,
+            "source_key": keys.project_source(api.tenant, project.project_id),
+        },
+    )["jobId"]
+    wait_for(lambda: _job(world, job_id)["status"] in ("SUCCEEDED", "FAILED"), 120, "the job to end")
+    assert _job(world, job_id)["status"] == "SUCCEEDED"
+    assert world.keys(keys.project_prefix(api.tenant, project.project_id)) == []
+
+
+def _job(world: World, job_id: str) -> dict[str, Any]:
+    assert world.stack.batch is not None
+    return next(j for j in world.stack.batch.jobs_summary() if j["jobId"] == job_id)
+
+
+# --- 3. a mix on a failed project says why and what to do ---------------------------------------------
+
+
+def test_mix_on_a_failed_project_says_why_it_failed_and_what_to_do(world: World) -> None:
+    from audiomixer.store.models import Project
+
+    api = world.tenant("failed-mix")
+    project = insert_ready_project(api.tenant, seconds=0.5)
+    reason = "the uploaded file is not audio (it looks like a PNG image); upload an audio file"
+    project.update(actions=[Project.status.set("failed"), Project.failure_reason.set(reason)])
+    response = api.post("/api/v1/mix", json={"project_id": project.project_id})
+    assert response.status_code == 409
+    message = response.json()["error"]["message"]
+    assert reason in message
+    assert "wait" not in message
+    assert "upload the song again" in message
+
+
+# --- 4. malformed S3 events are dropped, not retried ----------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    "body",
+    [
+        {"Records": "nope"},
+        {"Records": [{"eventName": "ObjectCreated:Put"}]},
+        {"Records": [{"eventName": "ObjectCreated:Put", "s3": {"bucket": {}}}]},
+        {"Records": [7]},
+        {
+            "Records": [
+                {"eventName": "ObjectCreated:Put", "s3": {"bucket": {"name": 1}, "object": {"key": []}}}
+            ]
+        },
+    ],
+    ids=["records-not-a-list", "record-without-s3", "s3-without-key", "record-not-an-object", "wrong-types"],
+)
+def test_malformed_s3_events_are_dropped_and_logged_not_retried(world: World, body: Any) -> None:
+    poller = world.poller("IngestQueue")
+    before = poller.stats.as_dict()
+    dlq_before = world.depth("IngestDLQ")
+    world.send("IngestQueue", json.dumps(body))
+    wait_for(
+        lambda: poller.stats.as_dict()["succeeded"] > before["succeeded"], 30, "the message to be consumed"
+    )
+    after = poller.stats.as_dict()
+    assert after["failed"] == before["failed"], "the message was returned to the queue for a retry"
+    assert world.depth("IngestQueue") == 0
+    assert world.depth("IngestDLQ") == dlq_before
+
+
+# --- 5. a Batch job stops when its project failed, and keeps no stems -------------------------------------
+
+
+def test_a_separation_job_stops_when_its_project_fails_and_keeps_no_stems(world: World) -> None:
+    from audiomixer.pipeline.failures import fail_stored
+    from audiomixer.store import keys
+    from audiomixer.store.models import Project
+
+    api = world.tenant("batch-fail")
+    song = synth_song(seconds=40.0)
+    form = api.presign("base-track", len(song))
+    assert post_form(form, song).status_code == 204
+    project_id = form["id"]
+
+    def chunks_done() -> bool:
+        body = api.get(f"/api/v1/projects/{project_id}/status").json()
+        assert body["status"] in ("queued", "separating"), body
+        return body["status"] == "separating" and body["progress"] > 2
+
+    wait_for(chunks_done, 120, "separation to finish a chunk")
+    # What batch_events does with a FAILED event for this project's job (the job itself runs on).
+    reason = "separation job failed: Host EC2 terminated after 1 attempt(s); upload the song again"
+    assert fail_stored(Project, api.tenant, project_id, reason, "separate")
+    job = wait_for(
+        lambda: next(
+            (j for j in world.stack.batch.jobs_summary() if j["parameters"]["project_id"] == project_id), None
+        ),
+        10,
+        "the job record",
+    )
+    wait_for(lambda: _job(world, job["jobId"])["status"] in ("SUCCEEDED", "FAILED"), 120, "the job to stop")
+    prefix = keys.project_prefix(api.tenant, project_id)
+    left = world.keys(prefix)
+    assert not [k for k in left if "/stems/" in k or "/checkpoints/" in k], left
+    assert api.get(f"/api/v1/projects/{project_id}/status").json()["status"] == "failed"
+
+
+# --- 9. each function logs with its own context -----------------------------------------------------------
+
+
+def test_each_function_logs_with_its_own_context(world: World, monkeypatch: pytest.MonkeyPatch) -> None:
+    from aws_lambda_powertools import Logger
+
+    from audiomixer.messages import AnalyseMessage
+    from audiomixer.pipeline import analyse
+    from audiomixer.store import keys
+    from audiomixer_local import functions
+
+    res = world.stack.res
+    analyse_fn, events_fn = res.function("AnalyseFunction"), res.function("BatchEventsFunction")
+    entered, other_done = threading.Event(), threading.Event()
+
+    def slow_failure(message: Any, **_: Any) -> str:
+        entered.set()
+        other_done.wait(10)
+        raise RuntimeError("analysis broke")
+
+    monkeypatch.setattr(analyse, "analyse", slow_failure)
+    records: list[dict[str, Any]] = []
+
+    class Capture(logging.Handler):
+        def emit(self, record: logging.LogRecord) -> None:
+            records.append(json.loads(self.format(record)))
+
+    capture = Capture()
+    capture.setFormatter(Logger(service="audiomixer").registered_formatter)
+    logging.getLogger("audiomixer").addHandler(capture)
+    try:
+        body = AnalyseMessage(tenant_id="rel-logs", kind="project", id=keys.new_id()).model_dump_json()
+        message = {
+            "MessageId": str(uuid.uuid4()),
+            "ReceiptHandle": "r",
+            "Body": body,
+            "Attributes": {"ApproximateReceiveCount": "1"},
+        }
+        from audiomixer_local.pollers import sqs_record
+
+        event = {"Records": [sqs_record(message, res.queues["AnalyseQueue"].arn, res.region)]}
+        worker = threading.Thread(target=functions.invoke, args=(analyse_fn, event))
+        worker.start()
+        assert entered.wait(10)
+        functions.invoke(events_fn, {"detail": {"status": "FAILED", "jobId": "j"}})  # logs a warning
+        other_done.set()
+        worker.join(20)
+    finally:
+        logging.getLogger("audiomixer").removeHandler(capture)
+    failed = [r for r in records if r.get("message") == "record failed"]
+    assert failed, records
+    assert {r.get("function_name") for r in failed} == {analyse_fn.name}
+    ignored = [r for r in records if r.get("message") == "batch event without our parameters"]
+    assert ignored and {r.get("function_name") for r in ignored} == {events_fn.name}
