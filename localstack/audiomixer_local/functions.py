@@ -27,8 +27,11 @@ from audiomixer_local.resources import FunctionSpec
 _lock = threading.Lock()
 _modules: dict[Path, ModuleType] = {}
 # The log keys of the sandbox the current invocation runs in; None outside an invocation.
-_sandbox_keys: ContextVar[dict[str, Any] | None] = ContextVar("audiomixer_local_sandbox_keys", default=None)
-_sandboxes: dict[tuple[str, int], dict[str, Any]] = {}
+# (per formatter: id(formatter) -> its keys in this sandbox)
+_sandbox_keys: ContextVar[dict[int, dict[str, Any]] | None] = ContextVar(
+    "audiomixer_local_sandbox_keys", default=None
+)
+_sandboxes: dict[tuple[str, int], dict[int, dict[str, Any]]] = {}
 
 
 def isolate_log_context() -> None:

@@ -23,6 +23,7 @@ from audiomixer_local.gateway import WebSocketGateway
 from audiomixer_local.pollers import SqsPoller, build_pollers
 from audiomixer_local.resources import LocalResources, create_resources, describe_queues
 from audiomixer_local.router import LocalRouter
+from audiomixer_local.scheduler import Schedule, build_schedules
 
 log = logging.getLogger("audiomixer_local")
 
@@ -126,6 +127,7 @@ class LocalStack:
         self.ws_url = ""
         self.port = 0
         self.pollers: list[SqsPoller] = []
+        self.schedules: list[Schedule] = []
         self.batch: LocalBatchRunner | None = None
         self.gateway: WebSocketGateway | None = None
         self.server: Any = None
@@ -205,6 +207,9 @@ class LocalStack:
             )
             for poller in self.pollers:
                 poller.start()
+            self.schedules = build_schedules(self.res)
+            for schedule in self.schedules:
+                schedule.start()
             self.gateway = WebSocketGateway(self.res.websocket, self.res.functions, pool=self._pool)
             self._serve(sock)
             if cfg.seed_dev_tenant:
@@ -251,6 +256,8 @@ class LocalStack:
             self._server_thread.join(10)
         for poller in self.pollers:
             poller.stop(timeout=5)
+        for schedule in self.schedules:
+            schedule.stop()
         if self.batch is not None:
             self.batch.stop()
         self._pool.shutdown(wait=False, cancel_futures=True)
@@ -307,6 +314,7 @@ class LocalStack:
             "endpoint_url": self.endpoint_url,
             "queues": describe_queues(self.res, sqs),
             "pollers": {p.name: p.stats.as_dict() for p in self.pollers},
+            "schedules": {s.spec.logical_id: s.describe() for s in self.schedules},
             "jobs": self.batch.jobs_summary() if self.batch else [],
             "websocket": self.gateway.describe() if self.gateway else None,
         }

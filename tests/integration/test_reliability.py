@@ -338,3 +338,162 @@ def test_each_function_logs_with_its_own_context(world: World, monkeypatch: pyte
     assert {r.get("function_name") for r in failed} == {analyse_fn.name}
     ignored = [r for r in records if r.get("message") == "batch event without our parameters"]
     assert ignored and {r.get("function_name") for r in ignored} == {events_fn.name}
+
+
+# --- 1 (the rest). the periodic sweep -------------------------------------------------------------------
+
+
+def _backdate(item: Any, seconds: float) -> None:
+    """Move a row's creation into the past: what the passage of time does to an unused form."""
+    from datetime import timedelta
+
+    item.update(actions=[type(item).created_at.set(item.created_at - timedelta(seconds=seconds))])
+
+
+@pytest.fixture
+def sweep_everything(monkeypatch: pytest.MonkeyPatch) -> Iterator[None]:
+    """Let the local stack's scheduled sweep take objects of any age (15 minutes in production)."""
+    from audiomixer.settings import get_settings
+
+    monkeypatch.setenv("AUDIOMIXER_SWEEP_MIN_AGE_S", "0")
+    get_settings.cache_clear()
+    yield
+    monkeypatch.undo()
+    get_settings.cache_clear()
+
+
+def test_the_scheduled_sweep_deletes_objects_without_a_row_and_ends_expired_forms(
+    world: World, sweep_everything: None
+) -> None:
+    from audiomixer.store import keys
+    from audiomixer.store.models import Project
+
+    schedule = next(s for s in world.stack.schedules if s.spec.logical_id == "SweepFunction")
+    api = world.tenant("sweep")
+    live = insert_ready_project(api.tenant, seconds=0.5)
+    live_keys = world.keys(keys.project_prefix(api.tenant, live.project_id))
+    orphans = [
+        keys.stem(api.tenant, keys.new_id(), "drums"),
+        keys.stem_analysis(api.tenant, keys.new_id(), "bass"),
+        keys.sound_audio(api.tenant, keys.new_id()),
+        keys.mix_output(api.tenant, keys.new_id(), "wav"),
+        keys.upload(api.tenant, "base-track", keys.new_id()),
+    ]
+    for key in orphans:
+        world.put(key)
+    form = api.presign("base-track", 1000)
+    project = Project.get(api.tenant, form["id"])
+    _backdate(project, 16 * 60)
+    runs = schedule.invocations
+    wait_for(lambda: schedule.invocations >= runs + 2, 60, "two runs of the scheduled sweep")
+    assert schedule.errors == 0
+    for key in orphans:
+        assert world.keys(key) == [], key
+    assert world.keys(keys.project_prefix(api.tenant, live.project_id)) == live_keys
+    project.refresh(consistent_read=True)
+    assert project.status == "failed" and "upload never arrived" in (project.failure_reason or "")
+
+
+# --- 2. unused presigned forms stop counting, and the 429 says how to free a slot --------------------------
+
+
+def test_unused_forms_stop_counting_when_they_expire_and_the_429_names_them(world: World) -> None:
+    from audiomixer.settings import get_settings
+    from audiomixer.store.models import Project
+
+    api = world.tenant("forms")
+    limit = get_settings().max_concurrent_jobs
+    forms = [api.presign("base-track", 1000, filename=f"song{i}.wav") for i in range(limit)]
+    # One upload S3 refuses (larger than the form allows): it never arrives either.
+    assert post_form(forms[0], b"x" * 2000).status_code == 400
+    refused = api.post(
+        "/api/v1/uploads", json={"filename": "x.wav", "content_type": "audio/wav", "size": 1000}
+    )
+    assert refused.status_code == 429
+    message = refused.json()["error"]["message"]
+    for form in forms:
+        assert form["id"] in message
+    assert "DELETE /api/v1/projects/" in message
+    assert "form valid until" in message
+
+    assert api.delete(f"/api/v1/projects/{forms[1]['id']}").status_code == 204  # cancel one: a slot frees
+    again = api.presign("base-track", 1000)
+
+    for form in [*forms[:1], *forms[2:], again]:
+        _backdate(Project.get(api.tenant, form["id"]), get_settings().presign_expiry_s + 1)
+    for _ in range(limit):  # every expired form stopped counting
+        api.presign("base-track", 1000)
+    status = api.get(f"/api/v1/projects/{forms[0]['id']}/status").json()
+    assert status["status"] == "failed"
+    assert "upload never arrived" in status["error"]
+
+
+# --- 6. limits hold across threads and API containers ------------------------------------------------------
+
+
+def test_the_job_limit_holds_against_racing_requests(world: World) -> None:
+    from concurrent.futures import ThreadPoolExecutor
+
+    from audiomixer.settings import get_settings
+
+    api = world.tenant("race-jobs")
+    limit = get_settings().max_concurrent_jobs
+    body = {"filename": "a.wav", "content_type": "audio/wav", "size": 1000}
+    barrier = threading.Barrier(3 * limit)
+
+    def one(_: int) -> int:
+        barrier.wait(10)
+        return api.http.post("/api/v1/uploads", json=body).status_code
+
+    with ThreadPoolExecutor(3 * limit) as pool:
+        codes = list(pool.map(one, range(3 * limit)))
+    assert sorted(codes) == [201] * limit + [429] * (2 * limit), codes
+
+
+def test_the_storage_quota_holds_against_racing_requests(world: World) -> None:
+    from concurrent.futures import ThreadPoolExecutor
+
+    from audiomixer.settings import get_settings
+
+    settings = get_settings()
+    api = world.tenant("race-bytes")
+    size = settings.max_upload_bytes
+    fits = settings.max_stored_bytes // size
+    body = {"filename": "k.wav", "content_type": "audio/wav", "size": size, "kind": "style-sound"}
+    barrier = threading.Barrier(fits + 5)
+
+    def one(_: int) -> int:
+        barrier.wait(10)
+        return api.http.post("/api/v1/uploads", json=body).status_code
+
+    with ThreadPoolExecutor(fits + 5) as pool:
+        codes = list(pool.map(one, range(fits + 5)))
+    assert sorted(codes) == [201] * fits + [403] * 5, codes
+
+
+def test_the_request_limit_is_shared_by_api_containers(world: World) -> None:
+    from concurrent.futures import ThreadPoolExecutor
+
+    from fastapi.testclient import TestClient
+
+    from audiomixer.api.app import create_app
+    from audiomixer.store.usage import SharedRateLimiter
+
+    api = world.tenant("race-rate")
+    burst = 8
+    # Two containers of the API, each with its own limiter object, as two Lambda sandboxes would be.
+    # A frozen clock keeps every request in one window.
+    containers = [
+        TestClient(create_app(limiter=SharedRateLimiter(rate=1.0, burst=burst, clock=lambda: 1_000.0)))
+        for _ in range(2)
+    ]
+    headers = {"Authorization": f"Bearer {api.key}"}
+    barrier = threading.Barrier(4 * burst)
+
+    def one(n: int) -> int:
+        barrier.wait(10)
+        return containers[n % 2].get("/api/v1/projects", headers=headers).status_code
+
+    with ThreadPoolExecutor(4 * burst) as pool:
+        codes = list(pool.map(one, range(4 * burst)))
+    assert sorted(codes) == [200] * burst + [429] * (3 * burst), codes

@@ -23,6 +23,7 @@ class Settings(BaseSettings):
     api_keys_table: str = "audiomixer-api-keys"
     connections_table: str = "audiomixer-connections"
     idempotency_table: str = "audiomixer-idempotency"
+    usage_table: str = "audiomixer-usage"  # job slots, storage counters, request windows per tenant
     ingest_queue_url: str = ""
     separate_queue_url: str = ""
     analyse_queue_url: str = ""
@@ -61,6 +62,13 @@ class Settings(BaseSettings):
     api_key_pepper_parameter: str | None = None
     cors_allow_origins: list[str] = ["http://localhost:3000", "http://localhost:5173"]
     presign_expiry_s: int = 900
+    # Requests per tenant, shared by every API container: `rate_limit_burst` per window of
+    # burst / rate seconds (so `rate_limit_per_s` on average).
+    rate_limit_per_s: float = 20.0
+    rate_limit_burst: int = 40
+    # The sweep leaves objects younger than this alone (their row may be about to be written, or the
+    # stage that wrote them about to clean up).
+    sweep_min_age_s: float = 15 * 60.0
     download_expiry_s: int = 300
 
     # --- separation ---

@@ -8,10 +8,11 @@ from fastapi.middleware.cors import CORSMiddleware
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from audiomixer.api import errors
-from audiomixer.api.deps import TokenBucketLimiter
+from audiomixer.api.deps import RateLimiter
 from audiomixer.api.routes import library, mixes, projects, uploads
 from audiomixer.api.schemas import Health
 from audiomixer.settings import get_settings
+from audiomixer.store.usage import SharedRateLimiter
 
 API_PREFIX = "/api/v1"
 MULTIPART_PREFIX = f"{API_PREFIX}/upload/"
@@ -95,8 +96,9 @@ class BodyLimitMiddleware:
         await response(scope, receive, send)
 
 
-def create_app(limiter: TokenBucketLimiter | None = None) -> FastAPI:
-    """Build the app. `limiter` replaces the default per-tenant burst limiter (tests use a tiny one)."""
+def create_app(limiter: RateLimiter | None = None) -> FastAPI:
+    """Build the app. `limiter` replaces the default per-tenant request limit, which is counted in
+    DynamoDB and so shared by every API container (tests use an in-memory one)."""
     settings = get_settings()
     app = FastAPI(
         title="Audio Mixer API",
@@ -106,7 +108,11 @@ def create_app(limiter: TokenBucketLimiter | None = None) -> FastAPI:
             500: {"model": errors.ErrorResponse, "description": "A bug: reported with code `internal`"}
         },
     )
-    app.state.limiter = limiter if limiter is not None else TokenBucketLimiter()
+    app.state.limiter = (
+        limiter
+        if limiter is not None
+        else SharedRateLimiter(settings.rate_limit_per_s, settings.rate_limit_burst)
+    )
     errors.install(app)
 
     @app.get("/health", response_model=Health, tags=["health"])

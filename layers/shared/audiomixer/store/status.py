@@ -4,11 +4,15 @@ attribute makes each update conditional; on a conflict we re-read and re-decide)
 
 from __future__ import annotations
 
+import time
+from datetime import UTC, datetime
 from typing import Any, TypeVar
 
 from pynamodb.exceptions import DoesNotExist, UpdateError
 from pynamodb.models import Model
 
+from audiomixer.settings import get_settings
+from audiomixer.store import blobs, keys, usage
 from audiomixer.store.models import Mix, Project, Sound, utcnow
 
 PROJECT = {
@@ -109,3 +113,36 @@ def still_exists(item: Model) -> bool:
         return True
     except DoesNotExist:
         return False
+
+
+def upload_deadline(item: Project | Sound) -> float | None:
+    """When the presigned form of a still-awaited upload expires (epoch seconds); None for anything else."""
+    if item.status != "queued" or item.stage != "upload" or item.expires_at is None:
+        return None
+    return item.created_at.timestamp() + get_settings().presign_expiry_s
+
+
+def expire_unused_upload(item: Project | Sound, s3: Any, bucket: str, now: float | None = None) -> bool:
+    """End an awaited upload whose form expired unused as `failed` ("upload never arrived") and refund
+    the bytes it reserved. True when the item is no longer awaited (ended here or by someone else).
+    An upload that reached S3 in time but waits for ingest is left alone."""
+    deadline = upload_deadline(item)
+    now = time.time() if now is None else now
+    if deadline is None or now < deadline:
+        return False
+    if isinstance(item, Sound):
+        raw = keys.upload(item.tenant_id, "style-sound", item.sound_id)
+    else:
+        raw = keys.upload(item.tenant_id, "base-track", item.project_id)
+    if blobs.exists(s3, bucket, raw):
+        return False
+    expired = datetime.fromtimestamp(deadline, UTC).strftime("%Y-%m-%d %H:%M:%S UTC")
+    reason = (
+        f"upload never arrived: its form expired unused at {expired} (or S3 refused the file, e.g. larger "
+        "than declared); request a new upload with POST /api/v1/uploads"
+    )
+    charged = int(item.quota_bytes or 0)
+    if transition(item, "failed", failure_reason=reason, stage="upload", quota_bytes=0):
+        usage.refund_bytes(item.tenant_id, charged)
+        return True
+    return item.status in TERMINAL

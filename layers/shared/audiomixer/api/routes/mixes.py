@@ -91,11 +91,12 @@ def create_mix(
 ) -> JSONResponse:
     def work() -> tuple[int, dict[str, Any]]:
         config = _validate(principal, body)
-        deps.check_concurrency(principal.tenant_id)
-        deps.check_storage(principal.tenant_id)
+        mix_id = keys.new_id()
+        deps.charge_storage(principal.tenant_id)  # a mix reserves nothing; a tenant over quota gets none
+        deps.take_job_slot(principal.tenant_id, "mix", mix_id)
         mix = Mix(
             principal.tenant_id,
-            keys.new_id(),
+            mix_id,
             project_id=body.project_id,
             config=config,
             settings=body.settings.model_dump(),
@@ -112,6 +113,7 @@ def create_mix(
             )
         except Exception:
             mix.delete(add_version_condition=False)  # nothing will ever render it
+            deps.release_job_slots(principal.tenant_id, "mix", mix.mix_id)
             raise
         return 202, MixAccepted(mix_id=mix.mix_id).model_dump()
 

@@ -22,7 +22,7 @@ from audiomixer.api.schemas import (
 )
 from audiomixer.auth import Principal
 from audiomixer.settings import STEMS, get_settings
-from audiomixer.store import keys
+from audiomixer.store import keys, usage
 from audiomixer.store.models import Project, Sound
 
 router = APIRouter(prefix="/api/v1", tags=["uploads"])
@@ -51,6 +51,7 @@ def _too_large_for_api(size: int) -> None:
 
 def _create_project(
     principal: Principal,
+    project_id: str,
     name: str,
     source_kind: str,
     size: int,
@@ -59,13 +60,14 @@ def _create_project(
 ) -> Project:
     project = Project(
         principal.tenant_id,
-        keys.new_id(),
+        project_id,
         name=name,
         status="queued",
         stage="upload",
         source_kind=source_kind,
         stems=stems,
         size_bytes=size,
+        quota_bytes=size,
         expires_at=expires_at,
     )
     project.save(condition=Project.project_id.does_not_exist())
@@ -103,11 +105,11 @@ def upload_base_track(
     name = storage.display_name(project_name, file.filename)
 
     def work() -> tuple[int, dict[str, Any]]:
-        deps.check_concurrency(principal.tenant_id)
-        deps.check_storage(principal.tenant_id, len(data))
-        project = _create_project(principal, name, "song", len(data), {})
-        key = keys.upload(principal.tenant_id, "base-track", project.project_id)
-        _put_or_forget(project, [(key, data, file.content_type)])
+        project_id = keys.new_id()
+        with deps.admitted(principal.tenant_id, len(data), job=("project", project_id)):
+            project = _create_project(principal, project_id, name, "song", len(data), {})
+            key = keys.upload(principal.tenant_id, "base-track", project.project_id)
+            _put_or_forget(project, [(key, data, file.content_type)])
         body = UploadAccepted(
             project_id=project.project_id,
             message=f"Upload received ({len(data)} bytes); processing will start shortly",
@@ -147,18 +149,20 @@ def upload_stems(
     name = storage.display_name(project_name, first.filename)
 
     def work() -> tuple[int, dict[str, Any]]:
-        deps.check_concurrency(principal.tenant_id)
-        deps.check_storage(principal.tenant_id, total)
-        project = _create_project(principal, name, "stems", total, dict.fromkeys(contents, False))
-        uploads = [
-            (
-                keys.upload(principal.tenant_id, "stem", project.project_id, stem),
-                data,
-                given[stem].content_type,
+        project_id = keys.new_id()
+        with deps.admitted(principal.tenant_id, total, job=("project", project_id)):
+            project = _create_project(
+                principal, project_id, name, "stems", total, dict.fromkeys(contents, False)
             )
-            for stem, data in contents.items()
-        ]
-        _put_or_forget(project, uploads)
+            uploads = [
+                (
+                    keys.upload(principal.tenant_id, "stem", project.project_id, stem),
+                    data,
+                    given[stem].content_type,
+                )
+                for stem, data in contents.items()
+            ]
+            _put_or_forget(project, uploads)
         body = UploadAccepted(
             project_id=project.project_id,
             message=f"Stems received ({', '.join(contents)}); analysis will start shortly",
@@ -192,22 +196,28 @@ def upload_style_sounds(
     _too_large_for_api(total)
 
     def work() -> tuple[int, dict[str, Any]]:
-        deps.check_storage(principal.tenant_id, total)
+        deps.charge_storage(principal.tenant_id, total)
         accepted = []
-        for data, f in contents:
-            sound = Sound(
-                principal.tenant_id,
-                keys.new_id(),
-                name=storage.display_name(None, f.filename),
-                status="queued",
-                stage="upload",
-                size_bytes=len(data),
-            )
-            sound.save(condition=Sound.sound_id.does_not_exist())
-            _put_or_forget(
-                sound,
-                [(keys.upload(principal.tenant_id, "style-sound", sound.sound_id), data, f.content_type)],
-            )
+        for n, (data, f) in enumerate(contents):
+            try:
+                sound = Sound(
+                    principal.tenant_id,
+                    keys.new_id(),
+                    name=storage.display_name(None, f.filename),
+                    status="queued",
+                    stage="upload",
+                    size_bytes=len(data),
+                    quota_bytes=len(data),
+                )
+                sound.save(condition=Sound.sound_id.does_not_exist())
+                _put_or_forget(
+                    sound,
+                    [(keys.upload(principal.tenant_id, "style-sound", sound.sound_id), data, f.content_type)],
+                )
+            except BaseException:
+                # The sounds already stored keep their share; the rest is given back.
+                usage.refund_bytes(principal.tenant_id, sum(len(d) for d, _ in contents[n:]))
+                raise
             accepted.append(SoundAccepted(sound_id=sound.sound_id, name=sound.name, status="queued"))
         body = StyleSoundsAccepted(
             sounds=accepted,
@@ -242,33 +252,35 @@ def create_upload(
 
     def work() -> tuple[int, dict[str, Any]]:
         tenant = principal.tenant_id
-        deps.check_storage(tenant, body.size)
-        # A form that is never used leaves a row that DynamoDB's TTL removes a day after the form expired.
+        # A form that is never used ends `failed` when it expires (it stops holding a job slot then), and
+        # DynamoDB's TTL removes its row a day later.
         expires_at = int(time.time()) + settings.presign_expiry_s + ABANDONED_UPLOAD_GRACE_S
+        object_id = keys.new_id()
         item: Project | Sound
-        if body.kind == "base-track":
-            deps.check_concurrency(tenant)
-            item = _create_project(
-                principal,
-                storage.display_name(body.project_name, body.filename),
-                "song",
-                body.size,
-                {},
-                expires_at=expires_at,
-            )
-            object_id = item.project_id
-        else:
-            item = Sound(
-                tenant,
-                keys.new_id(),
-                name=storage.display_name(body.project_name, body.filename),
-                status="queued",
-                stage="upload",
-                size_bytes=body.size,
-                expires_at=expires_at,
-            )
-            item.save(condition=Sound.sound_id.does_not_exist())
-            object_id = item.sound_id
+        job = ("project", object_id) if body.kind == "base-track" else None
+        with deps.admitted(tenant, body.size, job=job):
+            if body.kind == "base-track":
+                item = _create_project(
+                    principal,
+                    object_id,
+                    storage.display_name(body.project_name, body.filename),
+                    "song",
+                    body.size,
+                    {},
+                    expires_at=expires_at,
+                )
+            else:
+                item = Sound(
+                    tenant,
+                    object_id,
+                    name=storage.display_name(body.project_name, body.filename),
+                    status="queued",
+                    stage="upload",
+                    size_bytes=body.size,
+                    quota_bytes=body.size,
+                    expires_at=expires_at,
+                )
+                item.save(condition=Sound.sound_id.does_not_exist())
         post = storage.presigned_post(keys.upload(tenant, body.kind, object_id), body.content_type, max_bytes)
         response = PresignResponse(
             id=object_id,
