@@ -179,6 +179,8 @@ class LocalStack:
                 "AWS_REGION": "us-east-1",
                 # CloudWatch metric records would only flood the console locally.
                 "POWERTOOLS_METRICS_DISABLED": os.environ.get("POWERTOOLS_METRICS_DISABLED", "true"),
+                # Local development may put the dev key in a WebSocket URL; on AWS only tickets work.
+                "AUDIOMIXER_WS_ALLOW_KEY_IN_URL": os.environ.get("AUDIOMIXER_WS_ALLOW_KEY_IN_URL", "true"),
             }
         )
         sock = _bind(cfg.host, cfg.port)
@@ -327,7 +329,8 @@ class LocalStack:
             f"  API         {self.api_url}/api/v1   (health: {self.api_url}/health)",
             f"  Docs        {self.api_url}/docs",
             f"  WebSocket   {self.ws_url}/ws/project/{{id}}   {self.ws_url}/ws/mix/{{id}}"
-            f"   (API Gateway form: {self.ws_url}/?project_id={{id}}&token=KEY)",
+            f"   (?ticket= from POST /api/v1/ws-tickets; locally ?token=KEY works too;"
+            f" API Gateway form: {self.ws_url}/?project_id={{id}}&ticket=T)",
             f"  AWS (moto)  {self.endpoint_url}   (AWS_ENDPOINT_URL; credentials testing/testing)",
             f"  Dev tenant  dev   API key: {key}",
             f"  Try         curl -H 'Authorization: Bearer {key}' {self.api_url}/api/v1/projects",

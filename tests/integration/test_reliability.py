@@ -6,8 +6,10 @@ WebSocket tickets, and each function's own log context."""
 
 from __future__ import annotations
 
+import hashlib
 import json
 import logging
+import math
 import threading
 import time
 import uuid
@@ -497,3 +499,120 @@ def test_the_request_limit_is_shared_by_api_containers(world: World) -> None:
     with ThreadPoolExecutor(4 * burst) as pool:
         codes = list(pool.map(one, range(4 * burst)))
     assert sorted(codes) == [200] * burst + [429] * (3 * burst), codes
+
+
+# --- 7. messages that say what to send -----------------------------------------------------------------
+
+
+def test_bodies_the_gateway_cannot_carry_are_refused_as_aws_refuses_them(world: World) -> None:
+    import httpx
+
+    api = world.tenant("sizes")
+    url = "/api/v1/upload/base-track"
+    # Over the app's multipart limit but still carried by API Gateway + Lambda: the app's 413 and its hint.
+    app_413 = api.http.post(url, files={"file": ("a.wav", b"R" * 4_300_000, "audio/wav")})
+    assert app_413.status_code == 413
+    assert "POST /api/v1/uploads" in app_413.json()["error"]["message"]
+    # Base64 in Lambda's 6 MB invocation payload: AWS answers before the app can.
+    lambda_413 = api.http.post(url, files={"file": ("a.wav", b"R" * 5 * 1024 * 1024, "audio/wav")})
+    assert lambda_413.status_code == 413
+    assert lambda_413.json() == {"message": "Request Too Long"}
+    assert lambda_413.headers["x-amzn-errortype"] == "BadRequestException"
+
+    # Over the HTTP API's 10 MB, chunked (no Content-Length) as well.
+    def chunks() -> Iterator[bytes]:
+        for _ in range(11):
+            yield b"R" * 1024 * 1024
+
+    gateway_413 = httpx.post(
+        world.stack.local_url + url,
+        content=chunks(),
+        headers={"Authorization": f"Bearer {api.key}", "Content-Type": "multipart/form-data; boundary=x"},
+        timeout=30,
+    )
+    assert gateway_413.status_code == 413
+    assert gateway_413.text == "HTTP content length exceeded 10485760 bytes."
+
+
+def test_refusals_say_what_to_send(world: World) -> None:
+    api = world.tenant("messages")
+    project = insert_ready_project(api.tenant, seconds=0.5)
+    long_name = api.http.post(
+        "/api/v1/upload/base-track", files={"file": ("n" * 5000 + ".wav", b"RIFF", "audio/wav")}
+    )
+    assert long_name.status_code == 400
+    assert "file name under 4,000 characters" in long_name.json()["error"]["message"]
+
+    form = api.http.post("/api/v1/mix", data={"project_id": project.project_id})
+    assert form.status_code == 415
+    assert "application/json" in form.json()["error"]["message"]
+
+    # NaN is not JSON, but Python's parser (and so the API's) takes it.
+    body = json.dumps(
+        {
+            "project_id": project.project_id,
+            "settings": {"grain_duration_ms": True},
+            "config": {"drums": {"volume": math.nan}},
+        }
+    )
+    typed = api.http.post("/api/v1/mix", content=body, headers={"Content-Type": "application/json"})
+    assert typed.status_code == 422
+    message = typed.json()["error"]["message"]
+    assert "settings.grain_duration_ms: send a number, not true" in message
+    assert "config.drums.volume: Input should be a finite number" in message
+    assert "greater than" not in message and "less than" not in message
+
+
+# --- 8. WebSocket tickets ------------------------------------------------------------------------------
+
+
+def _ws_status(world: World, path: str) -> int:
+    """101 when the handshake is accepted, else the HTTP status of the refusal."""
+    from websockets.exceptions import InvalidStatus
+    from websockets.sync.client import connect
+
+    try:
+        with connect(world.stack.ws_url + path, open_timeout=10) as ws:
+            json.loads(ws.recv(timeout=10))  # the seed's URLs get the current state at once
+            return 101
+    except InvalidStatus as exc:
+        return int(exc.response.status_code)
+
+
+def test_websocket_tickets_are_short_lived_single_use_and_the_only_url_credential_on_aws(
+    world: World, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from audiomixer.settings import get_settings
+    from audiomixer.store.models import WsTicket
+
+    api, other = world.tenant("tickets"), world.tenant("tickets-other")
+    project = insert_ready_project(api.tenant, seconds=0.5)
+    path = f"/ws/project/{project.project_id}"
+
+    def ticket(client: Api = api) -> str:
+        response = client.post("/api/v1/ws-tickets")
+        assert response.status_code == 201, response.text
+        assert 0 < response.json()["expires_in"] <= 300
+        return str(response.json()["ticket"])
+
+    assert world.stack.res.functions  # the WebSocket gateway of the local stack runs $connect
+    first = ticket()
+    assert _ws_status(world, f"{path}?ticket={first}") == 101
+    assert _ws_status(world, f"{path}?ticket={first}") == 401  # single use
+    assert _ws_status(world, f"{path}?ticket={ticket(other)}") == 404  # another tenant's project
+    expired = ticket()
+    item = WsTicket.get("ticket#" + hashlib.sha256(expired.encode()).hexdigest())
+    item.update(actions=[WsTicket.expires_at.set(int(time.time()) - 1)])
+    assert _ws_status(world, f"{path}?ticket={expired}") == 401
+    assert api.http.post("/api/v1/ws-tickets", headers={"Authorization": "Bearer nope"}).status_code == 401
+
+    # On AWS (the setting's default) the API key itself is refused in the URL.
+    assert _ws_status(world, f"{path}?token={api.key}") == 101  # local development allows it
+    monkeypatch.setenv("AUDIOMIXER_WS_ALLOW_KEY_IN_URL", "false")
+    get_settings.cache_clear()
+    try:
+        assert _ws_status(world, f"{path}?token={api.key}") == 401
+        assert _ws_status(world, f"{path}?ticket={ticket()}") == 101
+    finally:
+        monkeypatch.undo()
+        get_settings.cache_clear()

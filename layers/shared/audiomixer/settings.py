@@ -6,7 +6,7 @@ from __future__ import annotations
 
 from functools import lru_cache
 
-from pydantic import AliasChoices, Field
+from pydantic import AliasChoices, Field, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 STEMS: tuple[str, ...] = ("drums", "bass", "vocals", "other")
@@ -88,6 +88,22 @@ class Settings(BaseSettings):
     # --- notifications ---
     progress_min_interval_s: float = 1.0
     connection_ttl_s: int = 2 * 60 * 60
+    # WebSocket `$connect` takes a single-use ticket from POST /api/v1/ws-tickets, valid this long.
+    ws_ticket_ttl_s: int = 60
+    # Also take the API key itself as `?token=` (query strings end up in logs): local development only.
+    ws_allow_key_in_url: bool = False
+
+    @model_validator(mode="after")
+    def _direct_uploads_reach_the_api(self) -> Settings:
+        # API Gateway hands a multipart body to Lambda base64-encoded inside a 6 MB invocation payload:
+        # over that the app never sees the request, and the client gets the gateway's bare 413 instead of
+        # the app's, which points to presigned uploads. Keep the app's limit where it can still answer.
+        if 4 * ((self.multipart_limit_bytes + 2) // 3) + 64 * 1024 > 6 * 1024 * 1024:
+            raise ValueError(
+                f"multipart_limit_bytes {self.multipart_limit_bytes} is over what API Gateway + Lambda "
+                "carry (about 4.6 MB); larger files go through presigned uploads"
+            )
+        return self
 
 
 @lru_cache(maxsize=1)

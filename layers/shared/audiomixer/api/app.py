@@ -9,7 +9,7 @@ from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from audiomixer.api import errors
 from audiomixer.api.deps import RateLimiter
-from audiomixer.api.routes import library, mixes, projects, uploads
+from audiomixer.api.routes import library, mixes, projects, tickets, uploads
 from audiomixer.api.schemas import Health
 from audiomixer.settings import get_settings
 from audiomixer.store.usage import SharedRateLimiter
@@ -119,7 +119,7 @@ def create_app(limiter: RateLimiter | None = None) -> FastAPI:
     def health() -> Health:
         return Health()
 
-    for module in (uploads, projects, library, mixes):
+    for module in (uploads, projects, library, mixes, tickets):
         app.include_router(module.router, responses=errors.COMMON_RESPONSES)
 
     app.add_middleware(BodyLimitMiddleware)

@@ -3,9 +3,9 @@
 from __future__ import annotations
 
 from datetime import datetime
-from typing import Any, Literal
+from typing import Annotated, Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import BaseModel, BeforeValidator, ConfigDict, Field
 
 from audiomixer.settings import STEMS
 
@@ -17,6 +17,16 @@ UploadKind = Literal["base-track", "style-sound"]
 
 _ID_EXAMPLE = "3f2b8c1d9e4a4b7c8d6e5f4a3b2c1d0e"
 NAME_MAX = 200
+
+
+def _not_a_bool(value: Any) -> Any:
+    # Pydantic takes true for 1 in a number field, which then fails a range check with a misleading message.
+    if isinstance(value, bool):
+        raise ValueError(f"send a number, not {str(value).lower()}")
+    return value
+
+
+NotBool = BeforeValidator(_not_a_bool)
 
 
 class Health(BaseModel):
@@ -169,7 +179,7 @@ class StemConfig(BaseModel):
     style_sound_id: str | None = Field(
         default=None, description="re-render this stem from this library sound; null keeps the original audio"
     )
-    volume: float = Field(default=1.0, ge=0.0, le=2.0)
+    volume: Annotated[float, NotBool] = Field(default=1.0, ge=0.0, le=2.0, allow_inf_nan=False)
     mode: Literal["auto", "percussive", "tonal"] = Field(
         default="auto",
         description="how a re-rendered stem is followed: hits trigger grains (percussive) or grains track "
@@ -194,12 +204,12 @@ class MixConfig(BaseModel):
 class MixSettings(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
-    grain_duration_ms: int = Field(default=120, ge=10, le=1000)
+    grain_duration_ms: Annotated[int, NotBool] = Field(default=120, ge=10, le=1000)
     use_pitch_mapping: bool = True
     use_envelope: bool = True
     output_format: OutputFormat = "wav"
-    target_lufs: float | None = Field(
-        default=None, ge=-40.0, le=0.0, description="loudness target; null: none"
+    target_lufs: Annotated[float | None, NotBool] = Field(
+        default=None, ge=-40.0, le=0.0, allow_inf_nan=False, description="loudness target; null: none"
     )
 
 
@@ -249,3 +259,8 @@ class MixStatusResponse(BaseModel):
 class MixList(BaseModel):
     items: list[MixStatusResponse]
     next_cursor: str | None
+
+
+class WsTicket(BaseModel):
+    ticket: str = Field(description="pass as `?ticket=` when opening the WebSocket; works once")
+    expires_in: int = Field(description="seconds the ticket stays valid")

@@ -182,6 +182,18 @@ class RequestWindow(Model):
     expires_at = NumberAttribute()
 
 
+class WsTicket(Model):
+    """A short-lived, single-use WebSocket ticket (`ticket#{sha256 of the ticket}`): what a browser puts in
+    the `$connect` URL instead of its long-lived API key (query strings end up in logs)."""
+
+    class Meta:
+        table_name = "audiomixer-usage"
+
+    usage_key = UnicodeAttribute(hash_key=True)
+    tenant_id = UnicodeAttribute()
+    expires_at = NumberAttribute()  # epoch seconds; also DynamoDB's TTL
+
+
 ALL_MODELS: tuple[type[Model], ...] = (
     Project,
     Sound,
@@ -191,6 +203,7 @@ ALL_MODELS: tuple[type[Model], ...] = (
     JobSlot,
     StoredBytes,
     RequestWindow,
+    WsTicket,
 )
 
 
@@ -206,6 +219,7 @@ def configure() -> None:
         JobSlot: s.usage_table,
         StoredBytes: s.usage_table,
         RequestWindow: s.usage_table,
+        WsTicket: s.usage_table,
     }
     for model, table in names.items():
         binding = (table, s.region, s.dynamodb_endpoint_url)
