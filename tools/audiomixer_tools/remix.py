@@ -15,17 +15,30 @@ from pathlib import Path
 from typing import Any, NoReturn
 
 import numpy as np
+from pydantic import ValidationError
 
+from audiomixer.mix_settings import (
+    GRAIN_MS_DEFAULT,
+    GRAIN_MS_MAX,
+    GRAIN_MS_MIN,
+    OUTPUT_FORMATS,
+    SEED_DEFAULT,
+    VOLUME_MAX,
+    MixSettings,
+    StemConfig,
+)
 from audiomixer.settings import STEMS
 
 PROG = "audiomixer remix"
-FORMATS = {"wav": ("WAV", "PCM_16"), "flac": ("FLAC", "PCM_24"), "mp3": ("MP3", "MPEG_LAYER_III")}
 STEM_EXTENSIONS = (".wav", ".flac", ".ogg", ".mp3", ".aiff", ".aif")
-DEFAULT_SR = 44100
 
 
 class UsageError(Exception):
     """A user mistake: reported as one line, exit status 2."""
+
+
+class CannotRender(Exception):
+    """The engine cannot render these inputs: reported as one line, exit status 1."""
 
 
 class _Parser(argparse.ArgumentParser):
@@ -41,11 +54,18 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--style", action="append", default=[], metavar="STEM=FILE", help="style sound for a stem")
     p.add_argument("--volume", action="append", default=[], metavar="STEM=X", help="stem volume, 0..2")
     p.add_argument("--mode", action="append", default=[], metavar="STEM=MODE", help="percussive or tonal")
-    p.add_argument("--grain-ms", type=float, default=120.0, help="grain duration in ms, 10..1000")
+    p.add_argument(
+        "--grain-ms",
+        type=int,
+        default=GRAIN_MS_DEFAULT,
+        help=f"grain duration in ms, {GRAIN_MS_MIN}..{GRAIN_MS_MAX} (default {GRAIN_MS_DEFAULT})",
+    )
     p.add_argument("--no-pitch-mapping", action="store_true", help="do not transpose grains to the stem's f0")
     p.add_argument("--no-envelope", action="store_true", help="do not impose the stem's loudness envelope")
-    p.add_argument("--format", choices=sorted(FORMATS), help="output format (default: from OUT's extension)")
-    p.add_argument("--seed", type=int, default=0, help="grain-choice seed (same seed, same output)")
+    p.add_argument("--format", choices=OUTPUT_FORMATS, help="output format (default: from OUT's extension)")
+    p.add_argument(
+        "--seed", type=int, default=SEED_DEFAULT, help="grain-choice seed (same seed, same output)"
+    )
     p.add_argument("--target-lufs", type=float, default=None, help="normalise the mix to this loudness")
     p.add_argument("--analysis", type=Path, metavar="FILE.json", help="write onsets and f0 per stem")
     p.add_argument("--stems-out", type=Path, metavar="DIR", help="also write the rendered stems here")
@@ -68,23 +88,28 @@ def _pairs(items: Sequence[str], what: str) -> dict[str, str]:
     return out
 
 
-def _read_audio(path: Path, target_sr: int | None = None) -> tuple[np.ndarray, int]:
+def _read_audio(path: Path, *, max_duration_s: float | None = None) -> tuple[np.ndarray, int]:
+    """A file as the service keeps an upload: decoded and checked by the same code, normalised to its
+    sample rate in stereo and stored as 24-bit FLAC (pipeline/ingest.py), then read back as the render
+    stage reads it (pipeline/audio_files.py), so that both render the very same samples."""
+    import io
+
     import soundfile as sf
+
+    from audiomixer.dsp.audio_io import AudioDecodeError, AudioLimits, decode_audio, encode_audio, normalise
+    from audiomixer.settings import get_settings
 
     if not path.is_file():
         raise UsageError(f"file not found: {path}")
+    settings = get_settings()
     try:
-        data, sr = sf.read(str(path), dtype="float32", always_2d=True)
-    except Exception as exc:  # libsndfile's messages are the useful part
-        raise UsageError(f"cannot read {path}: {exc}") from exc
-    if data.shape[0] == 0:
-        raise UsageError(f"no audio in {path}")
-    if target_sr is not None and sr != target_sr:
-        from audiomixer.dsp.analysis import resample
-
-        data = np.stack([resample(data[:, c], sr, target_sr) for c in range(data.shape[1])], axis=1)
-        sr = target_sr
-    return np.ascontiguousarray(data, dtype=np.float32), int(sr)
+        decoded = decode_audio(path.read_bytes(), AudioLimits.from_settings(max_duration_s=max_duration_s))
+    except AudioDecodeError as exc:
+        raise UsageError(f"cannot read {path}: {exc.reason}") from exc
+    sample_rate = settings.target_sample_rate
+    stored = encode_audio(normalise(decoded, sample_rate), sample_rate, "flac")
+    data, sr = sf.read(io.BytesIO(stored), dtype="float32", always_2d=True)
+    return data, int(sr)
 
 
 def _load_stem_dir(directory: Path) -> tuple[dict[str, np.ndarray], int]:
@@ -99,9 +124,7 @@ def _load_stem_dir(directory: Path) -> tuple[dict[str, np.ndarray], int]:
         )
         if path is None:
             continue
-        data, file_sr = _read_audio(path, sr)
-        sr = file_sr if sr is None else sr
-        stems[stem] = data
+        stems[stem], sr = _read_audio(path)
     if not stems or sr is None:
         raise UsageError(
             f"no stems in {directory} (expected {', '.join(s + '.wav' for s in STEMS)} or .flac)"
@@ -122,27 +145,26 @@ def _separate(song: Path, model: str | None, repo: Path | None) -> tuple[dict[st
         stems = separate_file(song, model_name=model, repo=repo)
     except Exception as exc:
         raise UsageError(f"separation failed: {exc}") from exc
-    return {k: np.asarray(v, np.float32) for k, v in stems.items() if k in STEMS}, DEFAULT_SR
+    from audiomixer.settings import get_settings
+
+    sample_rate = get_settings().target_sample_rate
+    return {k: np.asarray(v, np.float32) for k, v in stems.items() if k in STEMS}, sample_rate
 
 
 def _output_format(out: Path, fmt: str | None) -> str:
     if fmt:
         return fmt
     ext = out.suffix.lower().lstrip(".")
-    if ext not in FORMATS:
+    if ext not in OUTPUT_FORMATS:
         raise UsageError(
-            f"cannot tell the format from {out.name!r}; use --format {{{','.join(sorted(FORMATS))}}}"
+            f"cannot tell the format from {out.name!r}; use --format {{{','.join(OUTPUT_FORMATS)}}}"
         )
     return ext
 
 
-def _write(path: Path, data: np.ndarray, sr: int, fmt: str) -> None:
-    import soundfile as sf
-
-    container, subtype = FORMATS[fmt]
+def _write(path: Path, data: bytes) -> None:
     path.parent.mkdir(parents=True, exist_ok=True)
-    # Encoders want [-1, 1]; the limiter keeps the mix there, rendered stems may not be.
-    sf.write(str(path), np.clip(data, -1.0, 1.0), sr, format=container, subtype=subtype)
+    path.write_bytes(data)
 
 
 def _progress(total: int, enabled: bool) -> Any:
@@ -155,19 +177,26 @@ def _progress(total: int, enabled: bool) -> Any:
     return tqdm(total=total, file=sys.stderr, desc="remix", unit="step", leave=False)
 
 
-def run(args: argparse.Namespace) -> int:
-    from audiomixer.dsp.analysis import analyse_stem
-    from audiomixer.dsp.grains import analyse_style_sound
-    from audiomixer.dsp.granular import GRAIN_MS_MAX, GRAIN_MS_MIN, render_stem
-    from audiomixer.dsp.mixer import VOLUME_MAX, mix_stems, true_peak_dbtp
-
-    if (args.song is None) == (args.stems is None):
-        raise UsageError("give either SONG or --stems DIR")
+def _mix_settings(args: argparse.Namespace, fmt: str) -> MixSettings:
     if not GRAIN_MS_MIN <= args.grain_ms <= GRAIN_MS_MAX:
-        raise UsageError(
-            f"--grain-ms must be within {GRAIN_MS_MIN:g}..{GRAIN_MS_MAX:g}, got {args.grain_ms:g}"
+        raise UsageError(f"--grain-ms must be within {GRAIN_MS_MIN}..{GRAIN_MS_MAX}, got {args.grain_ms}")
+    try:
+        return MixSettings.model_validate(
+            {
+                "grain_duration_ms": args.grain_ms,
+                "use_pitch_mapping": not args.no_pitch_mapping,
+                "use_envelope": not args.no_envelope,
+                "seed": args.seed,
+                "output_format": fmt,
+                "target_lufs": args.target_lufs,
+            }
         )
-    styles = {k: Path(v) for k, v in _pairs(args.style, "--style").items()}
+    except ValidationError as exc:
+        error = exc.errors()[0]
+        raise UsageError(f"--{str(error['loc'][0]).replace('_', '-')}: {error['msg']}") from None
+
+
+def _stem_config(args: argparse.Namespace) -> dict[str, StemConfig]:
     volumes: dict[str, float] = {}
     for stem, raw in _pairs(args.volume, "--volume").items():
         try:
@@ -181,13 +210,37 @@ def run(args: argparse.Namespace) -> int:
     for stem, mode in modes.items():
         if mode not in ("percussive", "tonal"):
             raise UsageError(f"--mode {stem}={mode}: must be percussive or tonal")
+    return {
+        stem: StemConfig(volume=volumes.get(stem, 1.0), mode=modes.get(stem, "auto"))  # type: ignore[arg-type]
+        for stem in STEMS
+    }
+
+
+def run(args: argparse.Namespace) -> int:
+    from audiomixer.dsp.audio_io import encode_audio
+    from audiomixer.dsp.mixer import true_peak_dbtp
+    from audiomixer.dsp.render import (
+        RenderError,
+        StyleSound,
+        encode_mix,
+        grain_table,
+        render_mix,
+        stem_analysis,
+    )
+    from audiomixer.settings import get_settings
+
+    if (args.song is None) == (args.stems is None):
+        raise UsageError("give either SONG or --stems DIR")
     fmt = _output_format(args.output, args.format)
-    for path in styles.values():
+    settings = _mix_settings(args, fmt)
+    styles_paths = {k: Path(v) for k, v in _pairs(args.style, "--style").items()}
+    config = _stem_config(args)
+    for path in styles_paths.values():
         if not path.is_file():
             raise UsageError(f"file not found: {path}")
 
     want_analysis = args.analysis is not None
-    n_steps = 2 + len(styles) * 3 + (0 if not want_analysis else 4)
+    n_steps = 2 + len(styles_paths) * 3 + (0 if not want_analysis else 4)
     bar = _progress(n_steps, not args.no_progress)
 
     def step(label: str) -> None:
@@ -201,40 +254,35 @@ def run(args: argparse.Namespace) -> int:
         else:
             stems, sr = _separate(args.song, args.model, args.model_repo)
         step("stems")
-        missing_styles = sorted(set(styles) - set(stems))
+        missing_styles = sorted(set(styles_paths) - set(stems))
         if missing_styles:
             raise UsageError(f"--style for a stem that is not there: {', '.join(missing_styles)}")
 
         analyses = {}
         for stem in STEMS:
-            if stem in stems and (want_analysis or stem in styles):
-                analyses[stem] = analyse_stem(stems[stem], sr)
+            if stem in stems and (want_analysis or stem in styles_paths):
+                analyses[stem] = stem_analysis(stems[stem], sr)
                 step(f"analyse {stem}")
-        rendered = dict(stems)
-        for stem, path in styles.items():
-            style, style_sr = _read_audio(path)
-            table = analyse_style_sound(style, style_sr, grain_ms=args.grain_ms)
-            step(f"style {stem}")
-            rendered[stem] = render_stem(
-                stems[stem],
-                sr,
-                analyses[stem],
-                style,
-                style_sr,
-                table,
-                grain_ms=args.grain_ms,
-                use_pitch_mapping=not args.no_pitch_mapping,
-                use_envelope=not args.no_envelope,
-                mode=modes.get(stem, "auto"),  # type: ignore[arg-type]
-                seed=args.seed,
+        styles: dict[str, StyleSound] = {}
+        for stem, path in styles_paths.items():
+            max_s = get_settings().style_sound_max_duration_s
+            style, style_sr = _read_audio(path, max_duration_s=max_s)
+            styles[stem] = StyleSound(
+                style, style_sr, grain_table(style, style_sr, settings.grain_duration_ms)
             )
-            step(f"render {stem}")
-        if args.stems_out is not None:
-            for stem, data in rendered.items():
-                _write(args.stems_out / f"{stem}.wav", data, sr, "wav")
-        mix = mix_stems(rendered, volumes, sr, target_lufs=args.target_lufs)
+            step(f"style {stem}")
+
+        def stem_ready(stem: str, samples: np.ndarray) -> None:
+            if stem in styles:
+                step(f"render {stem}")
+            if args.stems_out is not None:
+                _write(args.stems_out / f"{stem}.wav", encode_audio(samples, sr, "wav"))
+
+        mix = render_mix(
+            stems, sr, settings, config=config, analyses=analyses, styles=styles, on_stem=stem_ready
+        )
         step("mix")
-        _write(args.output, mix, sr, fmt)
+        _write(args.output, encode_mix(mix, sr, settings))
         if want_analysis:
             doc = {
                 "sample_rate": sr,
@@ -245,6 +293,8 @@ def run(args: argparse.Namespace) -> int:
             }
             args.analysis.parent.mkdir(parents=True, exist_ok=True)
             args.analysis.write_text(json.dumps(doc))
+    except RenderError as exc:
+        raise CannotRender(str(exc)) from exc
     finally:
         if bar is not None:
             bar.close()
@@ -261,6 +311,9 @@ def main(argv: list[str] | None = None) -> int:
     except UsageError as exc:
         print(f"{PROG}: error: {exc}", file=sys.stderr)
         return 2
+    except CannotRender as exc:
+        print(f"{PROG}: error: {exc}", file=sys.stderr)
+        return 1
     except SystemExit as exc:  # --help
         return int(exc.code or 0) if isinstance(exc.code, int | None) else 2
 

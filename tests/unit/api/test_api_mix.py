@@ -35,6 +35,7 @@ def test_mix_is_stored_and_queued(
             "use_pitch_mapping": False,
             "output_format": "flac",
             "target_lufs": -14,
+            "seed": 7,
         },
     )
     assert response.status_code == 202, response.text
@@ -55,6 +56,7 @@ def test_mix_is_stored_and_queued(
         "grain_duration_ms": 80,
         "use_pitch_mapping": False,
         "use_envelope": True,
+        "seed": 7,
         "output_format": "flac",
         "target_lufs": -14.0,
     }
@@ -68,6 +70,7 @@ def test_mix_defaults(client: TestClient, tenant_a: Any, make_project: Any, rend
     mix = Mix.get("tenant-a", response.json()["mix_id"])
     assert mix.settings["grain_duration_ms"] == 120
     assert mix.settings["use_pitch_mapping"] is True and mix.settings["use_envelope"] is True
+    assert mix.settings["seed"] == 0  # fixed: the same request renders the same audio
     assert mix.output_format == "wav"
     default = {"enabled": True, "style_sound_id": None, "volume": 1.0, "mode": "auto"}
     assert all(mix.config[s] == default for s in STEMS)
@@ -88,6 +91,10 @@ def test_mix_defaults(client: TestClient, tenant_a: Any, make_project: Any, rend
         ({"settings": {"output_format": "ogg"}}, "output_format"),
         ({"settings": {"target_lufs": 3}}, "target_lufs"),
         ({"settings": {"target_lufs": -41}}, "target_lufs"),
+        ({"settings": {"seed": -1}}, "seed"),
+        ({"settings": {"seed": 2**32}}, "seed"),
+        ({"settings": {"seed": 1.5}}, "seed"),
+        ({"config": {s: {"enabled": False} for s in STEMS}}, "every stem is disabled"),
     ],
 )
 def test_mix_validation_is_422(

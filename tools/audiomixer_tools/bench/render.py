@@ -18,6 +18,7 @@ from typing import Any
 
 import numpy as np
 
+from audiomixer.mix_settings import GRAIN_MS_DEFAULT
 from audiomixer.settings import STEMS
 
 RENDER_GOAL = 50.0
@@ -130,7 +131,7 @@ def main(argv: list[str] | None = None) -> int:
     p = argparse.ArgumentParser(prog="audiomixer bench render", description=__doc__.splitlines()[0])
     p.add_argument("--duration", type=float, default=180.0, help="song length in seconds")
     p.add_argument("--sample-rate", type=int, default=44100)
-    p.add_argument("--grain-ms", type=float, default=120.0)
+    p.add_argument("--grain-ms", type=int, default=GRAIN_MS_DEFAULT)
     p.add_argument("--no-pin", action="store_true", help="do not pin to one core")
     p.add_argument("--no-memory", action="store_true", help="skip the tracemalloc pass")
     args = p.parse_args(argv)

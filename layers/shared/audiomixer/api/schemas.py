@@ -3,30 +3,20 @@
 from __future__ import annotations
 
 from datetime import datetime
-from typing import Annotated, Any, Literal
+from typing import Any, Literal
 
-from pydantic import BaseModel, BeforeValidator, ConfigDict, Field
+from pydantic import BaseModel, ConfigDict, Field
 
+from audiomixer.mix_settings import GRAIN_MS_DEFAULT, MixSettings, OutputFormat, StemConfig
 from audiomixer.settings import STEMS
 
 ProjectStatus = Literal["queued", "separating", "analysing", "ready", "failed"]
 SoundStatus = Literal["queued", "analysing", "ready", "failed"]
 MixStatus = Literal["queued", "rendering", "completed", "failed"]
-OutputFormat = Literal["wav", "flac", "mp3"]
 UploadKind = Literal["base-track", "style-sound"]
 
 _ID_EXAMPLE = "3f2b8c1d9e4a4b7c8d6e5f4a3b2c1d0e"
 NAME_MAX = 200
-
-
-def _not_a_bool(value: Any) -> Any:
-    # Pydantic takes true for 1 in a number field, which then fails a range check with a misleading message.
-    if isinstance(value, bool):
-        raise ValueError(f"send a number, not {str(value).lower()}")
-    return value
-
-
-NotBool = BeforeValidator(_not_a_bool)
 
 
 class Health(BaseModel):
@@ -172,21 +162,6 @@ class SoundList(BaseModel):
 # --- mixes ---
 
 
-class StemConfig(BaseModel):
-    model_config = ConfigDict(extra="forbid")
-
-    enabled: bool = True
-    style_sound_id: str | None = Field(
-        default=None, description="re-render this stem from this library sound; null keeps the original audio"
-    )
-    volume: Annotated[float, NotBool] = Field(default=1.0, ge=0.0, le=2.0, allow_inf_nan=False)
-    mode: Literal["auto", "percussive", "tonal"] = Field(
-        default="auto",
-        description="how a re-rendered stem is followed: hits trigger grains (percussive) or grains track "
-        "its pitch and envelope (tonal); auto decides from the stem's analysis",
-    )
-
-
 class MixConfig(BaseModel):
     """Per-stem settings; a stem left out is mixed unchanged at volume 1.0."""
 
@@ -199,18 +174,6 @@ class MixConfig(BaseModel):
 
     def resolved(self) -> dict[str, dict[str, Any]]:
         return {stem: (getattr(self, stem) or StemConfig()).model_dump() for stem in STEMS}
-
-
-class MixSettings(BaseModel):
-    model_config = ConfigDict(extra="forbid")
-
-    grain_duration_ms: Annotated[int, NotBool] = Field(default=120, ge=10, le=1000)
-    use_pitch_mapping: bool = True
-    use_envelope: bool = True
-    output_format: OutputFormat = "wav"
-    target_lufs: Annotated[float | None, NotBool] = Field(
-        default=None, ge=-40.0, le=0.0, allow_inf_nan=False, description="loudness target; null: none"
-    )
 
 
 class MixRequest(BaseModel):
@@ -228,7 +191,11 @@ class MixRequest(BaseModel):
                         },
                         "vocals": {"enabled": False},
                     },
-                    "settings": {"grain_duration_ms": 120, "use_pitch_mapping": True, "use_envelope": True},
+                    "settings": {
+                        "grain_duration_ms": GRAIN_MS_DEFAULT,
+                        "use_pitch_mapping": True,
+                        "use_envelope": True,
+                    },
                 }
             ]
         },

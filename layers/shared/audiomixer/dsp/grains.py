@@ -13,6 +13,7 @@ from typing import Any
 
 import numpy as np
 
+from ..mix_settings import GRAIN_MS_DEFAULT, GRAIN_MS_MAX, GRAIN_MS_MIN
 from .analysis import (
     ANALYSIS_SR,
     HOP,
@@ -29,8 +30,6 @@ from .analysis import (
     to_mono,
     voicing,
 )
-
-DEFAULT_GRAIN_MS = 120.0
 
 
 @dataclass
@@ -129,14 +128,14 @@ def _grain_starts(n: int, length: int, hop: int, onsets: np.ndarray) -> tuple[np
 
 
 def analyse_style_sound(
-    samples: np.ndarray, sample_rate: int, grain_ms: float = DEFAULT_GRAIN_MS, *, hop_ratio: float = 0.5
+    samples: np.ndarray, sample_rate: int, grain_ms: float = GRAIN_MS_DEFAULT, *, hop_ratio: float = 0.5
 ) -> GrainTable:
     """Cut a style sound into grains of `grain_ms` (hop `hop_ratio` of a grain, plus one at each onset)
     and describe each grain."""
     import librosa
 
-    if not 1.0 <= grain_ms <= 5000.0:
-        raise ValueError(f"grain_ms must be within 1..5000, got {grain_ms}")
+    if not GRAIN_MS_MIN <= grain_ms <= GRAIN_MS_MAX:
+        raise ValueError(f"grain_ms must be within {GRAIN_MS_MIN}..{GRAIN_MS_MAX}, got {grain_ms}")
     mono = to_mono(samples)
     n = mono.size
     if n == 0:

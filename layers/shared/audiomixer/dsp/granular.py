@@ -14,18 +14,15 @@ Per-grain Python work only; every per-sample step is vectorised.
 
 from __future__ import annotations
 
-from typing import Literal
-
 import numpy as np
 from scipy.ndimage import maximum_filter1d, uniform_filter1d
 from scipy.spatial import cKDTree
 
+from ..mix_settings import GRAIN_MS_DEFAULT, GRAIN_MS_MAX, GRAIN_MS_MIN, StemMode
 from .analysis import StemAnalysis, db, resample, to_mono
 from .grains import GrainTable
 
-Mode = Literal["auto", "percussive", "tonal"]
-GRAIN_MS_MIN = 10.0
-GRAIN_MS_MAX = 1000.0
+Mode = StemMode
 ENV_BLOCK_S = 0.005
 CHUNK_SAMPLES = 1 << 20
 
@@ -350,7 +347,7 @@ def render_stem(
     style_sr: int,
     grain_table: GrainTable,
     *,
-    grain_ms: float = 120.0,
+    grain_ms: float = GRAIN_MS_DEFAULT,
     use_pitch_mapping: bool = True,
     use_envelope: bool = True,
     mode: Mode = "auto",

@@ -22,13 +22,14 @@ import numpy as np
 from scipy.ndimage import maximum_filter1d, uniform_filter1d
 from scipy.signal import firwin
 
+from ..mix_settings import VOLUME_MAX
+
 OVERSAMPLE = 4
 _TAPS_PER_PHASE = 12
 BLOCK = 32
 _SCREEN_TAPS = 6
 LOOKAHEAD_MS = 5.0
 RELEASE_DB_PER_S = 60.0
-VOLUME_MAX = 2.0
 
 
 @lru_cache(maxsize=4)

@@ -6,6 +6,7 @@ import os
 import re
 import time
 
+from audiomixer.mix_settings import OUTPUT_FORMATS
 from audiomixer.settings import STEMS
 
 _ID = re.compile(r"^[0-9a-f]{32}$")
@@ -110,10 +111,18 @@ def sound_audio(tenant_id: str, sound_id: str) -> str:
 
 
 def sound_analysis(tenant_id: str, sound_id: str) -> str:
+    """The grain table the analyse stage cuts at the default grain."""
     return sound_prefix(tenant_id, sound_id) + "analysis.json"
 
 
-MIX_FORMATS = ("wav", "flac", "mp3")
+def sound_grain_table(tenant_id: str, sound_id: str, grain_duration_ms: int) -> str:
+    """The grain table cut at another grain on a render's first use of it."""
+    if not isinstance(grain_duration_ms, int) or grain_duration_ms <= 0:
+        raise ValueError(f"invalid grain {grain_duration_ms!r}")
+    return sound_prefix(tenant_id, sound_id) + f"grains/{grain_duration_ms}ms.json"
+
+
+MIX_FORMATS = OUTPUT_FORMATS
 
 
 def mix_prefix(tenant_id: str, mix_id: str) -> str:

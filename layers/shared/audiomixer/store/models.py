@@ -96,8 +96,8 @@ class Mix(Model):
     tenant_id = UnicodeAttribute(hash_key=True)
     mix_id = UnicodeAttribute(range_key=True)
     project_id = UnicodeAttribute()
-    config = JSONAttribute(default=dict)  # stem -> {enabled, style_sound_id, volume}
-    settings = JSONAttribute(default=dict)  # grain_duration_ms, use_pitch_mapping, use_envelope, format, ...
+    config = JSONAttribute(default=dict)  # stem -> a mix_settings.StemConfig, dumped
+    settings = JSONAttribute(default=dict)  # a mix_settings.MixSettings, dumped
     status = UnicodeAttribute(default="queued")  # queued -> rendering -> completed | failed
     stage = UnicodeAttribute(default="queued")
     progress = NumberAttribute(default=0)

@@ -63,6 +63,9 @@ def _validate(principal: Principal, body: MixRequest) -> dict[str, dict[str, Any
     if project.status != "ready":
         raise errors.conflict(f"project is {project.status}, not ready; wait until its status is ready")
     config = body.config.resolved()
+    present = [stem for stem, stored in project.stems.as_dict().items() if stored]
+    if not any(config.get(stem, {}).get("enabled", True) for stem in present):
+        raise errors.validation_error("every stem is disabled: enable at least one stem")
     for stem, stem_config in config.items():
         sound_id = stem_config["style_sound_id"]
         if sound_id is None:
