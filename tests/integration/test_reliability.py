@@ -327,7 +327,13 @@ def test_each_function_logs_with_its_own_context(world: World, monkeypatch: pyte
         from audiomixer_local.pollers import sqs_record
 
         event = {"Records": [sqs_record(message, res.queues["AnalyseQueue"].arn, res.region)]}
-        worker = threading.Thread(target=functions.invoke, args=(analyse_fn, event))
+
+        def run_analyse() -> None:
+            # Every record of the batch fails, so powertools raises BatchProcessingError: expected here.
+            with pytest.raises(Exception, match="All records failed"):
+                functions.invoke(analyse_fn, event)
+
+        worker = threading.Thread(target=run_analyse)
         worker.start()
         assert entered.wait(10)
         functions.invoke(events_fn, {"detail": {"status": "FAILED", "jobId": "j"}})  # logs a warning
