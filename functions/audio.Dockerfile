@@ -36,7 +36,7 @@ RUN mkdir -p /tmp/src/layers/shared/audiomixer \
 
 COPY layers/shared/audiomixer /tmp/src/layers/shared/audiomixer
 RUN python3.11 -m pip install --no-deps "/tmp/src" && rm -rf /tmp/src \
-    && python3.11 -c "import audiomixer.settings, librosa, soundfile, pyloudnorm, scipy.signal"
+    && python3.11 -c "import audiomixer.settings, av, librosa, soundfile, pyloudnorm, scipy.signal"
 
 # Compile librosa's numba kernels now (~12 s on a fast CPU, far more on a 2-vCPU Lambda) for both float
 # dtypes, so that a cold start loads them from the cache instead.

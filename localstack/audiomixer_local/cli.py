@@ -45,10 +45,13 @@ def dev_main(argv: list[str] | None = None) -> int:
     parser.add_argument("--template", default=None, help="template.yaml (default: the repository's)")
     parser.add_argument("--jobs", type=int, default=1, help="Batch jobs run at once")
     parser.add_argument(
-        "--demucs-model",
+        "--model",
+        dest="demucs_model",
         default=os.environ.get("DEMUCS_MODEL", "htdemucs_ft"),
-        help="DEMUCS_MODEL for separation jobs (default: $DEMUCS_MODEL or htdemucs_ft)",
+        help="Demucs model for separation jobs (default: $DEMUCS_MODEL or htdemucs_ft)",
     )
+    # The option's old name, as `audiomixer remix` and `bench separate` call it --model.
+    parser.add_argument("--demucs-model", dest="demucs_model", help=argparse.SUPPRESS)
     parser.add_argument(
         "--poller-concurrency", type=int, default=1, help="threads per SQS event source mapping"
     )

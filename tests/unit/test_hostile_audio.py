@@ -94,10 +94,10 @@ def _mutations(data: bytes, rng: np.random.Generator, count: int) -> list[bytes]
 
 
 @pytest.mark.timeout(60)
-@pytest.mark.parametrize("fmt", ["wav", "flac", "ogg", "mp3", "aiff"])
+@pytest.mark.parametrize("fmt", ["wav", "flac", "ogg", "mp3", "aiff", *corpus.FFMPEG_FORMATS])
 def test_random_damage_never_crashes(fmt: str) -> None:
     rng = np.random.default_rng(zlib.crc32(fmt.encode()))
-    valid = corpus.valid_files()[fmt]
+    valid = (corpus.valid_files() | corpus.valid_ffmpeg_files())[fmt]
     limits = AudioLimits()
     for i, damaged in enumerate(_mutations(valid, rng, 60)):
         try:

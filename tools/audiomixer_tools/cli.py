@@ -26,13 +26,14 @@ COMMANDS: dict[str, tuple[str, str]] = {
     "dlq": ("audiomixer_local.cli:dlq_main", "list or redrive a dead-letter queue of the local stack"),
     "keys": ("audiomixer_tools.cli:keys_main", "create or revoke API keys"),
     "remix": ("audiomixer_tools.remix:main", "separate/analyse/render/mix local files in one process"),
-    "bench": ("audiomixer_tools.cli:bench_main", "benchmarks: separate, render, analyse, load"),
+    "bench": ("audiomixer_tools.cli:bench_main", "benchmarks: separate, render, analyse, load, quality"),
 }
 BENCHES = {
     "separate": "audiomixer_tools.bench.separate:main",
     "render": "audiomixer_tools.bench.render:main",
     "analyse": "audiomixer_tools.bench.analyse:main",
     "load": "audiomixer_tools.bench.load:main",
+    "quality": "audiomixer_tools.bench.quality:main",
 }
 
 
@@ -97,6 +98,11 @@ def bench_main(argv: list[str]) -> int:
 
 def main(argv: list[str] | None = None) -> int:
     argv = list(sys.argv[1:] if argv is None else argv)
+    if argv[:1] == ["--version"]:
+        from audiomixer_tools.remix import version
+
+        print(f"audiomixer {version()}")
+        return 0
     if not argv or argv[0] in ("-h", "--help") or argv[0] not in COMMANDS:
         width = max(map(len, COMMANDS))
         print("usage: audiomixer COMMAND [options]\n\ncommands:")

@@ -9,7 +9,9 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import sys
+import tempfile
 from collections.abc import Sequence
 from pathlib import Path
 from typing import Any, NoReturn
@@ -30,7 +32,7 @@ from audiomixer.mix_settings import (
 from audiomixer.settings import STEMS
 
 PROG = "audiomixer remix"
-STEM_EXTENSIONS = (".wav", ".flac", ".ogg", ".mp3", ".aiff", ".aif")
+STEM_EXTENSIONS = (".wav", ".flac", ".ogg", ".mp3", ".aiff", ".aif", ".m4a", ".opus", ".webm", ".wma")
 
 
 class UsageError(Exception):
@@ -46,11 +48,34 @@ class _Parser(argparse.ArgumentParser):
         raise UsageError(message)
 
 
+def version() -> str:
+    from importlib.metadata import PackageNotFoundError
+    from importlib.metadata import version as package_version
+
+    try:
+        return package_version("audiomixer")
+    except PackageNotFoundError:  # run from a checkout without installing
+        return "0+unknown"
+
+
 def build_parser() -> argparse.ArgumentParser:
-    p = _Parser(prog=PROG, description="Separate (or take) stems, re-render them with style sounds, mix.")
+    p = _Parser(
+        prog=PROG,
+        description="Separate (or take) stems, re-render them with style sounds, mix. Reads every audio "
+        "format FFmpeg reads (WAV, FLAC, MP3, M4A/AAC, ALAC, Ogg, Opus/WebM, WMA, AIFF...).",
+        formatter_class=argparse.ArgumentDefaultsHelpFormatter,
+    )
+    p.add_argument("--version", action="version", version=f"%(prog)s {version()}")
     p.add_argument("song", nargs="?", type=Path, help="song to separate with Demucs")
     p.add_argument("--stems", type=Path, metavar="DIR", help="use DIR/{drums,bass,vocals,other}.wav|.flac")
-    p.add_argument("-o", "--output", type=Path, required=True, metavar="OUT", help="mix file to write")
+    p.add_argument(
+        "-o",
+        "--output",
+        type=Path,
+        required=True,
+        metavar="OUT",
+        help="mix file to write (.wav, .flac, .mp3)",
+    )
     p.add_argument("--style", action="append", default=[], metavar="STEM=FILE", help="style sound for a stem")
     p.add_argument("--volume", action="append", default=[], metavar="STEM=X", help="stem volume, 0..2")
     p.add_argument("--mode", action="append", default=[], metavar="STEM=MODE", help="percussive or tonal")
@@ -58,7 +83,7 @@ def build_parser() -> argparse.ArgumentParser:
         "--grain-ms",
         type=int,
         default=GRAIN_MS_DEFAULT,
-        help=f"grain duration in ms, {GRAIN_MS_MIN}..{GRAIN_MS_MAX} (default {GRAIN_MS_DEFAULT})",
+        help=f"grain duration in ms, {GRAIN_MS_MIN}..{GRAIN_MS_MAX}",
     )
     p.add_argument("--no-pitch-mapping", action="store_true", help="do not transpose grains to the stem's f0")
     p.add_argument("--no-envelope", action="store_true", help="do not impose the stem's loudness envelope")
@@ -106,10 +131,24 @@ def _read_audio(path: Path, *, max_duration_s: float | None = None) -> tuple[np.
         decoded = decode_audio(path.read_bytes(), AudioLimits.from_settings(max_duration_s=max_duration_s))
     except AudioDecodeError as exc:
         raise UsageError(f"cannot read {path}: {exc.reason}") from exc
+    except OSError as exc:
+        raise UsageError(f"cannot read {path}: {exc.strerror}") from exc
     sample_rate = settings.target_sample_rate
     stored = encode_audio(normalise(decoded, sample_rate), sample_rate, "flac")
     data, sr = sf.read(io.BytesIO(stored), dtype="float32", always_2d=True)
     return data, int(sr)
+
+
+def _probe_audio(path: Path, max_duration_s: float | None = None) -> None:
+    """Refuse a file that is not usable audio before any work, with the service's reasons."""
+    from audiomixer.dsp.audio_io import AudioDecodeError, AudioLimits, probe
+
+    try:
+        probe(path.read_bytes(), AudioLimits.from_settings(max_duration_s=max_duration_s))
+    except AudioDecodeError as exc:
+        raise UsageError(f"cannot read {path}: {exc.reason}") from exc
+    except OSError as exc:
+        raise UsageError(f"cannot read {path}: {exc.strerror}") from exc
 
 
 def _load_stem_dir(directory: Path) -> tuple[dict[str, np.ndarray], int]:
@@ -132,7 +171,9 @@ def _load_stem_dir(directory: Path) -> tuple[dict[str, np.ndarray], int]:
     return stems, sr
 
 
-def _separate(song: Path, model: str | None, repo: Path | None) -> tuple[dict[str, np.ndarray], int]:
+def _separate(
+    song: Path, model: str | None, repo: Path | None, on_progress: Any = None
+) -> tuple[dict[str, np.ndarray], int]:
     if not song.is_file():
         raise UsageError(f"file not found: {song}")
     try:
@@ -142,7 +183,7 @@ def _separate(song: Path, model: str | None, repo: Path | None) -> tuple[dict[st
             f"separation is not available ({exc}); install the 'gpu' extra or pass --stems DIR"
         ) from exc
     try:
-        stems = separate_file(song, model_name=model, repo=repo)
+        stems = separate_file(song, model_name=model, repo=repo, on_progress=on_progress)
     except Exception as exc:
         raise UsageError(f"separation failed: {exc}") from exc
     from audiomixer.settings import get_settings
@@ -152,14 +193,46 @@ def _separate(song: Path, model: str | None, repo: Path | None) -> tuple[dict[st
 
 
 def _output_format(out: Path, fmt: str | None) -> str:
+    """The format from OUT's extension, or --format when the name has none of ours; never both
+    disagreeing (MP3 bytes in a .wav)."""
+    ext = out.suffix.lower().lstrip(".")
+    if fmt and ext in OUTPUT_FORMATS and ext != fmt:
+        raise UsageError(
+            f"-o {out} is a .{ext} name but --format is {fmt}; "
+            f"name the file {out.with_suffix('.' + fmt).name} or leave out --format"
+        )
     if fmt:
         return fmt
-    ext = out.suffix.lower().lstrip(".")
     if ext not in OUTPUT_FORMATS:
         raise UsageError(
-            f"cannot tell the format from {out.name!r}; use --format {{{','.join(OUTPUT_FORMATS)}}}"
+            f"cannot tell the format from {out.name!r}: name it .wav, .flac or .mp3, or add --format "
+            f"{{{','.join(OUTPUT_FORMATS)}}}"
         )
     return ext
+
+
+def _check_writable(target: Path, option: str, folder: bool = False, example: str = "") -> None:
+    """Refuse, before any work, an output that cannot be written: a folder given as a file, a file given
+    as a folder or as a parent folder, a place without write permission (/proc, read-only mounts)."""
+    if not folder and target.is_dir():
+        raise UsageError(f"{option} {target} is a folder; give a file name, e.g. {target / example}")
+    if folder and target.exists() and not target.is_dir():
+        raise UsageError(f"{option} {target} is a file; give a folder for the stems")
+    existing = target if folder else target.parent
+    while not existing.exists() and existing != existing.parent:
+        existing = existing.parent
+    if not existing.is_dir():
+        raise UsageError(f"{option} {target}: {existing} is a file, not a folder; choose another path")
+    if not folder and target.exists() and not os.access(target, os.W_OK):
+        raise UsageError(f"{option} {target}: the file is read-only; choose another name")
+    try:
+        with tempfile.TemporaryFile(dir=existing):
+            pass
+    except OSError as exc:
+        raise UsageError(
+            f"{option} {target}: cannot write in {existing} ({exc.strerror or exc}); choose a folder you can "
+            "write to"
+        ) from None
 
 
 def _write(path: Path, data: bytes) -> None:
@@ -231,29 +304,47 @@ def run(args: argparse.Namespace) -> int:
 
     if (args.song is None) == (args.stems is None):
         raise UsageError("give either SONG or --stems DIR")
+    _check_writable(args.output, "-o", example="remix.wav")
     fmt = _output_format(args.output, args.format)
     settings = _mix_settings(args, fmt)
     styles_paths = {k: Path(v) for k, v in _pairs(args.style, "--style").items()}
     config = _stem_config(args)
-    for path in styles_paths.values():
+    for path in [p for p in (args.song, *styles_paths.values()) if p is not None]:
         if not path.is_file():
             raise UsageError(f"file not found: {path}")
+    if args.stems_out is not None:
+        _check_writable(args.stems_out, "--stems-out", folder=True)
+    if args.analysis is not None:
+        _check_writable(args.analysis, "--analysis", example="analysis.json")
+    # Refuse a file that is not audio before loading a model or analysing anything.
+    if args.song is not None:
+        _probe_audio(args.song)
+    for path in styles_paths.values():
+        _probe_audio(path, get_settings().style_sound_max_duration_s)
 
     want_analysis = args.analysis is not None
-    n_steps = 2 + len(styles_paths) * 3 + (0 if not want_analysis else 4)
-    bar = _progress(n_steps, not args.no_progress)
+    # Separation counts 100 (its chunks report percent), loading given stems 1; every later step 1. The
+    # total is made exact once the stems are known, so the bar ends at 100 %.
+    load_units = 1 if args.song is None else 100
+    bar = _progress(load_units + len(STEMS) + 2 * len(styles_paths) + 1, not args.no_progress)
 
-    def step(label: str) -> None:
+    def step(label: str, units: int = 1) -> None:
         if bar is not None:
             bar.set_postfix_str(label)
-            bar.update(1)
+            bar.update(units)
+
+    def separated(percent: int, message: str) -> None:
+        step(message, max(0, min(percent, load_units) - (bar.n if bar is not None else 0)))
 
     try:
         if args.stems is not None:
             stems, sr = _load_stem_dir(args.stems)
         else:
-            stems, sr = _separate(args.song, args.model, args.model_repo)
-        step("stems")
+            stems, sr = _separate(args.song, args.model, args.model_repo, on_progress=separated)
+        if bar is not None:
+            analysed = sum(1 for s in STEMS if s in stems and (want_analysis or s in styles_paths))
+            bar.total = load_units + analysed + 2 * len(styles_paths) + 1
+        step("stems", load_units - (bar.n if bar is not None else 0))
         missing_styles = sorted(set(styles_paths) - set(stems))
         if missing_styles:
             raise UsageError(f"--style for a stem that is not there: {', '.join(missing_styles)}")

@@ -51,6 +51,8 @@ class Settings(BaseSettings):
     max_channels: int = 8
     min_sample_rate: int = 8_000
     max_sample_rate: int = 192_000
+    # Decoded samples (frames x channels) one upload may hold: 15 min of 96 kHz stereo, 691 MB as float32.
+    max_decoded_samples: int = 15 * 60 * 96_000 * 2
     target_sample_rate: int = 44_100
     style_sound_max_duration_s: float = 120.0
 

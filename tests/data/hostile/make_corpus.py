@@ -13,12 +13,15 @@ from __future__ import annotations
 import io
 import struct
 import sys
+import tempfile
 import zipfile
 import zlib
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
+import av
 import numpy as np
 import soundfile as sf
 
@@ -65,6 +68,46 @@ def valid_files() -> dict[str, bytes]:
         "mp3": encode(x, "MP3", "MPEG_LAYER_III"),
         "aiff": encode(x, "AIFF", "PCM_16"),
     }
+
+
+# The formats libsndfile does not write, made with the encoders PyAV's FFmpeg brings:
+# name -> (container, codec, stream options, container options).
+FFMPEG_FORMATS: dict[str, tuple[str, str, dict[str, int], dict[str, str]]] = {
+    "m4a_aac": ("ipod", "aac", {"bit_rate": 128_000}, {"movflags": "+faststart"}),
+    "m4a_alac": ("ipod", "alac", {}, {"movflags": "+faststart"}),
+    "webm_opus": ("webm", "libopus", {"bit_rate": 96_000}, {}),
+    "wma": ("asf", "wmav2", {"bit_rate": 128_000}, {}),
+}
+
+
+def encode_ffmpeg(
+    x: np.ndarray, name: str, sr: int = SR, index_last: bool = False, layout: str | None = None
+) -> bytes:
+    """(frames, channels) float32 encoded with FFmpeg through PyAV. Through a file: moving the MP4 index
+    to the front (faststart, what streaming services ship) rewrites it; ``index_last`` leaves it at the
+    end, as recorders do."""
+    container, codec, stream_options, options = FFMPEG_FORMATS[name]
+    options = {} if index_last else options
+    x = x[:, None] if x.ndim == 1 else x
+    layout = layout or ("stereo" if x.shape[1] == 2 else "mono")
+    with tempfile.TemporaryDirectory() as tmp:
+        path = Path(tmp) / f"out.{container}"
+        with av.open(str(path), "w", format=container, options=options) as out:
+            stream: Any = out.add_stream(codec, rate=sr, layout=layout)
+            for key, value in stream_options.items():
+                setattr(stream.codec_context, key, value)
+            for start in range(0, x.shape[0], 4096):
+                block = np.ascontiguousarray(x[start : start + 4096].T, dtype=np.float32)
+                frame = av.AudioFrame.from_ndarray(block, format="fltp", layout=layout)
+                frame.sample_rate, frame.pts = sr, start
+                out.mux(stream.encode(frame))
+            out.mux(stream.encode(None))
+        return path.read_bytes()
+
+
+def valid_ffmpeg_files() -> dict[str, bytes]:
+    x = tone()
+    return {name: encode_ffmpeg(x, name, 48_000 if "opus" in name else SR) for name in FFMPEG_FORMATS}
 
 
 # ------------------------------------------------------------------------------------------------
@@ -258,14 +301,15 @@ def build_corpus() -> list[HostileCase]:
     )
     add("random_bytes_named_mp3", rng.bytes(65536), "not_audio", "not a recognised audio", filename="a.mp3")
     add("zeros_named_wav", bytes(8192), "not_audio", "not a recognised audio")
+    # Containers FFmpeg reads, holding junk: an M4A without its index (moov), a WebM, raw AAC (ADTS).
+    add("m4a_container", b"\x00\x00\x00\x20ftypM4A \x00\x00\x02\x00" + rng.bytes(4000), "truncated", "moov")
+    add("webm_container", b"\x1aE\xdf\xa3" + rng.bytes(4000), "corrupt", "webm")
     add(
-        "m4a_container",
-        b"\x00\x00\x00\x20ftypM4A \x00\x00\x02\x00" + rng.bytes(4000),
-        "unsupported_format",
-        "mp4",
+        "adts_aac_named_mp3",
+        (b"\xff\xf1\x50\x80\x02\x1f\xfc" + bytes(9)) * 200,
+        "bad_sample_rate corrupt",
+        "aac",
     )
-    add("webm_container", b"\x1aE\xdf\xa3" + rng.bytes(4000), "unsupported_format", "webm")
-    add("adts_aac_named_mp3", (b"\xff\xf1\x50\x80\x02\x1f\xfc" + bytes(9)) * 200, "unsupported_format", "aac")
 
     # --- truncated files of every format ------------------------------------------------------
     for fmt, data in v.items():
@@ -275,6 +319,8 @@ def build_corpus() -> list[HostileCase]:
                 data[: int(len(data) * frac)],
                 "truncated",
                 "truncated",
+                # FLAC and MP3 state their length in frames: only decoding finds where the audio stops.
+                header_level=fmt not in ("flac", "mp3") or (frac == 0.1 and fmt == "mp3"),
             )
 
     # --- lying headers -------------------------------------------------------------------------
@@ -292,7 +338,8 @@ def build_corpus() -> list[HostileCase]:
     add("wav_chunk_runs_past_eof", w[:12] + list_chunk + w[12:200], "truncated", "truncated")
     add("wav_garbage_chunk_id", w[:12] + b"\x00\x01\xfe\xff" + w[16:], "corrupt", "chunk")
     add("wav_no_data_chunk", w[:data_off], "truncated", "data chunk")
-    add("wav_mp3_codec_inside", patch(w, fo, "<H", 0x55), "unsupported_codec", "mp3")
+    # FFmpeg decodes MP3 in WAV: PCM bytes behind that tag are damaged MP3.
+    add("wav_mp3_codec_inside", patch(w, fo, "<H", 0x55), "corrupt", "mp3", header_level=False)
     add("aiff_sample_rate_0hz", a[: co + 8] + bytes(10) + a[co + 18 :], "bad_sample_rate", "sample rate")
     add(
         "aiff_sample_rate_nan",
@@ -312,10 +359,10 @@ def build_corpus() -> list[HostileCase]:
         + b"zzzz\x00\x00"
         + aifc_unknown[comm + 8 + 18 :]
     )
-    add("aifc_unknown_compression", aifc_unknown, "unsupported_codec", "compression")
+    add("aifc_unknown_compression", aifc_unknown, "unsupported_codec corrupt", "compression|comm")
     f = v["flac"]
     add("flac_sample_rate_0hz", flac_set(f, sample_rate=0), "bad_sample_rate", "sample rate")
-    add("flac_total_claims_10x", flac_set(f, total=SR * 10), "truncated", "truncated")
+    add("flac_total_claims_10x", flac_set(f, total=SR * 10), "truncated", "truncated", header_level=False)
     add("flac_md5_mismatch", flac_set(f, md5=bytes(range(1, 17))), "corrupt", "checksum", header_level=False)
     mid = len(f) // 2
     add(
@@ -341,19 +388,25 @@ def build_corpus() -> list[HostileCase]:
     flipped[len(pages) // 2][60] ^= 0xFF
     add("ogg_corrupt_page_checksum", ogg_join(flipped, fix_crc=False), "corrupt", "checksum")
     missing = [bytearray(p) for i, p in enumerate(pages) if i != len(pages) // 2]
-    add("ogg_page_missing", ogg_join(missing, fix_crc=False), "corrupt", "missing")
+    add("ogg_page_missing", ogg_join(missing, fix_crc=False), "corrupt", "missing|corrupt")
     no_eos = [bytearray(p) for p in pages]
     no_eos[-1][5] &= ~0x04 & 0xFF
     add("ogg_no_end_of_stream", ogg_join(no_eos), "truncated", "truncated")
     add(
         "ogg_headers_then_random",
         b"".join(bytes(p) for p in pages[:2]) + rng.bytes(20000),
-        "corrupt",
-        "corrupt",
+        "corrupt truncated",
+        "corrupt|truncated",
     )
     speex = bytearray(id_page)
     speex[body : body + 7] = b"Speex  "
-    add("ogg_speex_codec", ogg_join([speex, *pages[1:]]), "unsupported_codec", "speex")
+    # Not a Speex stream (FFmpeg decodes those): a Vorbis stream whose first header is another codec's.
+    add(
+        "ogg_speex_codec",
+        ogg_join([speex, *pages[1:]]),
+        "unsupported_codec truncated corrupt",
+        "speex|truncated|corrupt",
+    )
 
     # --- MP3 -----------------------------------------------------------------------------------
     m = v["mp3"]
@@ -361,7 +414,7 @@ def build_corpus() -> list[HostileCase]:
     noise_payload = bytearray(m)
     for off, length in frames[1:]:
         noise_payload[off + 4 : off + length] = rng.bytes(length - 4)
-    add("mp3_valid_headers_garbage_payload", bytes(noise_payload), "corrupt", "invalid data")
+    add("mp3_valid_headers_garbage_payload", bytes(noise_payload), "corrupt", "corrupt", header_level=False)
     add("mp3_one_frame_header_then_text", m[:4] + b"hello world " * 300, "not_audio", "text")
     add(
         "mp3_id3_tag_then_text",
@@ -375,6 +428,40 @@ def build_corpus() -> list[HostileCase]:
         m[:third] + rng.bytes(len(m) - third),
         "corrupt truncated",
         "corrupt|truncated",
+        header_level=False,
+    )
+
+    # --- the formats FFmpeg brings: cut, damaged, lying -----------------------------------------
+    ff = valid_ffmpeg_files()
+    for name, data in ff.items():
+        for frac in (0.3, 0.8):
+            # MP4, WebM and WMA state their length, but only decoding finds where the audio stops.
+            add(
+                f"{name}_truncated_{int(frac * 100)}pct",
+                data[: int(len(data) * frac)],
+                "truncated",
+                "truncated",
+                header_level=False,
+            )
+    m4a = ff["m4a_aac"]
+    # Written as recorders do, index (moov) last: a download cut short has no index at all.
+    moov_last = encode_ffmpeg(tone(), "m4a_aac", index_last=True)
+    add("m4a_index_last_cut_short", moov_last[: int(len(moov_last) * 0.9)], "truncated", "moov|index")
+    middle = len(m4a) // 2
+    add(
+        "m4a_aac_damaged_middle",
+        m4a[:middle] + rng.bytes(600) + m4a[middle + 600 :],
+        "corrupt",
+        "corrupt",
+        header_level=False,
+    )
+    webm = ff["webm_opus"]
+    add(
+        "webm_opus_headers_then_random",
+        webm[:400] + rng.bytes(20000),
+        "corrupt truncated",
+        "corrupt|truncated",
+        header_level=False,
     )
 
     # --- samples that are not audio ----------------------------------------------------------
@@ -415,6 +502,7 @@ def build_corpus() -> list[HostileCase]:
         flac_set(f, total=SR // 10, md5=bytes(16)),
         "bad_header",
         "contradicts",
+        header_level=False,
         limits={"max_duration_s": 0.5},
     )
     add(
@@ -427,7 +515,8 @@ def build_corpus() -> list[HostileCase]:
     )
     short = encode(tone(0.01), "WAV", "PCM_16")
     add("wav_10ms_too_short", short, "too_short", "too short")
-    add("wav_zero_frames", wav_header(2, SR, 16, 0), "too_short", "too short")
+    # A data size of 0 is also what streaming writers leave: only decoding tells.
+    add("wav_zero_frames", wav_header(2, SR, 16, 0), "too_short", "too short", header_level=False)
     return cases
 
 

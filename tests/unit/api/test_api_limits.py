@@ -172,7 +172,8 @@ def test_idempotent_mix_queues_once(
 
 
 def test_failed_request_is_not_remembered(client: TestClient, tenant_a: Any, make_project: Any) -> None:
-    project = make_project(tenant_a, status="analysing", stems={})
+    # Stems already stored, analysis still running: the mix is refused until the project is ready.
+    project = make_project(tenant_a, status="analysing", stems=dict.fromkeys(keys.STEMS, True))
     headers = {**tenant_a.headers, "Idempotency-Key": "retry-me"}
     assert (
         client.post("/api/v1/mix", json={"project_id": project.project_id}, headers=headers).status_code

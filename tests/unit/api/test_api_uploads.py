@@ -231,6 +231,48 @@ def test_presigned_post_for_style_sound(client: TestClient, tenant_a: Any) -> No
     assert Sound.get("tenant-a", body["id"]).name == "pad"
 
 
+def test_presigned_forms_for_own_stems_one_per_stem_each_bound_to_its_size(
+    client: TestClient, tenant_a: Any
+) -> None:
+    # Each stem may be as large as the upload limit: four of them are over it together.
+    limit = get_settings().max_upload_bytes
+    sizes = {"drums": limit, "bass": limit, "vocals": 5, "other": 7}
+    response = client.post(
+        "/api/v1/uploads",
+        json={
+            "filename": "stems",
+            "content_type": "audio/flac",
+            "size": sum(sizes.values()),
+            "kind": "stems",
+            "stems": sizes,
+        },
+        headers=tenant_a.headers,
+    )
+    assert response.status_code == 201, response.text
+    body = response.json()
+    assert body["kind"] == "stems" and body["upload"] is None and set(body["stem_uploads"]) == set(sizes)
+    for stem, size in sizes.items():
+        fields = body["stem_uploads"][stem]["fields"]
+        assert fields["key"] == keys.upload("tenant-a", "stem", body["id"], stem)
+        assert ["content-length-range", 1, size] in _policy(fields)["conditions"]
+    project = Project.get("tenant-a", body["id"])
+    assert project.status == "queued" and project.source_kind == "stems"
+    assert project.stems.as_dict() == dict.fromkeys(sizes, False)  # waits for every announced stem
+    assert project.expires_at is not None  # forms never used: the row expires
+
+
+def test_a_stem_over_the_upload_limit_is_413(client: TestClient, tenant_a: Any) -> None:
+    too_big = get_settings().max_upload_bytes + 1
+    response = client.post(
+        "/api/v1/uploads",
+        json={"filename": "s", "content_type": "audio/wav", "size": too_big + 1, "kind": "stems",
+              "stems": {"drums": too_big, "bass": 1}},
+        headers=tenant_a.headers,
+    )  # fmt: skip
+    assert response.status_code == 413 and "drums" in response.json()["error"]["message"]
+    assert list(Project.query("tenant-a")) == []
+
+
 def test_presigned_post_over_max_upload_is_413(client: TestClient, tenant_a: Any) -> None:
     too_big = get_settings().max_upload_bytes + 1
     response = client.post(
@@ -252,6 +294,18 @@ def test_presigned_post_over_max_upload_is_413(client: TestClient, tenant_a: Any
         {"filename": "", "content_type": "audio/wav", "size": 10},
         {"content_type": "audio/wav", "size": 10},
         {"filename": "a.wav", "content_type": "audio/wav", "size": 10, "surprise": 1},
+        {"filename": "s", "content_type": "audio/wav", "size": 10, "kind": "stems"},
+        {"filename": "s", "content_type": "audio/wav", "size": 10, "stems": {"drums": 10}},
+        {"filename": "s", "content_type": "audio/wav", "size": 10, "kind": "stems", "stems": {}},
+        {"filename": "s", "content_type": "audio/wav", "size": 10, "kind": "stems", "stems": {"piano": 10}},
+        {"filename": "s", "content_type": "audio/wav", "size": 10, "kind": "stems", "stems": {"drums": 9}},
+        {
+            "filename": "s",
+            "content_type": "audio/wav",
+            "size": 1,
+            "kind": "stems",
+            "stems": {"bass": 0, "drums": 1},
+        },
     ],
 )
 def test_presigned_post_validation(client: TestClient, tenant_a: Any, payload: dict[str, Any]) -> None:

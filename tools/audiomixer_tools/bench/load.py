@@ -515,7 +515,10 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     parser.add_argument("--upload-seconds", type=float, default=0.5, help="length of each tiny upload")
     parser.add_argument("--seed-seconds", type=float, default=3.0, help="length of the seed song")
     parser.add_argument("--seed-timeout-s", type=float, default=600.0)
-    parser.add_argument("--demucs-model", default=os.environ.get("DEMUCS_MODEL", "demucs_unittest"))
+    parser.add_argument(
+        "--model", dest="demucs_model", default=os.environ.get("DEMUCS_MODEL", "demucs_unittest")
+    )
+    parser.add_argument("--demucs-model", dest="demucs_model", help=argparse.SUPPRESS)  # the old name
     parser.add_argument("--poller-concurrency", type=int, default=1)
     parser.add_argument("--api", default=None, help="a running API (with --key, or with --data-dir)")
     parser.add_argument("--key", default=None, help="API key for --api (all clients share its tenant)")

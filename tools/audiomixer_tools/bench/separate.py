@@ -134,7 +134,7 @@ def _run_child(mode: str, model: str, song: Path, args: argparse.Namespace) -> d
     if args.device:
         cmd += ["--device", args.device]
     if args.repo:
-        cmd += ["--repo", args.repo]
+        cmd += ["--model-repo", args.repo]
     proc = subprocess.run(cmd, capture_output=True, text=True, env=os.environ.copy(), check=False)
     if proc.returncode != 0:
         raise RuntimeError(f"{mode} run failed:\n{proc.stderr[-4000:]}")
@@ -150,7 +150,8 @@ def _parser() -> argparse.ArgumentParser:
     p.add_argument("--skip-memory", action="store_true")
     p.add_argument("--skip-speed", action="store_true")
     p.add_argument("--device", default=None, help="cuda / cpu (default: cuda if available)")
-    p.add_argument("--repo", default=None, help="DEMUCS_REPO for a named model")
+    p.add_argument("--model-repo", dest="repo", default=None, help="DEMUCS_REPO for a named model")
+    p.add_argument("--repo", dest="repo", help=argparse.SUPPRESS)  # the old name; remix says --model-repo
     p.add_argument("--chunk-s", type=float, default=30.0)
     p.add_argument("--overlap-s", type=float, default=1.0)
     p.add_argument("--child", choices=["chunked", "bare"], help=argparse.SUPPRESS)

@@ -7,7 +7,7 @@ from fastapi import FastAPI
 from fastapi.middleware.cors import CORSMiddleware
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
-from audiomixer.api import errors
+from audiomixer.api import docs, errors
 from audiomixer.api.deps import RateLimiter
 from audiomixer.api.routes import library, mixes, projects, tickets, uploads
 from audiomixer.api.schemas import Health
@@ -104,6 +104,8 @@ def create_app(limiter: RateLimiter | None = None) -> FastAPI:
         title="Audio Mixer API",
         version="1.0.0",
         description=DESCRIPTION,
+        docs_url=None,  # served by audiomixer.api.docs from local assets, not a CDN
+        redoc_url=None,
         responses={
             500: {"model": errors.ErrorResponse, "description": "A bug: reported with code `internal`"}
         },
@@ -114,6 +116,7 @@ def create_app(limiter: RateLimiter | None = None) -> FastAPI:
         else SharedRateLimiter(settings.rate_limit_per_s, settings.rate_limit_burst)
     )
     errors.install(app)
+    docs.install(app)
 
     @app.get("/health", response_model=Health, tags=["health"])
     def health() -> Health:

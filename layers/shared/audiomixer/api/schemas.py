@@ -5,7 +5,7 @@ from __future__ import annotations
 from datetime import datetime
 from typing import Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import BaseModel, ConfigDict, Field, model_validator
 
 from audiomixer.mix_settings import GRAIN_MS_DEFAULT, MixSettings, OutputFormat, StemConfig
 from audiomixer.settings import STEMS
@@ -13,7 +13,7 @@ from audiomixer.settings import STEMS
 ProjectStatus = Literal["queued", "separating", "analysing", "ready", "failed"]
 SoundStatus = Literal["queued", "analysing", "ready", "failed"]
 MixStatus = Literal["queued", "rendering", "completed", "failed"]
-UploadKind = Literal["base-track", "style-sound"]
+UploadKind = Literal["base-track", "style-sound", "stems"]
 
 _ID_EXAMPLE = "3f2b8c1d9e4a4b7c8d6e5f4a3b2c1d0e"
 NAME_MAX = 200
@@ -64,12 +64,36 @@ class PresignRequest(BaseModel):
     content_type: str = Field(
         min_length=3,
         max_length=127,
-        pattern=r"^(audio/[A-Za-z0-9.+-]+|application/(octet-stream|ogg)|video/ogg)$",
-        description="audio/*, application/ogg or application/octet-stream; the upload must send the same",
+        # Browsers label WebM, MP4 and Matroska files video/* even when they hold only audio.
+        pattern=r"^(audio/[A-Za-z0-9.+-]+|application/(octet-stream|ogg)|video/(ogg|webm|mp4|x-matroska))$",
+        description="audio/*, application/ogg, application/octet-stream or video/ogg, video/webm, video/mp4, "
+        "video/x-matroska (containers that may hold only audio); the upload must send the same",
     )
-    size: int = Field(ge=1, description="exact size in bytes of the file to upload")
+    size: int = Field(
+        ge=1, description="exact size in bytes of the file to upload (kind `stems`: their total)"
+    )
     kind: UploadKind = "base-track"
     project_name: str | None = Field(default=None, max_length=NAME_MAX)
+    stems: dict[str, int] | None = Field(
+        default=None,
+        description="kind `stems` only: stem -> exact size in bytes of its file, 1 to 4 of "
+        f"{', '.join(STEMS)}; one form per stem comes back, and the project is analysed once all arrived",
+        examples=[{"drums": 41_943_040, "bass": 41_943_040, "vocals": 41_943_040, "other": 41_943_040}],
+    )
+
+    @model_validator(mode="after")
+    def _stems_fit_the_kind(self) -> PresignRequest:
+        if (self.kind == "stems") != (self.stems is not None):
+            raise ValueError("`stems` (stem -> size) goes with kind `stems`, and only with it")
+        if self.stems is not None:
+            unknown = sorted(set(self.stems) - set(STEMS))
+            if unknown or not self.stems:
+                raise ValueError(
+                    f"stems must be 1 to 4 of {', '.join(STEMS)}; got {', '.join(unknown) or 'none'}"
+                )
+            if any(size < 1 for size in self.stems.values()) or sum(self.stems.values()) != self.size:
+                raise ValueError("each stem's size must be at least 1 byte, and `size` their total")
+        return self
 
 
 class PresignedPost(BaseModel):
@@ -79,10 +103,13 @@ class PresignedPost(BaseModel):
 
 class PresignResponse(BaseModel):
     id: str = Field(
-        description="the new project id (base-track) or sound id (style-sound)", examples=[_ID_EXAMPLE]
+        description="the new project id (base-track, stems) or sound id (style-sound)", examples=[_ID_EXAMPLE]
     )
     kind: UploadKind
-    upload: PresignedPost
+    upload: PresignedPost | None = Field(description="the form for the file; null for kind `stems`")
+    stem_uploads: dict[str, PresignedPost] | None = Field(
+        default=None, description="kind `stems`: one form per announced stem; null otherwise"
+    )
     expires_in: int = Field(description="seconds the form stays valid")
     max_bytes: int = Field(description="the most bytes S3 accepts for this upload")
 

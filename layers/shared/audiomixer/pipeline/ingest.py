@@ -275,7 +275,12 @@ def _ingest_stem(
         return "gone"  # deleted or failed meanwhile
     item.refresh(consistent_read=True)
     expected = item.stems.as_dict()
-    if expected and all(expected.values()) and transition(item, "analysing", stage="analyse", progress=50):
+    # A presigned stems upload set a TTL for forms never used: the project is kept once all stems arrived.
+    if (
+        expected
+        and all(expected.values())
+        and transition(item, "analysing", stage="analyse", progress=50, expires_at=None)
+    ):
         send(
             sqs,
             settings.analyse_queue_url,

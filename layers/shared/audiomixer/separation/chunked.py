@@ -117,16 +117,39 @@ def fix_residual(mix: np.ndarray, parts: list[np.ndarray]) -> tuple[np.ndarray, 
     return other, fixups
 
 
+def _decode_with_ffmpeg(source: Path) -> tuple[np.ndarray, int]:
+    """A file libsndfile cannot open, decoded and checked as ingest does (same limits, same reasons)."""
+    from audiomixer.dsp.audio_io import AudioDecodeError, AudioLimits, decode_audio
+
+    try:
+        decoded = decode_audio(source.read_bytes(), AudioLimits.from_settings())
+    except AudioDecodeError as exc:
+        raise SeparationError(f"{source.name}: {exc.reason}") from exc
+    return decoded.samples.astype(np.float64), decoded.sample_rate
+
+
 def _conform_source(source: Path, samplerate: int, channels: int, tmp_dir: Path) -> Path:
     """The source itself when it is already seekable audio at the model's rate and channel count,
     otherwise a 24-bit FLAC conformed to them. Conforming loads the file whole: our normalised sources
     (44.1 kHz stereo FLAC) never take this path."""
-    info = sf.info(str(source))
-    if info.samplerate == samplerate and info.channels == channels and info.format in _SEEKABLE_FORMATS:
+    try:
+        info: Any = sf.info(str(source))
+    except sf.LibsndfileError:
+        info = None  # M4A, Opus in WebM, WMA...: FFmpeg reads them
+    if (
+        info is not None
+        and info.samplerate == samplerate
+        and info.channels == channels
+        and info.format in _SEEKABLE_FORMATS
+    ):
         return source
     from scipy.signal import resample_poly
 
-    data, rate = sf.read(str(source), dtype="float64", always_2d=True)
+    if info is None:
+        data, rate = _decode_with_ffmpeg(source)
+    else:
+        data, rate = sf.read(str(source), dtype="float64", always_2d=True)
+    source_channels = data.shape[1]
     if data.shape[1] != channels:
         # Same rule as demucs.audio.convert_audio_channels.
         if channels == 1:
@@ -143,7 +166,7 @@ def _conform_source(source: Path, samplerate: int, channels: int, tmp_dir: Path)
     out = tmp_dir / "conformed.flac"
     sf.write(str(out), quantise(data)[0] << 8, samplerate, format="FLAC", subtype="PCM_24")
     logger.info(
-        "conformed %s (%d Hz, %d ch) to %d Hz, %d ch", source, rate, info.channels, samplerate, channels
+        "conformed %s (%d Hz, %d ch) to %d Hz, %d ch", source, rate, source_channels, samplerate, channels
     )
     return out
 

@@ -13,7 +13,7 @@ import numpy as np
 import soundfile as sf
 
 from audiomixer.separation.checkpoints import S3CheckpointStore
-from audiomixer.separation.chunked import separate_to_files
+from audiomixer.separation.chunked import ProgressCallback, separate_to_files
 from audiomixer.separation.model import SeparationError, load_model
 from audiomixer.settings import STEMS, get_settings
 
@@ -142,9 +142,11 @@ def separate_file(
     model_name: str | None = None,
     repo: Path | None = None,
     device: str | None = None,
+    on_progress: ProgressCallback | None = None,
 ) -> dict[str, np.ndarray]:
     """Separate a local audio file: stem -> (frames, 2) float32 at the model's rate (44.1 kHz).
-    `model_name`/`repo` default to the DEMUCS_MODEL / DEMUCS_REPO settings."""
+    `model_name`/`repo` default to the DEMUCS_MODEL / DEMUCS_REPO settings; `on_progress(percent,
+    message)` is called after each chunk."""
     settings = get_settings()
     name = model_name or settings.demucs_model
     if repo is None and model_name is None and settings.demucs_repo:
@@ -160,5 +162,6 @@ def separate_file(
             overlap_s=settings.separation_overlap_s,
             device=device,
             work_dir=Path(tmp),
+            on_progress=on_progress,
         )
         return {stem: sf.read(str(p), dtype="float32", always_2d=True)[0] for stem, p in result.paths.items()}

@@ -11,8 +11,8 @@ from typing import Any, TypeVar
 from pynamodb.exceptions import DoesNotExist, UpdateError
 from pynamodb.models import Model
 
-from audiomixer.settings import get_settings
-from audiomixer.store import blobs, keys, usage
+from audiomixer.settings import STEMS, get_settings
+from audiomixer.store import keys, usage
 from audiomixer.store.models import Mix, Project, Sound, utcnow
 
 PROJECT = {
@@ -132,9 +132,11 @@ def expire_unused_upload(item: Project | Sound, s3: Any, bucket: str, now: float
         return False
     if isinstance(item, Sound):
         raw = keys.upload(item.tenant_id, "style-sound", item.sound_id)
+    elif item.source_kind == "stems":  # any stem that reached S3 in time is still to be ingested
+        raw = keys.upload(item.tenant_id, "stem", item.project_id, STEMS[0]).rsplit("/", 1)[0] + "/"
     else:
         raw = keys.upload(item.tenant_id, "base-track", item.project_id)
-    if blobs.exists(s3, bucket, raw):
+    if s3.list_objects_v2(Bucket=bucket, Prefix=raw, MaxKeys=1).get("KeyCount", 0):
         return False
     expired = datetime.fromtimestamp(deadline, UTC).strftime("%Y-%m-%d %H:%M:%S UTC")
     reason = (

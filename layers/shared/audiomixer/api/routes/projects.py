@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from aws_lambda_powertools import Logger
-from fastapi import APIRouter, Depends, Query, Response
+from fastapi import APIRouter, Depends, Path, Query, Response
 from fastapi.responses import RedirectResponse
 from pynamodb.exceptions import DoesNotExist
 
@@ -124,7 +124,10 @@ def get_project_status(
     responses={307: {"description": "Redirect to a presigned S3 URL"}, **errors.responses(404)},
 )
 def download_stem(
-    project_id: str, stem: str, principal: Principal = Depends(deps.principal)
+    project_id: str,
+    # Documented as an enum, checked below: an unknown stem is a 404 like any missing resource.
+    stem: str = Path(description="which stem", json_schema_extra={"enum": list(STEMS)}),
+    principal: Principal = Depends(deps.principal),
 ) -> RedirectResponse:
     if stem not in STEMS:
         raise errors.not_found(f"stem {stem!r} (stems are {', '.join(STEMS)})")

@@ -95,7 +95,9 @@ def _put_or_forget(item: Project | Sound, uploads: list[tuple[str, bytes, str | 
 )
 def upload_base_track(
     request: Request,
-    file: UploadFile = File(description="the song: wav, flac, ogg, mp3 or aiff"),
+    file: UploadFile = File(
+        description="the song: any audio FFmpeg reads (wav, flac, mp3, m4a, ogg, opus, webm, wma, aiff)"
+    ),
     project_name: str | None = Form(default=None, max_length=NAME_MAX),
     principal: Principal = Depends(deps.principal),
     idempotency_key: str | None = idempotency.IdempotencyKey,
@@ -182,7 +184,7 @@ def upload_stems(
 )
 def upload_style_sounds(
     request: Request,
-    files: list[UploadFile] = File(description="one or more short sounds (wav, flac, ogg, mp3, aiff)"),
+    files: list[UploadFile] = File(description="one or more short sounds, in any audio format FFmpeg reads"),
     principal: Principal = Depends(deps.principal),
     idempotency_key: str | None = idempotency.IdempotencyKey,
 ) -> JSONResponse:
@@ -244,11 +246,13 @@ def create_upload(
     idempotency_key: str | None = idempotency.IdempotencyKey,
 ) -> JSONResponse:
     settings = get_settings()
-    if body.size > settings.max_upload_bytes:
-        raise errors.payload_too_large(
-            f"size {body.size} is over the {settings.max_upload_bytes}-byte upload limit"
-        )
-    max_bytes = min(body.size, settings.max_upload_bytes)
+    # The limit is per file: each stem of a stems upload is a file of its own.
+    for what, size in (body.stems or {"size": body.size}).items():
+        if size > settings.max_upload_bytes:
+            raise errors.payload_too_large(
+                f"{what} {size} is over the {settings.max_upload_bytes}-byte upload limit"
+            )
+    max_bytes = min(max((body.stems or {"": body.size}).values()), settings.max_upload_bytes)
 
     def work() -> tuple[int, dict[str, Any]]:
         tenant = principal.tenant_id
@@ -257,6 +261,40 @@ def create_upload(
         expires_at = int(time.time()) + settings.presign_expiry_s + ABANDONED_UPLOAD_GRACE_S
         object_id = keys.new_id()
         item: Project | Sound
+        if body.kind == "stems":
+            assert body.stems is not None  # the model checked it
+            name = storage.display_name(body.project_name, body.filename)
+            with deps.admitted(tenant, body.size, job=("project", object_id)):
+                # The project waits (queued) until every announced stem has been ingested.
+                item = _create_project(
+                    principal,
+                    object_id,
+                    name,
+                    "stems",
+                    body.size,
+                    dict.fromkeys(body.stems, False),
+                    expires_at=expires_at,
+                )
+            forms = {
+                stem: storage.presigned_post(
+                    keys.upload(tenant, "stem", item.project_id, stem), body.content_type, size
+                )
+                for stem, size in body.stems.items()
+            }
+            response = PresignResponse(
+                id=item.project_id,
+                kind=body.kind,
+                upload=None,
+                stem_uploads={
+                    stem: PresignedPost(
+                        url=post["url"], fields={k: str(v) for k, v in post["fields"].items()}
+                    )
+                    for stem, post in forms.items()
+                },
+                expires_in=settings.presign_expiry_s,
+                max_bytes=max_bytes,
+            )
+            return 201, response.model_dump()
         job = ("project", object_id) if body.kind == "base-track" else None
         with deps.admitted(tenant, body.size, job=job):
             if body.kind == "base-track":
