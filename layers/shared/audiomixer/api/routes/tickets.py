@@ -26,6 +26,14 @@ def create_ws_ticket(
     principal: Principal = Depends(deps.principal),
     idempotency_key: str | None = idempotency.IdempotencyKey,
 ) -> JSONResponse:
+    """Browsers cannot set headers on a WebSocket, so its credential travels in the URL, where it ends up
+    in logs: put this ticket there, never the API key. It is valid for `expires_in` seconds and for one
+    connection: `ws://HOST/ws/project/{id}?ticket=TICKET` locally, `WebSocketUrl?project_id=ID&ticket=TICKET`
+    on AWS.
+
+    `curl -X POST -H "Authorization: Bearer $KEY" $API/api/v1/ws-tickets`
+    """
+
     def work() -> tuple[int, dict[str, Any]]:
         ticket, ttl = auth.issue_ws_ticket(principal.tenant_id)
         return 201, WsTicket(ticket=ticket, expires_in=ttl).model_dump()
