@@ -234,6 +234,10 @@ class LocalStack:
             ws="websockets-sansio",
             log_level=self.config.log_level,
             timeout_graceful_shutdown=3,
+            # uvicorn closes an idle keep-alive connection after 5 s; a client that pools connections
+            # (httpx) can send on one just as it closes and gets a ReadError. API Gateway keeps idle client
+            # connections far longer, so the local stack does too.
+            timeout_keep_alive=65,
         )
         self.server = uvicorn.Server(config)
         logging.getLogger("uvicorn.error").addFilter(_DenialNoise())
