@@ -11,10 +11,7 @@
 # OS-only base on Amazon Linux 2023 (glibc 2.34), its python3.11, and AWS's runtime interface client.
 FROM public.ecr.aws/lambda/provided:al2023
 
-ARG FUNCTION=analyse
-
-ENV AUDIOMIXER_FUNCTION=${FUNCTION} \
-    LAMBDA_TASK_ROOT=/var/task \
+ENV LAMBDA_TASK_ROOT=/var/task \
     PYTHONUNBUFFERED=1 \
     PIP_NO_CACHE_DIR=1 \
     PIP_DISABLE_PIP_VERSION_CHECK=1 \
@@ -75,6 +72,11 @@ RUN printf '%s\n' \
 WORKDIR ${LAMBDA_TASK_ROOT}
 # Handlers are addressed as functions/<name>/app.handler (awslambdaric turns "/" into "." when importing).
 COPY functions/ ${LAMBDA_TASK_ROOT}/functions/
+
+# Last, so the three images (ingest, analyse, render) share every layer above: a build arg used earlier
+# would make each function rebuild and re-push the whole dependency stack.
+ARG FUNCTION=analyse
+ENV AUDIOMIXER_FUNCTION=${FUNCTION}
 
 ENTRYPOINT ["/usr/local/bin/audiomixer-entrypoint"]
 # template.yaml's ImageConfig.Command overrides this; the default serves the image's own function.

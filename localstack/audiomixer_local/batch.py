@@ -6,8 +6,10 @@ moto's own Batch backend would start Docker (and `batch_simple` marks every job 
 `install()` replaces `BatchBackend.submit_job` in this process while the runner is active: the job record
 is created exactly as moto does, but its status only moves when the runner moves it.
 
-Per job: the definition's command with Ref:: parameters substituted; `python…` becomes this
-interpreter and container paths such as /app/gpu_batch/entrypoint.py map to the file in the repository.
+Per job, as ECS starts a container: the image's ENTRYPOINT (read from the Dockerfile the job definition's
+Metadata.Dockerfile names; none without it) followed by the command (the container override's, else the
+definition's, else the image's CMD) with Ref:: parameters substituted. `python…` becomes this interpreter
+and container paths such as /app/gpu_batch/entrypoint.py map to the file in the repository.
 Env: the stack's resolved environment, the definition's environment, container overrides, the runner's
 extra env (e.g. DEMUCS_MODEL), AWS_BATCH_JOB_ID / AWS_BATCH_JOB_ATTEMPT / AWS_BATCH_JQ_NAME.
 RetryStrategy: Attempts and EvaluateOnExit (OnExitCode / OnReason / OnStatusReason globs, first match
@@ -16,12 +18,16 @@ statusReason "Essential container in task exited"; the attempt Timeout kills the
 statusReason "Job attempt duration exceeded timeout"; a process killed from outside is just a non-zero
 exit. Losing the Spot host (statusReason "Host EC2 (instance …) terminated.") happens locally only when
 `simulate_host_loss(job_id)` is called. TerminateJob/CancelJob stop the job without retry.
+The job queue's JobStateTimeLimitActions apply to RUNNABLE, the state a job waits in for a free slot
+(`max_jobs`, the local stand-in for GPU capacity): past maxTimeSeconds (AUDIOMIXER_LOCAL_BATCH_TIME_SCALE) a
+CANCEL action ends it FAILED with the action's reason, as Batch does when no instance can be found.
 Every status change is sent, as EventBridge's "Batch Job State Change" event, to each function whose
 rule pattern matches (in order, on one thread, like an async invoke with 2 retries)."""
 
 from __future__ import annotations
 
 import fnmatch
+import json
 import logging
 import os
 import queue
@@ -35,11 +41,12 @@ import uuid
 from collections import deque
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
-from audiomixer_local import functions
+from audiomixer_local import functions, iam
 from audiomixer_local.events import matches
 from audiomixer_local.resources import FunctionSpec, LocalResources
 
@@ -158,12 +165,73 @@ def evaluate_on_exit(
     return "RETRY"
 
 
-def localize_command(command: list[str], repo_root: Path) -> list[str]:
-    """Container command -> local command: python -> this interpreter, /app/x/y.py -> repo_root/x/y.py."""
+@dataclass(frozen=True)
+class ImageConfig:
+    """What ECS takes from an image to start its container: ENTRYPOINT and CMD (exec form)."""
+
+    entrypoint: list[str] = field(default_factory=list)
+    cmd: list[str] = field(default_factory=list)
+
+
+def _exec_form(argument: str) -> list[str]:
+    """An ENTRYPOINT/CMD argument: a JSON array is exec form; anything else is shell form."""
+    try:
+        value = json.loads(argument)
+    except ValueError:
+        value = None
+    if isinstance(value, list) and all(isinstance(v, str) for v in value):
+        return list(value)
+    return ["/bin/sh", "-c", argument]
+
+
+def read_dockerfile(path: str | Path) -> ImageConfig:
+    """ENTRYPOINT and CMD of the final stage of a Dockerfile, as Docker records them in the image.
+
+    The last instruction of each kind wins; setting ENTRYPOINT clears a CMD set before it (Docker resets
+    the base image's CMD the same way); a new FROM starts from nothing (a base image's own ENTRYPOINT is
+    not known here, so a Dockerfile relying on one must restate it)."""
+    text = Path(path).read_text(encoding="utf-8")
+    logical: list[str] = []
+    current = ""
+    for raw in text.splitlines():
+        line = raw.strip()
+        if not current and (not line or line.startswith("#")):
+            continue
+        if line.startswith("#"):  # comment lines inside a continued instruction are dropped
+            continue
+        if line.endswith("\\"):
+            current += line[:-1] + " "
+            continue
+        logical.append(current + line)
+        current = ""
+    if current:
+        logical.append(current)
+    entrypoint: list[str] = []
+    cmd: list[str] = []
+    for instruction in logical:
+        keyword, _, argument = instruction.partition(" ")
+        keyword = keyword.upper()
+        if keyword == "FROM":
+            entrypoint, cmd = [], []
+        elif keyword == "ENTRYPOINT":
+            entrypoint, cmd = _exec_form(argument.strip()), []
+        elif keyword == "CMD":
+            cmd = _exec_form(argument.strip())
+    return ImageConfig(entrypoint=entrypoint, cmd=cmd)
+
+
+def container_argv(image: ImageConfig, command: list[str] | None) -> list[str]:
+    """The argv ECS runs: ENTRYPOINT + (the job's command, or the image's CMD when it has none)."""
+    return [*image.entrypoint, *(command if command else image.cmd)]
+
+
+def localize_command(command: list[str], repo_root: Path, python: list[str] | None = None) -> list[str]:
+    """Container command -> local command: python -> this interpreter (or `python`, e.g. the task-role
+    wrapper), /app/x/y.py -> repo_root/x/y.py."""
     out: list[str] = []
     for i, part in enumerate(command):
         if i == 0 and re.fullmatch(r"python(3(\.\d+)?)?", Path(part).name):
-            out.append(sys.executable)
+            out.extend(python or [sys.executable])
             continue
         if part.startswith("/") and not Path(part).exists():
             tail = Path(part).parts[1:]
@@ -186,6 +254,11 @@ class _Run:
 
     def __init__(self, job: Any) -> None:
         self.job = job
+        self.started = (
+            threading.Event()
+        )  # a worker took it (it left RUNNABLE); a time limit no longer applies
+        self.cancelled = threading.Event()  # ended by a job-state time limit before it started
+        self.timers: list[threading.Timer] = []
         self.process: subprocess.Popen[bytes] | None = None
         self.host_lost = threading.Event()
         self.attempt = 0
@@ -216,6 +289,8 @@ class LocalBatchRunner:
         )
         self.event_retries = event_retries
         self.events: list[dict[str, Any]] = []  # every event emitted, in order
+        # Deliveries that failed every try (on AWS: the BatchEventsDLQ and its alarm).
+        self.failed_deliveries: list[dict[str, Any]] = []
         self._queue: queue.Queue[_Run | None] = queue.Queue()
         self._runs: dict[str, _Run] = {}
         self._recent: deque[str] = deque(maxlen=100)
@@ -238,6 +313,9 @@ class LocalBatchRunner:
         uninstall(self)
         with self._lock:
             running = [r for r in self._runs.values() if r.process and r.process.poll() is None]
+            for run in self._runs.values():
+                for timer in run.timers:
+                    timer.cancel()
         for run in running:
             self._kill(run, graceful=True)
         for _ in self._workers:
@@ -260,7 +338,23 @@ class LocalBatchRunner:
             self._runs[job.job_id] = run
             self._recent.append(job.job_id)
         self._emit(job)  # SUBMITTED
+        self._set(run, "RUNNABLE")  # it now waits for a free slot, as a Batch job waits for capacity
+        for limit in self.res.batch.time_limits.get(job.job_queue.name, []):
+            if limit.get("state") == "RUNNABLE" and limit.get("action") == "CANCEL":
+                timer = threading.Timer(float(limit["maxTimeSeconds"]), self._expire, (run, limit))
+                timer.daemon = True
+                run.timers.append(timer)
+                timer.start()
         self._queue.put(run)
+
+    def _expire(self, run: _Run, limit: dict[str, Any]) -> None:
+        """A job-state time limit ran out: cancel the job unless a worker has taken it meanwhile."""
+        with self._lock:
+            if run.started.is_set() or run.cancelled.is_set() or run.job.job_stopped:
+                return
+            run.cancelled.set()
+        log.warning("local batch: job %s was RUNNABLE too long; %s", run.job.job_id, limit.get("reason"))
+        self._finish(run, "FAILED", str(limit.get("reason") or "job state time limit exceeded"))
 
     def simulate_host_loss(self, job_id: str) -> bool:
         """Kill the job's running attempt as if its Spot instance were reclaimed."""
@@ -309,6 +403,12 @@ class LocalBatchRunner:
             run = self._queue.get()
             if run is None:
                 return
+            with self._lock:
+                if run.cancelled.is_set():
+                    continue
+                run.started.set()
+            for timer in run.timers:
+                timer.cancel()
             try:
                 self._execute(run)
             except Exception:
@@ -321,7 +421,6 @@ class LocalBatchRunner:
 
     def _execute(self, run: _Run) -> None:
         job = run.job
-        self._set(run, "RUNNABLE")
         strategy = job.job_definition.retry_strategy or {}
         attempts = int(strategy.get("attempts", 1) or 1)
         rules = list(strategy.get("evaluateOnExit") or [])
@@ -358,9 +457,19 @@ class LocalBatchRunner:
             job.job_stopped_reason = status_reason
         self._set(run, status)
 
+    def image_config(self, job: Any) -> ImageConfig:
+        """The image of the job's definition: its Dockerfile's ENTRYPOINT/CMD, or none (a bare image)."""
+        dockerfile = self.res.batch.dockerfiles.get(job.job_definition.name)
+        return read_dockerfile(dockerfile) if dockerfile else ImageConfig()
+
     def _command(self, job: Any) -> list[str]:
-        command = job._get_container_property("command", [])
-        return localize_command(job._add_parameters_to_command(list(command)), self.repo_root)
+        # Batch substitutes Ref:: parameters in the command only, never in the image's ENTRYPOINT.
+        command = job._add_parameters_to_command(list(job._get_container_property("command", []) or []))
+        python = None
+        if self.res.job_principal(job.job_definition.name) is not None:
+            # The job's AWS calls are checked against its role (see audiomixer_local.task).
+            python = [sys.executable, "-m", "audiomixer_local.task"]
+        return localize_command(container_argv(self.image_config(job), command), self.repo_root, python)
 
     def _env(self, job: Any, attempt: int) -> dict[str, str]:
         env = dict(os.environ)
@@ -374,6 +483,12 @@ class LocalBatchRunner:
             if key in self.res.env:
                 env[key] = self.res.env[key]
         env.update(self.extra_env)
+        env.pop(iam.TASK_ROLE_ENV, None)
+        principal = self.res.job_principal(job.job_definition.name)
+        if principal is not None:
+            env[iam.TASK_ROLE_ENV] = principal.to_json()
+            if self.res.websocket:
+                env[iam.WS_API_ID_ENV] = self.res.websocket.api_id
         env.update(
             {
                 "AWS_BATCH_JOB_ID": job.job_id,
@@ -553,7 +668,17 @@ class LocalBatchRunner:
                 try:
                     functions.invoke(target, event)
                     break
-                except Exception:
+                except Exception as exc:
+                    if attempt == self.event_retries:
+                        with self._lock:
+                            self.failed_deliveries.append(
+                                {
+                                    "function": target.logical_id,
+                                    "jobId": event["detail"]["jobId"],
+                                    "status": event["detail"]["status"],
+                                    "error": f"{type(exc).__name__}: {exc}",
+                                }
+                            )
                     log.exception(
                         "local batch: %s failed on %s event (try %d)",
                         target.logical_id,

@@ -22,6 +22,7 @@ from pathlib import Path
 from types import ModuleType
 from typing import Any
 
+from audiomixer_local import iam
 from audiomixer_local.resources import FunctionSpec
 
 _lock = threading.Lock()
@@ -150,7 +151,7 @@ class Invocation:
 def invoke(spec: FunctionSpec, event: Any) -> Invocation:
     """Run the handler once. Exceptions propagate (the caller decides what a failure means); a run
     longer than the function's Timeout is reported as timed out, since an in-process call cannot be
-    killed the way Lambda kills a sandbox."""
+    killed the way Lambda kills a sandbox. Its AWS calls are checked against the function's policies."""
     handler = load_handler(spec)
     context = make_context(spec)
     isolate_log_context()
@@ -160,7 +161,8 @@ def invoke(spec: FunctionSpec, event: Any) -> Invocation:
     token = _sandbox_keys.set(keys)
     started = time.monotonic()
     try:
-        result = handler(event, context)
+        with iam.acting_as(spec.principal):
+            result = handler(event, context)
     finally:
         _sandbox_keys.reset(token)
     duration = time.monotonic() - started

@@ -133,6 +133,8 @@ class SqsPoller:
         self.wait_time_s = wait_time_s
         self.stats = PollerStats()
         self._stop = threading.Event()
+        self._running = threading.Event()  # cleared by pause(): the mapping is disabled, messages wait
+        self._running.set()
         self._threads: list[threading.Thread] = []
 
     @property
@@ -144,6 +146,13 @@ class SqsPoller:
             thread = threading.Thread(target=self._run, name=f"poller-{self.name}-{i}", daemon=True)
             thread.start()
             self._threads.append(thread)
+
+    def pause(self) -> None:
+        """Stop receiving (like disabling the event source mapping) until resume()."""
+        self._running.clear()
+
+    def resume(self) -> None:
+        self._running.set()
 
     def signal_stop(self) -> None:
         self._stop.set()
@@ -157,6 +166,9 @@ class SqsPoller:
     def _run(self) -> None:
         sqs = boto3.client("sqs", region_name=self.region, endpoint_url=self.endpoint_url)
         while not self._stop.is_set():
+            if not self._running.is_set():
+                self._running.wait(0.2)
+                continue
             try:
                 self.poll_once(sqs)
             except Exception as exc:  # a poller never dies; the queue may be briefly unreachable

@@ -3,7 +3,9 @@ the functions' environment against them. Names, timeouts, batch sizes and redriv
 the template, never repeated here.
 
 AUDIOMIXER_LOCAL_TIME_SCALE (float, default 1) multiplies every queue's VisibilityTimeout at creation
-(rounded, at least 1 s) so fault-injection tests can watch redelivery and DLQ moves in seconds."""
+(rounded, at least 1 s) and the retry backoff (AUDIOMIXER_RETRY_BACKOFF_S), so fault-injection tests can
+watch redelivery and DLQ moves in seconds; AUDIOMIXER_LOCAL_BATCH_TIME_SCALE does the same for the job
+queue's job-state time limits (separately: local separation is not any faster for it)."""
 
 from __future__ import annotations
 
@@ -19,6 +21,7 @@ from typing import Any
 
 import boto3
 
+from audiomixer_local import iam
 from audiomixer_local.template import Template, UnresolvableError, referenced_ids
 
 log = logging.getLogger("audiomixer_local")
@@ -41,6 +44,16 @@ def rate_seconds(expression: str) -> float:
     if match is None:
         raise ValueError(f"only rate(...) schedules run locally, not {expression!r}")
     return float(int(match[1]) * _UNIT_S[match[2].rstrip("s")])
+
+
+def batch_time_scale() -> float:
+    """AUDIOMIXER_LOCAL_BATCH_TIME_SCALE: multiplies the job queue's job-state time limits. Separate from
+    the queues' scale because local separation runs at CPU speed whatever that scale says."""
+    try:
+        value = float(os.environ.get("AUDIOMIXER_LOCAL_BATCH_TIME_SCALE", "1") or 1)
+    except ValueError:
+        return 1.0
+    return value if value > 0 else 1.0
 
 
 def time_scale() -> float:
@@ -88,6 +101,8 @@ class FunctionSpec:
     sqs_sources: list[SqsSource] = field(default_factory=list)
     event_patterns: list[dict[str, Any]] = field(default_factory=list)
     schedules_s: list[float] = field(default_factory=list)  # rate(...) Schedule events, in seconds
+    # What its code may do (its role's policies); None runs it unchecked.
+    principal: iam.Principal | None = None
 
     @property
     def dir_name(self) -> str:
@@ -108,6 +123,12 @@ class BatchInfo:
     job_queues: dict[str, tuple[str, str]] = field(default_factory=dict)  # lid -> (name, arn)
     job_definitions: dict[str, tuple[str, str]] = field(default_factory=dict)
     compute_environments: dict[str, tuple[str, str]] = field(default_factory=dict)
+    # job definition name -> the Dockerfile its image is built from (the resource's Metadata.Dockerfile)
+    dockerfiles: dict[str, Path] = field(default_factory=dict)
+    # job definition name -> logical id of its JobRoleArn's role
+    job_roles: dict[str, str] = field(default_factory=dict)
+    # job queue name -> its JobStateTimeLimitActions (camelCase, maxTimeSeconds already time-scaled)
+    time_limits: dict[str, list[dict[str, Any]]] = field(default_factory=dict)
 
 
 @dataclass
@@ -121,6 +142,14 @@ class LocalResources:
     functions: dict[str, FunctionSpec] = field(default_factory=dict)
     websocket: WebSocketSpec | None = None
     env: dict[str, str] = field(default_factory=dict)
+    http_api_function: str | None = None  # logical id of the function behind the HTTP API
+    # Per function and per IAM role logical id: the policies its code runs under (local IAM check).
+    principals: dict[str, iam.Principal] = field(default_factory=dict)
+
+    def job_principal(self, job_definition_name: str) -> iam.Principal | None:
+        """The role a job of this definition runs as (its JobRoleArn), or None when it has none."""
+        role = self.batch.job_roles.get(job_definition_name)
+        return self.principals.get(role) if role else None
 
     @property
     def region(self) -> str:
@@ -251,6 +280,12 @@ class _Builder:
                     arn = f"arn:aws:batch:{region}:{account}:job-definition/{name}:1"
                     self.res.batch.job_definitions[lid] = (name, arn)
                     t.refs[lid] = arn
+                    dockerfile = (r.get("Metadata") or {}).get("Dockerfile")
+                    if dockerfile:
+                        self.res.batch.dockerfiles[name] = t.root / str(dockerfile)
+                    role = referenced_ids((props.get("ContainerProperties") or {}).get("JobRoleArn"))
+                    if role:
+                        self.res.batch.job_roles[name] = sorted(role)[0]
                 elif kind in FUNCTION_TYPES:
                     name = self.name(lid, props, "FunctionName")
                     t.refs[lid] = name
@@ -433,6 +468,11 @@ class _Builder:
             )
             self.res.batch.job_queues[lid] = (name, created["jobQueueArn"])
             self.t.refs[lid] = created["jobQueueArn"]
+            limits = _camel(props.get("JobStateTimeLimitActions") or [])
+            for limit in limits:
+                seconds = float(limit["maxTimeSeconds"]) * batch_time_scale()
+                limit["maxTimeSeconds"] = max(1.0, math.ceil(seconds))
+            self.res.batch.time_limits[name] = limits
             self.t.attrs[lid] = {"JobQueueArn": created["jobQueueArn"]}
         for lid, (name, _arn) in self.res.batch.job_definitions.items():
             props = self.t.resolve(self.t.props(lid))
@@ -580,6 +620,28 @@ class _Builder:
                 spec.two_way_routes.add(str(self.t.resolve(routes[route_lid]["Properties"]["RouteKey"])))
         self.res.websocket = spec
 
+    def http_api(self) -> None:
+        http_apis = {
+            lid
+            for lid, r in self.t.of_type("AWS::ApiGatewayV2::Api").items()
+            if (r.get("Properties") or {}).get("ProtocolType") == "HTTP"
+        }
+        for r in self.t.of_type("AWS::ApiGatewayV2::Integration").values():
+            props = dict(r.get("Properties") or {})
+            if referenced_ids(props.get("ApiId")) & http_apis:
+                self.res.http_api_function = self._function_ref(props.get("IntegrationUri"))
+                return
+
+    def principals(self) -> None:
+        """Each function's and role's policies as SAM deploys them (see audiomixer_local.iam)."""
+        names = {lid: spec.name for lid, spec in self.res.functions.items()}
+        self.res.principals = iam.build_principals(self.t, names, set(self.res.batch.job_roles.values()))
+        for lid, spec in self.res.functions.items():
+            spec.principal = self.res.principals[lid]
+        if self.res.websocket:
+            iam.set_websocket_api_id(self.res.websocket.api_id)
+        iam.install()
+
     def environment(self) -> None:
         variables = (self.t.globals_function.get("Environment") or {}).get("Variables") or {}
         env: dict[str, str] = {}
@@ -595,6 +657,13 @@ class _Builder:
                 if key in env and env[key] != value:
                     log.warning("%s overrides %s locally shared by all functions", spec.logical_id, key)
                 env.setdefault(key, value)
+        scale = time_scale()
+        if scale != 1 and "AUDIOMIXER_RETRY_BACKOFF_S" not in os.environ:
+            # Retry delays shrink with the visibility timeouts, so a test sees backoff in seconds.
+            from audiomixer.settings import Settings
+
+            default = Settings.model_fields["retry_backoff_s"].default
+            env["AUDIOMIXER_RETRY_BACKOFF_S"] = json.dumps([max(1, round(s * scale)) for s in default])
         if self.ws_endpoint is not None:
             env["AUDIOMIXER_WS_ENDPOINT"] = self.ws_endpoint
         env["AWS_REGION"] = env["AWS_DEFAULT_REGION"] = self.t.region
@@ -675,6 +744,8 @@ def create_resources(
     b.create_batch()
     b.functions()
     b.websocket()
+    b.http_api()
+    b.principals()
     b.environment()
     b.pepper_parameter()
     return b.res
@@ -708,6 +779,8 @@ def describe_template(
             )
     b.functions()
     b.websocket()
+    b.http_api()
+    b.principals()
     b.environment()
     return b.res
 

@@ -13,6 +13,7 @@ import logging
 from collections.abc import Callable
 from typing import Any
 
+from audiomixer_local import iam
 from audiomixer_local.gateway import Receive, Scope, Send, WebSocketGateway
 
 log = logging.getLogger("audiomixer_local.router")
@@ -59,8 +60,11 @@ class LocalRouter:
         *,
         app_target: str = API_APP,
         status: Callable[[], dict[str, Any]] | None = None,
+        principal: iam.Principal | None = None,
     ) -> None:
         self.gateway = gateway
+        # The HTTP API's function: the app's AWS calls are checked against its policies.
+        self.principal = principal
         self._app = app
         self._app_error: str | None = None
         self.app_target = app_target
@@ -80,7 +84,8 @@ class LocalRouter:
         if kind == "lifespan":
             app = self.app()
             if app is not None:
-                await app(scope, receive, send)
+                with iam.acting_as(self.principal):
+                    await app(scope, receive, send)
             else:
                 await _bare_lifespan(receive, send)
             return
@@ -102,7 +107,9 @@ class LocalRouter:
                 {"error": {"code": "api_unavailable", "message": f"{self.app_target}: {self._app_error}"}},
             )
             return
-        await self._through_gateway_limits(app, scope, receive, send)
+        # Sync endpoints run in worker threads that copy this context, so they act as the API too.
+        with iam.acting_as(self.principal):
+            await self._through_gateway_limits(app, scope, receive, send)
 
     async def _through_gateway_limits(self, app: Any, scope: Scope, receive: Receive, send: Send) -> None:
         headers = list(scope.get("headers") or [])

@@ -227,7 +227,14 @@ class LocalStack:
         import uvicorn
 
         assert self.gateway is not None
-        router = LocalRouter(self.gateway, self.config.app, status=self.status)
+        assert self.res is not None
+        api_function = self.res.http_api_function
+        router = LocalRouter(
+            self.gateway,
+            self.config.app,
+            status=self.status,
+            principal=self.res.principals.get(api_function) if api_function else None,
+        )
         config = uvicorn.Config(
             router,
             lifespan="on",
@@ -322,6 +329,8 @@ class LocalStack:
             "pollers": {p.name: p.stats.as_dict() for p in self.pollers},
             "schedules": {s.spec.logical_id: s.describe() for s in self.schedules},
             "jobs": self.batch.jobs_summary() if self.batch else [],
+            # Batch state-change events no function could handle (on AWS: BatchEventsDLQ and its alarm).
+            "failed_event_deliveries": list(self.batch.failed_deliveries) if self.batch else [],
             "websocket": self.gateway.describe() if self.gateway else None,
         }
 

@@ -342,6 +342,11 @@ def test_poison_render_message_lands_in_its_dlq_with_the_mix_failed_and_can_be_r
     )
     assert depth(local_stack, "RenderDLQ") == 0
     data_dir = str(local_stack.config.data_dir)
+    # The dead-letter consumer would take the message at once (test_retries covers it): this test looks
+    # at the message in the DLQ and redrives it by hand, so that consumer's mapping is disabled meanwhile.
+    dead_letters = poller(local_stack, "RenderDLQ")
+    dead_letters.pause()
+    time.sleep(local_stack.config.poll_wait_s + 0.5)
 
     with visibility(local_stack, "RenderQueue", 1), api(local_stack, key) as client:
         response = client.post("/api/v1/mix", json={"project_id": project.project_id})
@@ -372,6 +377,7 @@ def test_poison_render_message_lands_in_its_dlq_with_the_mix_failed_and_can_be_r
         )
         # A failed mix is terminal: the redriven message only re-announces it.
         assert client.get(f"/api/v1/mix/{mix_id}").json() == mix
+    dead_letters.resume()
 
 
 # --- 4. two stages updating one project at once ----------------------------------------------------------

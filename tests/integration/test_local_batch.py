@@ -19,9 +19,12 @@ from audiomixer_local.batch import (
     EXIT_REASON,
     HOST_LOSS_REASON,
     TIMEOUT_REASON,
+    ImageConfig,
     LocalBatchRunner,
+    container_argv,
     evaluate_on_exit,
     localize_command,
+    read_dockerfile,
 )
 from audiomixer_local.events import matches
 from audiomixer_local.resources import LocalResources, create_resources
@@ -211,3 +214,111 @@ def test_evaluate_on_exit_and_command_localization(tmp_path: Path) -> None:
         "dev",
         "/abs/not/here",
     ]
+
+
+# --------------------------------------------------------------------------- ENTRYPOINT + Command (ECS)
+ROOT = Path(__file__).resolve().parents[2]
+OLD_COMMAND = (
+    '["python", "/app/gpu_batch/entrypoint.py", "Ref::tenant_id", "Ref::project_id", "Ref::source_key"]'
+)
+
+
+def test_dockerfile_entrypoint_and_cmd_are_read_as_docker_records_them(tmp_path: Path) -> None:
+    assert read_dockerfile(ROOT / "gpu_batch" / "Dockerfile") == ImageConfig(
+        entrypoint=["python", "/app/gpu_batch/entrypoint.py"], cmd=[]
+    )
+    dockerfile = tmp_path / "Dockerfile"
+    dockerfile.write_text(
+        'FROM a AS build\nENTRYPOINT ["ignored"]\nFROM b\n# comment\nCMD ["--help"]\n'
+        'ENTRYPOINT python \\\n  run.py\nCMD ["x", "y"]\n'
+    )
+    image = read_dockerfile(dockerfile)
+    # Shell form runs under /bin/sh -c; ENTRYPOINT cleared the earlier CMD; a new FROM forgot stage 1.
+    assert image == ImageConfig(entrypoint=["/bin/sh", "-c", "python  run.py"], cmd=["x", "y"])
+    assert container_argv(image, []) == ["/bin/sh", "-c", "python  run.py", "x", "y"]
+    assert container_argv(image, ["z"]) == ["/bin/sh", "-c", "python  run.py", "z"]
+
+
+@pytest.fixture
+def moto_server(monkeypatch: pytest.MonkeyPatch) -> Iterator[str]:
+    """A moto server the job subprocess can reach (in-process mock_aws cannot be seen from a child)."""
+    from moto.moto_api._internal.models import moto_api_backend
+    from moto.server import ThreadedMotoServer
+
+    from audiomixer_local.stack import free_port
+
+    moto_api_backend.reset()  # the server serves this process's moto backends: start from nothing
+    port = free_port()
+    server = ThreadedMotoServer(ip_address="127.0.0.1", port=port, verbose=False)
+    server.start()
+    endpoint = f"http://127.0.0.1:{port}"
+    monkeypatch.setenv("AWS_ENDPOINT_URL", endpoint)
+    for key, value in {"AWS_ACCESS_KEY_ID": "testing", "AWS_SECRET_ACCESS_KEY": "testing"}.items():
+        monkeypatch.setenv(key, value)
+    try:
+        yield endpoint
+    finally:
+        server.stop()
+        moto_api_backend.reset()
+
+
+@pytest.mark.parametrize("command", ["template", "old"])
+def test_the_separation_job_runs_entrypoint_plus_command_as_ecs_does(
+    moto_server: str, tmp_path: Path, command: str
+) -> None:
+    """The real job definition with the real entrypoint: the template's Command (arguments only) reaches
+    the separation main; the reviewed template's Command, which repeated `python entrypoint.py`, hands
+    it five arguments and argparse exits 2, exactly what every job did on AWS."""
+    template = ROOT / "template.yaml"
+    if command == "old":
+        text = template.read_text()
+        current = '["Ref::tenant_id", "Ref::project_id", "Ref::source_key"]'
+        assert current in text
+        (tmp_path / "gpu_batch").symlink_to(ROOT / "gpu_batch")
+        (tmp_path / "functions").symlink_to(ROOT / "functions")
+        template = tmp_path / "template.yaml"
+        template.write_text(text.replace(current, OLD_COMMAND))
+    res = create_resources(template, endpoint_url=moto_server)
+    with LocalBatchRunner(res, log_dir=tmp_path / "logs", event_targets=[]) as runner:
+        job_id = boto3.client("batch").submit_job(
+            jobName="separate-entrypoint",
+            jobQueue=res.env["AUDIOMIXER_BATCH_JOB_QUEUE"],
+            jobDefinition=res.env["AUDIOMIXER_BATCH_JOB_DEFINITION"],
+            # No such project: the separation main has nothing to do and exits 0.
+            parameters={"tenant_id": "dev", "project_id": "p1", "source_key": "dev/projects/p1/source.flac"},
+        )["jobId"]
+        status = runner.wait(job_id, 120)
+        (summary,) = runner.jobs_summary()
+    log_text = Path(summary["logs"][-1]).read_text()
+    (described,) = boto3.client("batch").describe_jobs(jobs=[job_id])["jobs"]
+    if command == "template":
+        assert status == "SUCCEEDED", log_text
+    else:
+        assert status == "FAILED"
+        assert described["attempts"][0]["container"]["exitCode"] == 2
+        assert "unrecognized arguments" in log_text
+
+
+def test_a_job_runnable_past_the_queues_time_limit_is_cancelled(
+    monkeypatch: pytest.MonkeyPatch, tmp_path: Path
+) -> None:
+    """JobStateTimeLimitActions: the only slot is busy (no GPU capacity), so the second job waits RUNNABLE
+    until the queue's limit (600 s, scaled to 2 s here) cancels it with the action's reason."""
+    monkeypatch.delenv("AWS_ENDPOINT_URL", raising=False)
+    monkeypatch.setenv("AUDIOMIXER_LOCAL_BATCH_TIME_SCALE", "0.002")
+    with mock_aws():
+        res = create_resources(FIXTURE)
+        assert res.batch.time_limits["audiomixer-SeparationJobQueue"][0]["maxTimeSeconds"] == 2.0
+        with LocalBatchRunner(res, log_dir=tmp_path / "logs", max_jobs=1, event_targets=[]) as runner:
+            busy = _submit(res, tmp_path, "sleep")
+            waiting = _submit(res, tmp_path, "ok")
+            started = time.monotonic()
+            assert runner.wait(waiting, 30) == "FAILED"
+            waited = time.monotonic() - started
+            (described,) = boto3.client("batch").describe_jobs(jobs=[waiting])["jobs"]
+            assert described["statusReason"] == "no capacity for 10 minutes"
+            assert described["attempts"] == []  # it never ran
+            assert _statuses(runner.events, waiting) == ["SUBMITTED", "RUNNABLE", "FAILED"]
+            assert 1.5 < waited < 10, waited
+            busy_status = next(j["status"] for j in runner.jobs_summary() if j["jobId"] == busy)
+            assert busy_status == "RUNNING"  # a started job is not subject to the RUNNABLE limit

@@ -26,7 +26,10 @@ COMMANDS: dict[str, tuple[str, str]] = {
     "dlq": ("audiomixer_local.cli:dlq_main", "list or redrive a dead-letter queue of the local stack"),
     "keys": ("audiomixer_tools.cli:keys_main", "create or revoke API keys"),
     "remix": ("audiomixer_tools.remix:main", "separate/analyse/render/mix local files in one process"),
-    "bench": ("audiomixer_tools.cli:bench_main", "benchmarks: separate, render, analyse, load, quality"),
+    "bench": (
+        "audiomixer_tools.cli:bench_main",
+        "benchmarks: separate, render, analyse, load, quality, cold-start",
+    ),
 }
 BENCHES = {
     "separate": "audiomixer_tools.bench.separate:main",
@@ -34,6 +37,7 @@ BENCHES = {
     "analyse": "audiomixer_tools.bench.analyse:main",
     "load": "audiomixer_tools.bench.load:main",
     "quality": "audiomixer_tools.bench.quality:main",
+    "cold-start": "audiomixer_tools.bench.cold_start:main",
 }
 
 
@@ -54,6 +58,37 @@ def use_local_stack_env(data_dir: str | None) -> bool:
     return True
 
 
+def use_deployed_stack_env(stack_name: str, region: str | None) -> str:
+    """Point this process at a deployed CloudFormation stack: the API-keys table from its outputs and the
+    pepper's SSM parameter from its parameters (settings' defaults are the local names, not these).
+    Returns the table name; raises SystemExit with a message when the stack cannot be used."""
+    import boto3
+    from botocore.exceptions import BotoCoreError, ClientError
+
+    # The deployed stack is in AWS: a local endpoint left in the environment must not redirect it.
+    for name in [k for k in os.environ if k.startswith("AWS_ENDPOINT_URL")]:
+        del os.environ[name]
+    if region:
+        os.environ["AWS_REGION"] = os.environ["AWS_DEFAULT_REGION"] = region
+    try:
+        cfn = boto3.client("cloudformation", region_name=region) if region else boto3.client("cloudformation")
+        (stack,) = cfn.describe_stacks(StackName=stack_name)["Stacks"]
+    except (BotoCoreError, ClientError) as exc:
+        raise SystemExit(f"error: cannot read stack {stack_name!r}: {exc}") from None
+    outputs = {o["OutputKey"]: o["OutputValue"] for o in stack.get("Outputs") or []}
+    parameters = {p["ParameterKey"]: p.get("ParameterValue", "") for p in stack.get("Parameters") or []}
+    table = outputs.get("ApiKeysTableName")
+    if not table:
+        raise SystemExit(f"error: stack {stack_name!r} has no ApiKeysTableName output (is it this service?)")
+    os.environ["AUDIOMIXER_API_KEYS_TABLE"] = table
+    pepper_parameter = parameters.get("ApiKeyPepperParameterName") or "/audiomixer/api-key-pepper"
+    os.environ["AUDIOMIXER_API_KEY_PEPPER_PARAMETER"] = pepper_parameter
+    from audiomixer import aws
+
+    aws.reset()
+    return table
+
+
 def keys_main(argv: list[str]) -> int:
     parser = argparse.ArgumentParser(
         prog="audiomixer keys", description="Manage API keys (shown once, stored hashed)."
@@ -65,14 +100,25 @@ def keys_main(argv: list[str]) -> int:
     revoke = sub.add_parser("revoke", help="revoke a key")
     revoke.add_argument("key")
     for p in (create, revoke):
-        p.add_argument(
+        target = p.add_mutually_exclusive_group()
+        target.add_argument(
+            "--stack",
+            default=None,
+            help="a deployed CloudFormation stack: its API-keys table and SSM pepper (needs AWS credentials)",
+        )
+        target.add_argument(
             "--data-dir",
             default=None,
             help="local stack data dir (default .audiomixer); "
             "without a running local stack the AWS environment is used",
         )
+        p.add_argument("--region", default=None, help="the deployed stack's region (with --stack)")
     args = parser.parse_args(argv)
-    use_local_stack_env(args.data_dir)
+    if args.stack:
+        table = use_deployed_stack_env(args.stack, args.region)
+        print(f"stack {args.stack}: table {table}", file=sys.stderr)
+    elif use_local_stack_env(args.data_dir):
+        print(f"local stack: {Path(args.data_dir or '.audiomixer') / 'stack.json'}", file=sys.stderr)
     from audiomixer import auth
 
     if args.action == "create":

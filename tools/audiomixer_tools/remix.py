@@ -30,6 +30,7 @@ from audiomixer.mix_settings import (
     StemConfig,
 )
 from audiomixer.settings import STEMS
+from audiomixer.stem_sets import KNOWN_STEMS, PRETRAINED_MODELS, STEM_NAME, ordered
 
 PROG = "audiomixer remix"
 STEM_EXTENSIONS = (".wav", ".flac", ".ogg", ".mp3", ".aiff", ".aif", ".m4a", ".opus", ".webm", ".wma")
@@ -94,7 +95,17 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--target-lufs", type=float, default=None, help="normalise the mix to this loudness")
     p.add_argument("--analysis", type=Path, metavar="FILE.json", help="write onsets and f0 per stem")
     p.add_argument("--stems-out", type=Path, metavar="DIR", help="also write the rendered stems here")
-    p.add_argument("--model", default=None, help="Demucs model name (default: DEMUCS_MODEL setting)")
+    p.add_argument(
+        "--model",
+        default=None,
+        help="Demucs model name, e.g. htdemucs_ft, htdemucs, htdemucs_6s (default: DEMUCS_MODEL setting)",
+    )
+    p.add_argument(
+        "--two-stems",
+        default=None,
+        metavar="STEM",
+        help="separate into STEM and no_STEM only, e.g. vocals -> vocals + no_vocals",
+    )
     p.add_argument("--model-repo", type=Path, default=None, help="local Demucs model repository")
     p.add_argument("--no-progress", action="store_true", help="no progress bar")
     return p
@@ -107,8 +118,8 @@ def _pairs(items: Sequence[str], what: str) -> dict[str, str]:
         stem = stem.strip().lower()
         if not sep or not value:
             raise UsageError(f"{what} must look like STEM=VALUE, got {item!r}")
-        if stem not in STEMS:
-            raise UsageError(f"unknown stem {stem!r} in {what} (choose from {', '.join(STEMS)})")
+        if not STEM_NAME.match(stem):
+            raise UsageError(f"unknown stem {stem!r} in {what} (e.g. {', '.join(STEMS)})")
         out[stem] = value
     return out
 
@@ -156,7 +167,7 @@ def _load_stem_dir(directory: Path) -> tuple[dict[str, np.ndarray], int]:
         raise UsageError(f"stems directory not found: {directory}")
     stems: dict[str, np.ndarray] = {}
     sr: int | None = None
-    for stem in STEMS:
+    for stem in KNOWN_STEMS:
         path = next(
             (directory / f"{stem}{ext}" for ext in STEM_EXTENSIONS if (directory / f"{stem}{ext}").is_file()),
             None,
@@ -172,7 +183,11 @@ def _load_stem_dir(directory: Path) -> tuple[dict[str, np.ndarray], int]:
 
 
 def _separate(
-    song: Path, model: str | None, repo: Path | None, on_progress: Any = None
+    song: Path,
+    model: str | None,
+    repo: Path | None,
+    two_stems: str | None = None,
+    on_progress: Any = None,
 ) -> tuple[dict[str, np.ndarray], int]:
     if not song.is_file():
         raise UsageError(f"file not found: {song}")
@@ -183,13 +198,13 @@ def _separate(
             f"separation is not available ({exc}); install the 'gpu' extra or pass --stems DIR"
         ) from exc
     try:
-        stems = separate_file(song, model_name=model, repo=repo, on_progress=on_progress)
+        stems = separate_file(song, model_name=model, repo=repo, two_stems=two_stems, on_progress=on_progress)
     except Exception as exc:
         raise UsageError(f"separation failed: {exc}") from exc
     from audiomixer.settings import get_settings
 
     sample_rate = get_settings().target_sample_rate
-    return {k: np.asarray(v, np.float32) for k, v in stems.items() if k in STEMS}, sample_rate
+    return {k: np.asarray(v, np.float32) for k, v in stems.items()}, sample_rate
 
 
 def _output_format(out: Path, fmt: str | None) -> str:
@@ -269,7 +284,31 @@ def _mix_settings(args: argparse.Namespace, fmt: str) -> MixSettings:
         raise UsageError(f"--{str(error['loc'][0]).replace('_', '-')}: {error['msg']}") from None
 
 
-def _stem_config(args: argparse.Namespace) -> dict[str, StemConfig]:
+def _check_separation_options(args: argparse.Namespace) -> None:
+    """The same checks as the API's, and the stems named in options against the model's, before work."""
+    from audiomixer.settings import get_settings
+    from audiomixer.stem_sets import SeparationOptionError, check_options, expected_stems
+
+    settings = get_settings()
+    repo = args.model_repo or settings.demucs_repo
+    try:
+        check_options(args.model, args.two_stems, repo=repo, default=settings.demucs_model)
+    except SeparationOptionError as exc:
+        raise UsageError(str(exc)) from None
+    model = args.model or settings.demucs_model
+    if model in PRETRAINED_MODELS:  # its stems are known before separating
+        _check_stems(args, expected_stems(model, args.two_stems))
+
+
+def _check_stems(args: argparse.Namespace, stems: Sequence[str]) -> None:
+    """Every stem named in --style/--volume/--mode is one of `stems` (the song's, or its model's)."""
+    for what, items in (("--style", args.style), ("--volume", args.volume), ("--mode", args.mode)):
+        unknown = [stem for stem in _pairs(items, what) if stem not in stems]
+        if unknown:
+            raise UsageError(f"unknown stem {unknown[0]!r} in {what} (the stems are {', '.join(stems)})")
+
+
+def _stem_config(args: argparse.Namespace, stems: Sequence[str]) -> dict[str, StemConfig]:
     volumes: dict[str, float] = {}
     for stem, raw in _pairs(args.volume, "--volume").items():
         try:
@@ -285,7 +324,7 @@ def _stem_config(args: argparse.Namespace) -> dict[str, StemConfig]:
             raise UsageError(f"--mode {stem}={mode}: must be percussive or tonal")
     return {
         stem: StemConfig(volume=volumes.get(stem, 1.0), mode=modes.get(stem, "auto"))  # type: ignore[arg-type]
-        for stem in STEMS
+        for stem in stems
     }
 
 
@@ -308,7 +347,11 @@ def run(args: argparse.Namespace) -> int:
     fmt = _output_format(args.output, args.format)
     settings = _mix_settings(args, fmt)
     styles_paths = {k: Path(v) for k, v in _pairs(args.style, "--style").items()}
-    config = _stem_config(args)
+    _stem_config(args, [])  # volumes and modes checked before any work
+    if args.song is not None:
+        _check_separation_options(args)
+    elif args.model or args.two_stems:
+        raise UsageError("--model and --two-stems choose how SONG is separated; they do nothing with --stems")
     for path in [p for p in (args.song, *styles_paths.values()) if p is not None]:
         if not path.is_file():
             raise UsageError(f"file not found: {path}")
@@ -340,17 +383,18 @@ def run(args: argparse.Namespace) -> int:
         if args.stems is not None:
             stems, sr = _load_stem_dir(args.stems)
         else:
-            stems, sr = _separate(args.song, args.model, args.model_repo, on_progress=separated)
+            stems, sr = _separate(
+                args.song, args.model, args.model_repo, args.two_stems, on_progress=separated
+            )
         if bar is not None:
-            analysed = sum(1 for s in STEMS if s in stems and (want_analysis or s in styles_paths))
+            analysed = sum(1 for s in stems if want_analysis or s in styles_paths)
             bar.total = load_units + analysed + 2 * len(styles_paths) + 1
         step("stems", load_units - (bar.n if bar is not None else 0))
-        missing_styles = sorted(set(styles_paths) - set(stems))
-        if missing_styles:
-            raise UsageError(f"--style for a stem that is not there: {', '.join(missing_styles)}")
+        _check_stems(args, ordered(stems))
+        config = _stem_config(args, ordered(stems))
 
         analyses = {}
-        for stem in STEMS:
+        for stem in ordered(stems):
             if stem in stems and (want_analysis or stem in styles_paths):
                 analyses[stem] = stem_analysis(stems[stem], sr)
                 step(f"analyse {stem}")

@@ -1,8 +1,11 @@
-"""Who is calling: API keys (stored only as a peppered HMAC) and JWT claims that API Gateway's authorizer
-has already verified. Shared by the HTTP API and the WebSocket $connect handler.
+"""Who is calling: API keys (stored only as a peppered HMAC) and JWTs. Shared by the HTTP API and the
+WebSocket $connect handler, so both accept both.
 
-Claims are trusted only when they come from the Lambda event (API Gateway puts them there after
-verifying the token); a client cannot inject them through headers."""
+JWT claims are trusted when they come from the Lambda event (an API Gateway authorizer verified them; a
+client cannot inject them through headers) or when this module verified the bearer token itself against
+the issuer's keys (AUDIOMIXER_JWT_ISSUER): signature, issuer, expiry and audience, as API Gateway's JWT
+authorizer does. The tenant is the claim AUDIOMIXER_JWT_TENANT_CLAIM names (one users cannot write,
+e.g. a Cognito custom attribute left out of every app client's WriteAttributes), else `sub`."""
 
 from __future__ import annotations
 
@@ -22,7 +25,8 @@ from audiomixer.store.keys import check_tenant
 KEY_PREFIX = "am_"
 # token_urlsafe(32) is 43 characters; anything else cannot be one of our keys.
 _KEY_BODY_LENGTH = 43
-TENANT_CLAIMS = ("custom:tenant", "tenant")
+# Asymmetric algorithms only: an issuer publishes public keys; "none" and HMAC are refused.
+JWT_ALGORITHMS = ["RS256", "RS384", "RS512", "ES256", "ES384", "ES512"]
 
 Method = Literal["api_key", "jwt"]
 
@@ -56,6 +60,7 @@ def pepper() -> str:
 
 def reset_cache() -> None:
     _pepper_from_ssm.cache_clear()
+    _issuer_keys.cache_clear()
 
 
 def hash_api_key(key: str) -> str:
@@ -129,12 +134,14 @@ def claims_from_event(event: Mapping[str, Any] | None) -> dict[str, Any] | None:
     return dict(claims) if isinstance(claims, Mapping) and claims else None
 
 
-def principal_from_claims(claims: Mapping[str, Any]) -> Principal:
-    """Tenant from `custom:tenant` / `tenant`, falling back to `sub`."""
+def principal_from_claims(claims: Mapping[str, Any], tenant_claim: str | None = None) -> Principal:
+    """Tenant from the configured tenant claim (`tenant_claim`, else settings.jwt_tenant_claim), which the
+    token must carry; without one configured, from `sub` (a user-writable claim is never trusted)."""
+    name = tenant_claim if tenant_claim is not None else get_settings().jwt_tenant_claim
     subject = claims.get("sub")
-    tenant = next((claims[name] for name in TENANT_CLAIMS if claims.get(name)), subject)
+    tenant = claims.get(name) if name else subject
     if not isinstance(tenant, str) or not tenant:
-        raise AuthError("token carries no tenant")
+        raise AuthError(f"token carries no {name or 'sub'} claim")
     try:
         tenant_id = check_tenant(tenant.strip().lower())
     except ValueError:
@@ -142,14 +149,73 @@ def principal_from_claims(claims: Mapping[str, Any]) -> Principal:
     return Principal(tenant_id=tenant_id, method="jwt", subject=str(subject) if subject else None)
 
 
+@lru_cache(maxsize=4)
+def _issuer_keys(issuer: str) -> dict[str, Any]:
+    """The issuer's JSON Web Key Set, via its OpenID discovery document (read once per sandbox)."""
+    base = issuer.rstrip("/")
+    try:
+        jwks_uri = str(_fetch_json(f"{base}/.well-known/openid-configuration")["jwks_uri"])
+    except (OSError, ValueError, KeyError):
+        jwks_uri = f"{base}/.well-known/jwks.json"
+    return _fetch_json(jwks_uri)
+
+
+def _fetch_json(url: str) -> dict[str, Any]:
+    import json
+    import urllib.request
+
+    if not url.startswith("https://"):
+        raise ValueError(f"refusing to fetch keys over a non-https URL: {url}")
+    with urllib.request.urlopen(url, timeout=5) as response:
+        data = json.loads(response.read())
+    if not isinstance(data, dict):
+        raise ValueError(f"{url} did not answer a JSON object")
+    return data
+
+
+def _looks_like_jwt(token: str) -> bool:
+    return token.count(".") == 2 and not token.startswith(KEY_PREFIX)
+
+
+def verify_jwt(token: str) -> dict[str, Any]:
+    """Claims of a JWT signed by the configured issuer, valid now and meant for this API. Raises AuthError."""
+    from joserfc import jwt
+    from joserfc.errors import JoseError
+    from joserfc.jwk import KeySet
+
+    settings = get_settings()
+    issuer = settings.jwt_issuer
+    if not issuer:
+        raise AuthError("invalid API key")
+    try:
+        keys = KeySet.import_key_set(_issuer_keys(issuer))  # type: ignore[arg-type]
+        decoded = jwt.decode(token, keys, algorithms=JWT_ALGORITHMS)
+        jwt.JWTClaimsRegistry(iss={"essential": True, "value": issuer}, exp={"essential": True}).validate(
+            decoded.claims
+        )
+    except (JoseError, ValueError, OSError) as exc:
+        raise AuthError(f"invalid token ({type(exc).__name__})") from None
+    claims = dict(decoded.claims)
+    audiences = {a.strip() for a in settings.jwt_audience.split(",") if a.strip()}
+    # API Gateway's JWT authorizer accepts `aud` (ID tokens) or `client_id` (Cognito access tokens).
+    presented = claims.get("aud")
+    presented_set = set(presented if isinstance(presented, list) else [presented]) | {claims.get("client_id")}
+    if audiences and not audiences & presented_set:
+        raise AuthError("token is not meant for this API (audience)")
+    return claims
+
+
 def principal_from_event(event: Mapping[str, Any] | None, authorization: str | None) -> Principal:
-    """JWT claims from the event win; otherwise a bearer API key. Raises AuthError."""
+    """JWT claims from the event win; otherwise the bearer token: an API key, or a JWT verified here when
+    an issuer is configured. Raises AuthError."""
     claims = claims_from_event(event)
     if claims is not None:
         return principal_from_claims(claims)
     token = bearer_token(authorization)
     if token is None:
         raise AuthError("missing bearer token")
+    if get_settings().jwt_issuer and _looks_like_jwt(token):
+        return principal_from_claims(verify_jwt(token))
     return authenticate(token)
 
 

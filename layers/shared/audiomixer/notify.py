@@ -4,6 +4,7 @@ that answer Gone, and never fails the stage that called it."""
 
 from __future__ import annotations
 
+import contextvars
 import json
 import threading
 import time
@@ -129,8 +130,10 @@ def publish(tenant_id: str, event: StatusEvent, *, management_client: Any = None
         if len(connections) <= 1:
             return sum(map(deliver, connections))
         # Each post is a network round trip; many subscribers are served side by side.
+        # Each post runs in a copy of the caller's context (log keys; the local stack's IAM check).
+        contexts = [contextvars.copy_context() for _ in connections]
         with ThreadPoolExecutor(max_workers=min(_FANOUT_WORKERS, len(connections))) as pool:
-            return sum(pool.map(deliver, connections))
+            return sum(pool.map(lambda ctx, c: ctx.run(deliver, c), contexts, connections))
     except Exception as exc:  # the notifier never fails the stage that called it
         logger.warning("notify: publish failed", extra={"event": event.model_dump(), "error": str(exc)})
         return 0

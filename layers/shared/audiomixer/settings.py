@@ -55,6 +55,10 @@ class Settings(BaseSettings):
     max_decoded_samples: int = 15 * 60 * 96_000 * 2
     target_sample_rate: int = 44_100
     style_sound_max_duration_s: float = 120.0
+    # Ingest decodes to float32 before downmixing: rate x channels x duration x 4 bytes must stay under this
+    # (with its working copies it must fit IngestFunction's MemorySize; tests/unit/test_template.py checks).
+    # 15 minutes of 96 kHz stereo fit; 15 minutes at 192 kHz in 8 channels (5.5 GB) do not.
+    max_decoded_mb: int = 768
 
     # --- tenants ---
     max_concurrent_jobs: int = 5
@@ -62,6 +66,11 @@ class Settings(BaseSettings):
     api_key_pepper: str = "local-dev-pepper"
     # When deployed, the pepper is read from SSM / Secrets Manager under this name (see secrets.py).
     api_key_pepper_parameter: str | None = None
+    # JWT mode (template parameters JwtIssuer, JwtAudience, JwtTenantClaim): tokens are verified by the
+    # API and $connect functions themselves, so API keys keep working beside them. Empty issuer: off.
+    jwt_issuer: str | None = None
+    jwt_audience: str = ""  # comma-separated; a token's `aud` or `client_id` must be one of them
+    jwt_tenant_claim: str | None = None  # a claim users cannot write; None: the tenant is `sub`
     cors_allow_origins: list[str] = ["http://localhost:3000", "http://localhost:5173"]
     presign_expiry_s: int = 900
     # Requests per tenant, shared by every API container: `rate_limit_burst` per window of
@@ -86,6 +95,9 @@ class Settings(BaseSettings):
     # --- queues ---
     # template.yaml sets maxReceiveCount 5 on every queue; the last delivery records the failure.
     max_receive_count: int = 5
+    # A failed delivery comes back after this many seconds (one entry per receive, the last repeats):
+    # seconds first, then minutes, instead of the queue's visibility timeout (6x the function's Timeout).
+    retry_backoff_s: list[int] = [10, 60, 300, 900]
 
     # --- notifications ---
     progress_min_interval_s: float = 1.0

@@ -12,6 +12,7 @@ from fastapi.testclient import TestClient
 from audiomixer import auth, aws
 from audiomixer.api.app import create_app
 from audiomixer.api.deps import BURST_CAPACITY, BURST_RATE_PER_S, TokenBucketLimiter
+from audiomixer.settings import get_settings
 from audiomixer.store.models import ApiKey
 
 PROTECTED = [
@@ -80,14 +81,27 @@ def test_pepper_comes_from_ssm_once_when_configured(api_env: Any, configure: Any
     assert auth.authenticate(key).tenant_id == "acme"
 
 
-def test_claims_from_http_api_v2_event() -> None:
+def test_claims_from_http_api_v2_event(monkeypatch: pytest.MonkeyPatch) -> None:
     event = {"requestContext": {"authorizer": {"jwt": {"claims": {"sub": "u-1", "custom:tenant": "Acme"}}}}}
-    assert auth.principal_from_event(event, None) == auth.Principal("acme", "jwt", "u-1")
+    # custom:tenant is user-writable in Cognito by default: ignored unless the operator names it.
+    assert auth.principal_from_event(event, None) == auth.Principal("u-1", "jwt", "u-1")
+    monkeypatch.setenv("AUDIOMIXER_JWT_TENANT_CLAIM", "custom:tenant")
+    get_settings.cache_clear()
+    try:
+        assert auth.principal_from_event(event, None) == auth.Principal("acme", "jwt", "u-1")
+    finally:
+        monkeypatch.undo()
+        get_settings.cache_clear()
 
 
-def test_claims_fall_back_to_tenant_then_sub() -> None:
-    assert auth.principal_from_claims({"sub": "abc-123", "tenant": "t1"}).tenant_id == "t1"
-    assert auth.principal_from_claims({"sub": "abc-123"}).tenant_id == "abc-123"
+def test_claims_use_the_named_tenant_claim_else_sub() -> None:
+    assert (
+        auth.principal_from_claims({"sub": "abc-123", "tenant": "t1"}, tenant_claim="tenant").tenant_id
+        == "t1"
+    )
+    assert auth.principal_from_claims({"sub": "abc-123", "tenant": "t1"}).tenant_id == "abc-123"
+    with pytest.raises(auth.AuthError, match="no tenant claim"):
+        auth.principal_from_claims({"sub": "abc-123"}, tenant_claim="tenant")
     with pytest.raises(auth.AuthError):
         auth.principal_from_claims({"sub": "has spaces!"})
     with pytest.raises(auth.AuthError):

@@ -14,6 +14,8 @@ from typing import Any
 
 import pytest
 
+from audiomixer.settings import get_settings
+
 ROOT = Path(__file__).resolve().parents[3]
 ENTRY = ROOT / "functions" / "api" / "app.py"
 
@@ -93,15 +95,25 @@ def test_health_through_lambda(entry: ModuleType) -> None:
 
 
 def test_jwt_claims_from_the_authorizer_pick_the_tenant(
-    entry: ModuleType, make_project: Any, tenant_a: Any
+    entry: ModuleType, make_project: Any, tenant_a: Any, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     project = make_project(tenant_a, status="queued", stems={})
-    event = _event("GET", "/api/v1/projects", claims={"sub": "user-1", "custom:tenant": "tenant-a"})
-    result = entry.handler(event, _Context())
-    assert result["statusCode"] == 200, result
-    assert [p["project_id"] for p in json.loads(result["body"])["items"]] == [project.project_id]
-    other = entry.handler(_event("GET", "/api/v1/projects", claims={"sub": "someone-else"}), _Context())
-    assert json.loads(other["body"])["items"] == []
+    # The operator names the tenant claim (AUDIOMIXER_JWT_TENANT_CLAIM); a user-writable one is never assumed.
+    monkeypatch.setenv("AUDIOMIXER_JWT_TENANT_CLAIM", "custom:tenant")
+    get_settings.cache_clear()
+    try:
+        event = _event("GET", "/api/v1/projects", claims={"sub": "user-1", "custom:tenant": "tenant-a"})
+        result = entry.handler(event, _Context())
+        assert result["statusCode"] == 200, result
+        assert [p["project_id"] for p in json.loads(result["body"])["items"]] == [project.project_id]
+        other = entry.handler(
+            _event("GET", "/api/v1/projects", claims={"sub": "someone-else", "custom:tenant": "tenant-b"}),
+            _Context(),
+        )
+        assert json.loads(other["body"])["items"] == []
+    finally:
+        monkeypatch.undo()
+        get_settings.cache_clear()
 
 
 def test_no_claims_and_no_key_is_401(entry: ModuleType) -> None:

@@ -130,3 +130,45 @@ def test_remix_a_song_through_demucs(files: dict[str, Path], tmp_path: Path) -> 
     data, sr = sf.read(out, always_2d=True)
     assert sr == SR and data.shape == (4 * SR, 2)
     assert set(json.loads(analysis.read_text())["stems"]) == {"drums", "bass", "vocals", "other"}
+
+
+@pytest.mark.parametrize(
+    ("extra", "needle"),
+    [
+        (["--model", "htdemucs_7s"], "unknown Demucs model 'htdemucs_7s': choose one of htdemucs_ft"),
+        (["--model", "htdemucs", "--two-stems", "piano"], "two_stems 'piano' is not a source"),
+        (["--two-stems", "vocals", "--style", "drums=kit.wav"], "unknown stem 'drums' in --style"),
+        (
+            ["--model", "htdemucs_6s", "--volume", "banjo=1"],
+            "the stems are drums, bass, vocals, other, guitar",
+        ),
+    ],
+)
+def test_separation_option_mistakes_are_one_line_before_any_work(
+    files: dict[str, Path], tmp_path: Path, capsys: pytest.CaptureFixture[str], extra: list[str], needle: str
+) -> None:
+    extra = [e.replace("kit.wav", str(files["kit"])) for e in extra]
+    song = tmp_path / "song.wav"
+    sf.write(song, np.zeros((SR, 2)), SR)
+    rc = main([str(song), "-o", str(tmp_path / "x.wav"), "--no-progress", *extra])
+    err = capsys.readouterr().err.strip()
+    assert rc == 2
+    assert len(err.splitlines()) == 1 and needle in err, err
+    assert not (tmp_path / "x.wav").exists()
+
+
+@pytest.mark.slow
+def test_remix_two_stems_through_demucs(files: dict[str, Path], tmp_path: Path) -> None:
+    pytest.importorskip("demucs")
+    stems, _ = S.synth_song(3.0, SR, seed=6)
+    song = tmp_path / "song.wav"
+    sf.write(song, 0.5 * sum(stems.values()), SR, subtype="PCM_24")
+    out, stems_out = tmp_path / "mix.wav", tmp_path / "stems"
+    rc = main(
+        [str(song), "-o", str(out), "--model", "demucs_unittest", "--two-stems", "vocals",
+         "--style", f"no_vocals={files['kit']}", "--volume", "vocals=0.5", "--stems-out", str(stems_out),
+         "--no-progress"]
+    )  # fmt: skip
+    assert rc == 0
+    assert sorted(p.name for p in stems_out.iterdir()) == ["no_vocals.wav", "vocals.wav"]
+    assert sf.read(out, always_2d=True)[0].shape == (3 * SR, 2)

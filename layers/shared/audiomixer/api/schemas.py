@@ -3,12 +3,13 @@
 from __future__ import annotations
 
 from datetime import datetime
-from typing import Any, Literal
+from typing import Annotated, Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, model_validator
+from pydantic import BaseModel, ConfigDict, Field, RootModel, StringConstraints, model_validator
 
 from audiomixer.mix_settings import GRAIN_MS_DEFAULT, MixSettings, OutputFormat, StemConfig
 from audiomixer.settings import STEMS
+from audiomixer.stem_sets import STEM_NAME
 
 ProjectStatus = Literal["queued", "separating", "analysing", "ready", "failed"]
 SoundStatus = Literal["queued", "analysing", "ready", "failed"]
@@ -17,6 +18,15 @@ UploadKind = Literal["base-track", "style-sound", "stems"]
 
 _ID_EXAMPLE = "3f2b8c1d9e4a4b7c8d6e5f4a3b2c1d0e"
 NAME_MAX = 200
+StemName = Annotated[str, StringConstraints(pattern=STEM_NAME.pattern)]
+MODEL_DESCRIPTION = (
+    "Demucs model that separates the song: htdemucs_ft (default), htdemucs, htdemucs_6s (adds guitar "
+    "and piano stems), mdx_extra, ... any Demucs pretrained name; an unknown name is a 422 listing them"
+)
+TWO_STEMS_DESCRIPTION = (
+    "two-stem mode, as `demucs --two-stems`: `vocals` gives the stems vocals and no_vocals (the rest)"
+)
+ModelName = Annotated[str, StringConstraints(min_length=1, max_length=64, pattern=r"^[A-Za-z0-9_.-]+$")]
 
 
 class Health(BaseModel):
@@ -74,6 +84,8 @@ class PresignRequest(BaseModel):
     )
     kind: UploadKind = "base-track"
     project_name: str | None = Field(default=None, max_length=NAME_MAX)
+    model: ModelName | None = Field(default=None, description=MODEL_DESCRIPTION + " (base-track only)")
+    two_stems: StemName | None = Field(default=None, description=TWO_STEMS_DESCRIPTION + " (base-track only)")
     stems: dict[str, int] | None = Field(
         default=None,
         description="kind `stems` only: stem -> exact size in bytes of its file, 1 to 4 of "
@@ -116,19 +128,18 @@ class PresignResponse(BaseModel):
 
 # --- projects ---
 
-
-class StemFlags(BaseModel):
-    drums: bool = False
-    bass: bool = False
-    vocals: bool = False
-    other: bool = False
+STEMS_DESCRIPTION = (
+    "the project's stems (the set its model gives: 4, 6 with guitar and piano, or 2 in two-stem mode) "
+    "-> true once the stem is stored"
+)
+_STEMS_EXAMPLE = {"drums": True, "bass": True, "vocals": True, "other": True}
 
 
 class ProjectStatusResponse(BaseModel):
     project_id: str
     status: ProjectStatus
     progress: int = Field(ge=0, le=100)
-    stems: StemFlags
+    stems: dict[str, bool] = Field(description=STEMS_DESCRIPTION, examples=[_STEMS_EXAMPLE])
     stage: str
     error: str | None = Field(description="failure reason, or null")
     message: str
@@ -147,7 +158,9 @@ class ProjectSummary(BaseModel):
 
 
 class ProjectDetail(ProjectSummary):
-    stems: StemFlags
+    stems: dict[str, bool] = Field(description=STEMS_DESCRIPTION, examples=[_STEMS_EXAMPLE])
+    model: str | None = Field(description="the Demucs model chosen; null: the service's default")
+    two_stems: str | None = Field(description="the two-stem mode chosen (e.g. vocals), or null")
     stem_urls: dict[str, str] = Field(
         description="stem -> download link (answers 307 to a presigned URL), ready stems only",
         examples=[{"drums": f"/api/v1/projects/{_ID_EXAMPLE}/stems/drums"}],
@@ -189,18 +202,16 @@ class SoundList(BaseModel):
 # --- mixes ---
 
 
-class MixConfig(BaseModel):
-    """Per-stem settings; a stem left out is mixed unchanged at volume 1.0."""
+class MixConfig(RootModel[dict[StemName, StemConfig | None]]):
+    """Per-stem settings, keyed by the project's own stems (drums, bass, vocals, other; guitar and piano
+    with htdemucs_6s; vocals and no_vocals in two-stem mode); a stem left out is mixed unchanged at
+    volume 1.0. A stem the project does not have is a 422."""
 
-    model_config = ConfigDict(extra="forbid")
+    root: dict[StemName, StemConfig | None] = Field(default_factory=dict)
 
-    drums: StemConfig | None = None
-    bass: StemConfig | None = None
-    vocals: StemConfig | None = None
-    other: StemConfig | None = None
-
-    def resolved(self) -> dict[str, dict[str, Any]]:
-        return {stem: (getattr(self, stem) or StemConfig()).model_dump() for stem in STEMS}
+    def resolved(self, stems: list[str]) -> dict[str, dict[str, Any]]:
+        """Every one of `stems` (the project's) with its settings, defaults for those left out."""
+        return {stem: (self.root.get(stem) or StemConfig()).model_dump() for stem in stems}
 
 
 class MixRequest(BaseModel):

@@ -13,7 +13,8 @@ from audiomixer.messages import AnalyseMessage
 from audiomixer.pipeline.audio_files import read_audio, read_json, write_json
 from audiomixer.pipeline.failures import after_retries, fail_stored, forget
 from audiomixer.pipeline.sqs import parse_message
-from audiomixer.settings import STEMS, Settings, get_settings
+from audiomixer.settings import Settings, get_settings
+from audiomixer.stem_sets import project_stems
 from audiomixer.store import blobs, keys
 from audiomixer.store.models import Project, Sound
 from audiomixer.store.status import raise_progress, still_exists, transition
@@ -84,7 +85,8 @@ def _analyse_stems(project: Project, s3: Any, settings: Settings) -> dict[str, A
     from audiomixer.dsp.analysis import StemAnalysis, analyse_stem
 
     tenant_id, project_id = project.tenant_id, project.project_id
-    present = [s for s in STEMS if project.stems.as_dict().get(s)]
+    stored = project.stems.as_dict()
+    present = [s for s in project_stems(project, settings.demucs_model) if stored.get(s)]
     summary: dict[str, Any] = {}
     for done, stem_name in enumerate(present, start=1):
         analysis_key = keys.stem_analysis(tenant_id, project_id, stem_name)

@@ -10,7 +10,8 @@ from pynamodb.exceptions import DoesNotExist
 
 from audiomixer import aws
 from audiomixer.pipeline.failures import drop_stems, fail, forget
-from audiomixer.settings import STEMS, get_settings
+from audiomixer.settings import get_settings
+from audiomixer.stem_sets import project_stems
 from audiomixer.store import blobs, keys
 from audiomixer.store.models import Project
 
@@ -58,7 +59,9 @@ def handle(event: dict[str, Any], *, s3: Any = None) -> str:
         return "failed" if failed else "unchanged"
     if status == "SUCCEEDED":
         missing = [
-            s for s in STEMS if not blobs.exists(s3, settings.bucket, keys.stem(tenant_id, project_id, s))
+            s
+            for s in project_stems(project, settings.demucs_model)
+            if not blobs.exists(s3, settings.bucket, keys.stem(tenant_id, project_id, s))
         ]
         if missing:
             reason = (

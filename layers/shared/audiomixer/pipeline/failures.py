@@ -41,6 +41,10 @@ def fail_stored(model: type[Model], tenant_id: str, object_id: str, reason: str,
 
 
 def after_retries(what: str, exc: Exception, advice: str) -> str:
+    from audiomixer.pipeline.sqs import PermanentError
+
+    if isinstance(exc, PermanentError):  # failed at once: its own message says what to do
+        return f"{what} failed: {exc}"
     return f"{what} failed after repeated attempts ({type(exc).__name__}); {advice}"
 
 

@@ -16,7 +16,7 @@ from audiomixer import aws, notify
 from audiomixer.messages import AnalyseMessage, SeparateMessage, send
 from audiomixer.pipeline.failures import after_retries, fail, forget, kind_of
 from audiomixer.pipeline.sqs import PermanentError
-from audiomixer.settings import STEMS, Settings, get_settings
+from audiomixer.settings import Settings, get_settings
 from audiomixer.store import blobs, keys
 from audiomixer.store.models import Project, Sound
 from audiomixer.store.status import still_exists, transition, update_fields
@@ -143,7 +143,7 @@ def _prefixes(upload: keys.UploadKey) -> list[str]:
         return [keys.sound_prefix(upload.tenant_id, upload.object_id)]
     out = [keys.project_prefix(upload.tenant_id, upload.object_id)]
     if upload.kind == "stem":
-        out.append(keys.upload(upload.tenant_id, "stem", upload.object_id, STEMS[0]).rsplit("/", 1)[0] + "/")
+        out.append(keys.upload(upload.tenant_id, "stem", upload.object_id, upload.stem).rsplit("/", 1)[0] + "/")
     return out
 
 
@@ -155,12 +155,28 @@ def _limits(settings: Settings, upload: keys.UploadKey) -> Any:
     return AudioLimits.from_settings(settings)
 
 
+def _check_decoded_size(sample_rate: int, channels: int, duration_s: float, settings: Settings) -> None:
+    """Refuse audio whose float32 decode would not fit the function's memory (header values, no decode)."""
+    needed_mb = sample_rate * channels * duration_s * 4 / 2**20
+    if needed_mb > settings.max_decoded_mb:
+        raise PermanentError(
+            f"the audio is too large to process: {duration_s / 60:.1f} minutes at {sample_rate} Hz in "
+            f"{channels} channels needs {needed_mb:.0f} MB decoded (limit {settings.max_decoded_mb} MB); "
+            "export it as stereo at 44.1 or 48 kHz, or upload a shorter file"
+        )
+
+
 def _decode(data: bytes, upload: keys.UploadKey, settings: Settings) -> tuple[bytes, float]:
     """Validated, normalised FLAC bytes and the duration in seconds."""
-    from audiomixer.dsp.audio_io import AudioDecodeError, decode_audio, encode_audio, normalise
+    from audiomixer.dsp.audio_io import AudioDecodeError, decode_audio, encode_audio, normalise, probe
 
+    limits = _limits(settings, upload)
     try:
-        decoded = decode_audio(data, _limits(settings, upload))
+        info = probe(data, limits)
+        _check_decoded_size(
+            info.sample_rate, info.channels, info.duration_s or limits.max_duration_s, settings
+        )
+        decoded = decode_audio(data, limits)
     except AudioDecodeError as exc:
         raise PermanentError(exc.reason) from exc
     samples = normalise(decoded, settings.target_sample_rate)
@@ -303,7 +319,15 @@ def _reuse_identical(
             continue
         if earlier.status != "ready" or earlier.source_kind != "song":
             continue
-        for stem_name in STEMS:
+        # Only stems separated the same way: another model or two-stem mode gives other stems.
+        default = settings.demucs_model
+        if (earlier.separation_model or default, earlier.two_stems) != (
+            item.separation_model or default,
+            item.two_stems,
+        ):
+            continue
+        earlier_stems = [s for s, done in earlier.stems.as_dict().items() if done]
+        for stem_name in earlier_stems:
             blobs.copy(
                 s3,
                 bucket,
@@ -320,7 +344,7 @@ def _reuse_identical(
             "ready",
             stage="ready",
             progress=100,
-            stems=dict.fromkeys(STEMS, True),
+            stems=dict.fromkeys(earlier_stems, True),
             analysis=earlier.analysis,
             duration_s=duration,
             size_bytes=size,

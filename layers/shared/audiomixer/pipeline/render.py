@@ -17,7 +17,8 @@ from audiomixer.mix_settings import GRAIN_MS_DEFAULT, MixSettings, StemConfig
 from audiomixer.pipeline.audio_files import read_audio, read_json, write_json
 from audiomixer.pipeline.failures import after_retries, fail, fail_stored, forget
 from audiomixer.pipeline.sqs import PermanentError, parse_message
-from audiomixer.settings import STEMS, Settings, get_settings
+from audiomixer.settings import Settings, get_settings
+from audiomixer.stem_sets import project_stems
 from audiomixer.store import blobs, keys
 from audiomixer.store.models import Mix, Project, Sound
 from audiomixer.store.status import raise_progress, still_exists, transition
@@ -174,7 +175,8 @@ def _render(mix: Mix, s3: Any, settings: Settings) -> tuple[str, int]:
     if project.status != "ready":
         raise PermanentError(f"project {mix.project_id} is {project.status}, not ready")
     mix_settings, config = stored_mix_settings(mix)
-    present = [s for s in STEMS if project.stems.as_dict().get(s)]
+    stored = project.stems.as_dict()
+    present = [s for s in project_stems(project, settings.demucs_model) if stored.get(s)]
     enabled = [s for s in present if (config.get(s) or StemConfig()).enabled]
     if not enabled:
         raise PermanentError("every stem is disabled: enable at least one stem")

@@ -19,7 +19,7 @@ from pynamodb.exceptions import DoesNotExist
 from audiomixer import aws, notify
 from audiomixer.messages import AnalyseMessage, send
 from audiomixer.pipeline.failures import drop_stems, fail, forget
-from audiomixer.settings import STEMS, get_settings
+from audiomixer.settings import get_settings
 from audiomixer.store import keys
 from audiomixer.store.models import Project
 from audiomixer.store.status import raise_progress, still_exists, transition
@@ -85,18 +85,25 @@ def run(tenant_id: str, project_id: str, source_key: str) -> int:
     if source_key != keys.project_source(tenant_id, project_id):
         fail(project, "separation job was given a source that does not belong to the project", "separate")
         return EXIT_FAILED
+    # The project's options; a project that chose none gets the deployment's DEMUCS_MODEL, all stems.
+    model_name = project.separation_model or settings.demucs_model
     logger.info(
         "separating",
-        extra={"attempt": os.environ.get("AWS_BATCH_JOB_ATTEMPT", "1"), "model": settings.demucs_model},
+        extra={
+            "attempt": os.environ.get("AWS_BATCH_JOB_ATTEMPT", "1"),
+            "model": model_name,
+            "two_stems": project.two_stems,
+        },
     )
     try:
-        run_separation_job(
+        stem_keys = run_separation_job(
             s3=s3,
             bucket=settings.bucket,
             source_key=source_key,
             stems_prefix=keys.stems_prefix(tenant_id, project_id),
             checkpoint_prefix=keys.checkpoints_prefix(tenant_id, project_id),
-            model_name=settings.demucs_model,
+            model_name=model_name,
+            two_stems=project.two_stems,
             repo=Path(settings.demucs_repo) if settings.demucs_repo else None,
             chunk_s=settings.separation_chunk_s,
             overlap_s=settings.separation_overlap_s,
@@ -120,13 +127,14 @@ def run(tenant_id: str, project_id: str, source_key: str) -> int:
     if project.status == "failed":  # failed while uploading (a FAILED event for this job, say)
         drop_stems(s3, settings.bucket, tenant_id, project_id)
         return EXIT_OK
-    if transition(project, "analysing", stage="analyse", progress=90, stems=dict.fromkeys(STEMS, True)):
+    stems = dict.fromkeys(stem_keys, True)  # the stem set the model gave
+    if transition(project, "analysing", stage="analyse", progress=90, stems=stems):
         send(
             aws.client("sqs"),
             settings.analyse_queue_url,
             AnalyseMessage(tenant_id=tenant_id, kind="project", id=project_id),
         )
-        notify.announce("project", project)
+        notify.announce("project", project, detail=f"separated into {', '.join(stems)}")
     return EXIT_OK
 
 

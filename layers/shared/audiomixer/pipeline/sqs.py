@@ -1,6 +1,8 @@
 """One way for every SQS-triggered stage to process a batch: powertools' BatchProcessor reports partial
 failures, so only the records that failed come back; a record that has failed on its last allowed delivery
-first records a `failed` status with a reason, so a job never sits stuck behind its DLQ."""
+first records a `failed` status with a reason, so a job never sits stuck behind its DLQ. A failed record
+comes back after a short, growing delay (settings.retry_backoff_s, set with ChangeMessageVisibility)
+rather than after the queue's visibility timeout."""
 
 from __future__ import annotations
 
@@ -14,6 +16,7 @@ from aws_lambda_powertools.utilities.batch import BatchProcessor, EventType, pro
 from aws_lambda_powertools.utilities.data_classes.sqs_event import SQSRecord
 from pydantic import BaseModel, ValidationError
 
+from audiomixer import aws
 from audiomixer.settings import get_settings
 
 logger = Logger(service="audiomixer", child=True)
@@ -33,6 +36,44 @@ def receive_count(record: SQSRecord) -> int:
         return 1
 
 
+def backoff_s(attempt: int) -> int:
+    """Seconds before the next delivery after failed delivery number `attempt` (1-based)."""
+    schedule = get_settings().retry_backoff_s or [0]
+    return int(schedule[min(max(attempt, 1), len(schedule)) - 1])
+
+
+def queue_url(queue_arn: str) -> str | None:
+    """The URL of one of the stack's queues (from settings) by its ARN."""
+    settings = get_settings()
+    name = queue_arn.rsplit(":", 1)[-1]
+    urls = (
+        settings.ingest_queue_url,
+        settings.separate_queue_url,
+        settings.analyse_queue_url,
+        settings.render_queue_url,
+    )
+    return next((u for u in urls if u and u.rstrip("/").rsplit("/", 1)[-1] == name), None)
+
+
+def delay_redelivery(record: SQSRecord, seconds: int, sqs: Any = None) -> bool:
+    """Make a failed record visible again in `seconds`; False (logged) when that could not be done, in
+    which case it comes back after the queue's own visibility timeout."""
+    url = queue_url(record.event_source_arn or "")
+    if url is None:
+        logger.warning("no queue URL for the record's source", extra={"source": record.event_source_arn})
+        return False
+    try:
+        (sqs or aws.client("sqs")).change_message_visibility(
+            QueueUrl=url, ReceiptHandle=record.receipt_handle, VisibilityTimeout=seconds
+        )
+    except Exception as exc:
+        logger.warning(
+            "could not delay the retry", extra={"error": str(exc), "message_id": record.message_id}
+        )
+        return False
+    return True
+
+
 def parse_message(record: SQSRecord, model: type[T]) -> T | None:
     """Parse a message body; a malformed one is logged and dropped (retrying cannot fix it)."""
     try:
@@ -48,7 +89,8 @@ def sqs_handler(
     on_final_failure: Callable[[SQSRecord, Exception], None],
 ) -> Callable[[dict[str, Any], Any], dict[str, Any]]:
     """Build a Lambda handler over `process(record)`. `on_final_failure(record, exc)` runs when a record
-    fails for the last time before its queue moves it to the DLQ (it must mark the job failed)."""
+    fails for the last time before its queue moves it to the DLQ (it must mark the job failed), and at
+    once for a PermanentError, which no retry can fix: that record is then consumed, not retried."""
 
     def record_handler(record: SQSRecord) -> None:
         started = time.perf_counter()
@@ -63,7 +105,8 @@ def sqs_handler(
         except Exception as exc:
             metrics.add_metric(name=f"{stage}Failed", unit=MetricUnit.Count, value=1)
             attempts = receive_count(record)
-            final = attempts >= get_settings().max_receive_count
+            permanent = isinstance(exc, PermanentError)
+            final = permanent or attempts >= get_settings().max_receive_count
             logger.exception(
                 "record failed", extra={"message_id": record.message_id, "attempt": attempts, "final": final}
             )
@@ -72,7 +115,10 @@ def sqs_handler(
                     on_final_failure(record, exc)
                 except Exception:
                     logger.exception("could not record the final failure")
-            raise
+            else:
+                delay_redelivery(record, backoff_s(attempts))
+            if not permanent:
+                raise
 
     @metrics.log_metrics
     def handler(event: dict[str, Any], context: Any) -> dict[str, Any]:

@@ -16,13 +16,14 @@ sum of segment weights; adjacent chunks' contributions overlap by one segment ov
 contribution is quantised to 24-bit integers before it is checkpointed *and* before it is used, so a
 resumed run assembles bit-for-bit the same stems as an uninterrupted one.
 
-Stems sum to the input. Only drums, bass and vocals come from the model; `other` is the residual
-input - drums - bass - vocals computed in 24-bit integers after the three are quantised, so the four
-PCM_24 FLACs add up to the (24-bit) input exactly. Full scale: FLAC is integer PCM, so drums, bass and
-vocals are clipped to full scale (counted in `clipped_samples`; Demucs stems of a normalised, non-clipping
-input rarely exceed it). Where the residual itself would then fall outside full scale, the excess is moved
-into the other three stems' headroom (always possible because the input is within full scale), keeping
-the sum exact; those samples are counted in `residual_fixups`.
+Stems sum to the input. All stems but one come from the model; the residual stem (`other`, or
+`no_vocals` in two-stem mode: see audiomixer.stem_sets) is input minus the model stems, computed in
+24-bit integers after they are quantised, so the PCM_24 FLACs add up to the (24-bit) input exactly. With
+a 4-source model: drums, bass and vocals from the model, `other` the residual. Full scale: FLAC is
+integer PCM, so model stems are clipped to full scale (counted in `clipped_samples`; Demucs stems of a
+normalised, non-clipping input rarely exceed it). Where the residual itself would then fall outside full
+scale, the excess is moved into the model stems' headroom (always possible because the input is within
+full scale), keeping the sum exact; those samples are counted in `residual_fixups`.
 """
 
 from __future__ import annotations
@@ -51,13 +52,12 @@ from audiomixer.separation.model import (
     model_segment_s,
     sub_models,
 )
-from audiomixer.settings import STEMS
+from audiomixer.stem_sets import StemSet, stem_set
 
 logger = logging.getLogger(__name__)
 
 FULL_SCALE = 1 << 23  # 24-bit PCM
 PCM_MIN, PCM_MAX = -FULL_SCALE, FULL_SCALE - 1
-MODEL_STEMS: tuple[str, ...] = tuple(s for s in STEMS if s != "other")  # `other` is the residual
 DEMUCS_OVERLAP = 0.25  # demucs.apply.apply_model's default overlap between segments
 MANIFEST_VERSION = 1
 _SEEKABLE_FORMATS = {"WAV", "WAVEX", "FLAC", "AIFF", "W64", "RF64", "CAF"}
@@ -190,12 +190,17 @@ def _mono_stats(path: Path) -> tuple[float, float, int]:
     return mean, math.sqrt(max(var, 0.0)), frames
 
 
-def _source_index(model: DemucsModel) -> list[int]:
+def model_stem_set(model: DemucsModel, two_stems: str | None = None) -> StemSet:
+    """The stems separating with `model` gives (its `sources`, or `two_stems` and the rest)."""
+    try:
+        return stem_set(list(model_attr(model, "sources")), two_stems)
+    except ValueError as exc:
+        raise SeparationError(str(exc)) from exc
+
+
+def _source_index(model: DemucsModel, stems: StemSet) -> list[int]:
     sources = list(model_attr(model, "sources"))
-    missing = [s for s in MODEL_STEMS if s not in sources]
-    if missing:
-        raise SeparationError(f"model sources {sources} lack {missing}; need {list(MODEL_STEMS)}")
-    return [sources.index(s) for s in MODEL_STEMS]
+    return [sources.index(s) for s in stems.model_stems]
 
 
 def _model_device(model: DemucsModel) -> torch.device:
@@ -340,7 +345,10 @@ def apply_model_whole(
 class _Assembler:
     """Adds chunk contributions in order, derives `other`, and streams the finished frames to FLAC."""
 
-    def __init__(self, source: Path, paths: dict[str, Path], samplerate: int, channels: int) -> None:
+    def __init__(
+        self, source: Path, paths: dict[str, Path], samplerate: int, channels: int, stems: StemSet
+    ) -> None:
+        self.stems = stems
         self.reader = sf.SoundFile(str(source))
         self.writers = {
             stem: sf.SoundFile(str(path), "w", samplerate, channels, subtype="PCM_24", format="FLAC")
@@ -362,11 +370,11 @@ class _Assembler:
         # Two quantised contributions can add past full scale.
         over = (final < PCM_MIN) | (final > PCM_MAX)
         self.clipped += int(np.count_nonzero(over))
-        parts = [np.clip(final[i], PCM_MIN, PCM_MAX) for i in range(len(MODEL_STEMS))]
+        parts = [np.clip(final[i], PCM_MIN, PCM_MAX) for i in range(len(self.stems.model_stems))]
         mix = _read_int(self.reader, self.pos, n_final)
-        other, fixups = fix_residual(mix, parts)
+        residual, fixups = fix_residual(mix, parts)
         self.fixups += fixups
-        for stem, data in (*zip(MODEL_STEMS, parts, strict=True), ("other", other)):
+        for stem, data in (*zip(self.stems.model_stems, parts, strict=True), (self.stems.residual, residual)):
             self.writers[stem].write(data.astype(np.int32) << 8)
         self.pos = final_until
 
@@ -390,8 +398,10 @@ def separate_to_files(
     source_id: str | None = None,
     on_progress: ProgressCallback | None = None,
     work_dir: Path | None = None,
+    two_stems: str | None = None,
 ) -> SeparationResult:
-    """Separate `source` into `out_dir/{stem}.flac` (PCM_24, model samplerate) for STEMS, chunk by chunk.
+    """Separate `source` into `out_dir/{stem}.flac` (PCM_24, model samplerate), chunk by chunk, for the
+    stems of `model_stem_set(model, two_stems)` (the model's sources, or `two_stems` + `no_{two_stems}`).
 
     With a `store`, every finished chunk is checkpointed and a rerun with the same configuration
     (see the manifest) resumes after the last finished chunk; checkpoints of another configuration are
@@ -401,7 +411,8 @@ def separate_to_files(
     its path, size and mtime)."""
     t0 = time.perf_counter()
     out_dir.mkdir(parents=True, exist_ok=True)
-    stem_index = _source_index(model)
+    stems = model_stem_set(model, two_stems)
+    stem_index = _source_index(model, stems)
     sr, channels = int(model_attr(model, "samplerate")), int(model_attr(model, "audio_channels"))
     dev = torch.device(device) if device is not None else _model_device(model)
 
@@ -418,6 +429,7 @@ def separate_to_files(
             "version": MANIFEST_VERSION,
             "model": model_name,
             "sources": list(model_attr(model, "sources")),
+            "stems": list(stems.names),
             "samplerate": sr,
             "channels": channels,
             "frames": frames,
@@ -435,7 +447,7 @@ def separate_to_files(
             store.clear()
             store.write_manifest(manifest)
         result = SeparationResult(
-            paths={stem: out_dir / f"{stem}.flac" for stem in STEMS},
+            paths={stem: out_dir / f"{stem}.flac" for stem in stems.names},
             frames=frames,
             samplerate=sr,
             chunks=grid.n_chunks,
@@ -443,17 +455,17 @@ def separate_to_files(
         )
         norm_std = std if std > 1e-8 else 1.0
         weight = grid.weight()
-        assembler = _Assembler(src, result.paths, sr, channels)
+        assembler = _Assembler(src, result.paths, sr, channels, stems)
         try:
             with sf.SoundFile(str(src)) as reader, ThreadPoolExecutor(1, "separation-io") as pool:
                 pending: Future[None] | None = None
                 for k in range(grid.n_chunks):
                     start, end = grid.span(k)
-                    stems = store.load(k) if store is not None else None
-                    if stems is not None and not _valid_checkpoint(stems, end - start, channels):
+                    saved = store.load(k) if store is not None else None
+                    if saved is not None and not _valid_checkpoint(saved, stems, end - start, channels):
                         logger.warning("checkpoint of chunk %d has the wrong shape; recomputing", k)
-                        stems = None
-                    if stems is None:
+                        saved = None
+                    if saved is None:
                         outputs = _run_segments(
                             model, reader, grid, k, stem_index, mean, norm_std, segment, dev
                         )
@@ -466,7 +478,7 @@ def separate_to_files(
                         pending.result()
                         _report(on_progress, k - 1, grid.n_chunks)
                     pending = pool.submit(
-                        _finish_chunk, k, grid, weight, outputs, stems, store, assembler, result
+                        _finish_chunk, k, grid, weight, outputs, saved, stems, store, assembler, result
                     )
                 assert pending is not None
                 pending.result()
@@ -489,8 +501,8 @@ def separate_to_files(
     return result
 
 
-def _valid_checkpoint(stems: Stems, frames: int, channels: int) -> bool:
-    return set(stems) == set(MODEL_STEMS) and all(v.shape == (frames, channels) for v in stems.values())
+def _valid_checkpoint(saved: Stems, stems: StemSet, frames: int, channels: int) -> bool:
+    return set(saved) == set(stems.model_stems) and all(v.shape == (frames, channels) for v in saved.values())
 
 
 def _report(on_progress: ProgressCallback | None, k: int, n: int) -> None:
@@ -509,7 +521,7 @@ def _run_segments(
     segment: float | None,
     device: torch.device,
 ) -> list[tuple[int, np.ndarray]]:
-    """Model outputs (denormalised, our MODEL_STEMS only) of chunk k's segments, as (offset, array)."""
+    """Model outputs (denormalised, the model stems only) of chunk k's segments, as (offset, array)."""
     ws, we = grid.window(k)
     mix = _read_int(reader, ws, we - ws).astype(np.float32) / FULL_SCALE
     window = torch.from_numpy(((mix - mean) / std).T.copy())[None]
@@ -529,7 +541,7 @@ def _run_segments(
             ]
         else:
             out = apply_model(model, chunk, shifts=0, split=False, segment=segment, device=device)
-        y = out[0, stem_index].float().cpu().numpy()  # (3, ch, len)
+        y = out[0, stem_index].float().cpu().numpy()  # (model stems, ch, len)
         outputs.append((off, y.transpose(0, 2, 1) * std + mean))
     return outputs
 
@@ -539,23 +551,24 @@ def _finish_chunk(
     grid: SegmentGrid,
     weight: np.ndarray,
     outputs: list[tuple[int, np.ndarray]] | None,
-    stems: Stems | None,
+    saved: Stems | None,
+    stems: StemSet,
     store: CheckpointStore | None,
     assembler: _Assembler,
     result: SeparationResult,
 ) -> None:
     start, end = grid.span(k)
     if outputs is not None:
-        acc = np.zeros((len(MODEL_STEMS), end - start, outputs[0][1].shape[2]), dtype=np.float64)
+        acc = np.zeros((len(stems.model_stems), end - start, outputs[0][1].shape[2]), dtype=np.float64)
         for off, y in outputs:
             n = y.shape[1]
             acc[:, off - start : off - start + n] += weight[:n, None] * y
         acc /= grid.total_weight(start, end, weight)[None, :, None]
         contribution, clipped = quantise(acc)
         result.clipped_samples += clipped
-        stems = {name: contribution[i] for i, name in enumerate(MODEL_STEMS)}
+        saved = {name: contribution[i] for i, name in enumerate(stems.model_stems)}
         if store is not None:
-            store.save(k, stems)
-    assert stems is not None
-    contribution = np.stack([stems[name] for name in MODEL_STEMS])
+            store.save(k, saved)
+    assert saved is not None
+    contribution = np.stack([saved[name] for name in stems.model_stems])
     assembler.add(start, contribution, grid.final_until(k))

@@ -5,7 +5,7 @@ from __future__ import annotations
 import logging
 import os
 import tempfile
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -16,6 +16,7 @@ from audiomixer.separation.checkpoints import S3CheckpointStore
 from audiomixer.separation.chunked import ProgressCallback, separate_to_files
 from audiomixer.separation.model import SeparationError, load_model
 from audiomixer.settings import STEMS, get_settings
+from audiomixer.stem_sets import ordered
 
 if TYPE_CHECKING:
     from mypy_boto3_s3 import S3Client
@@ -29,11 +30,12 @@ _DOWNLOAD_PCT = 2
 _UPLOAD_PCT = 96
 META_SOURCE_ETAG = "source-etag"
 META_MODEL = "demucs-model"
+META_STEMS = "stem-set"  # every stem of one separation, comma-separated, on each of its objects
 
 
-def stem_keys(stems_prefix: str) -> dict[str, str]:
+def stem_keys(stems_prefix: str, stems: Sequence[str] = STEMS) -> dict[str, str]:
     prefix = stems_prefix.rstrip("/")
-    return {stem: f"{prefix}/{stem}.flac" for stem in STEMS}
+    return {stem: f"{prefix}/{stem}.flac" for stem in stems}
 
 
 def _head(s3: S3Client, bucket: str, key: str) -> dict[str, Any] | None:
@@ -45,14 +47,32 @@ def _head(s3: S3Client, bucket: str, key: str) -> dict[str, Any] | None:
         raise
 
 
-def _already_done(s3: S3Client, bucket: str, keys: dict[str, str], etag: str, model_name: str) -> bool:
-    """All four stems exist and were separated from this very source by this model."""
+def _model_tag(model_name: str, two_stems: str | None) -> str:
+    return model_name if two_stems is None else f"{model_name} --two-stems {two_stems}"
+
+
+def _already_done(
+    s3: S3Client, bucket: str, stems_prefix: str, etag: str, model_tag: str
+) -> dict[str, str] | None:
+    """stem -> key when every stem of one earlier separation of this very source, by this model and
+    mode, exists (the stems are named on each object, so this needs no model loaded)."""
+    prefix = stems_prefix.rstrip("/") + "/"
+    listed = s3.list_objects_v2(Bucket=bucket, Prefix=prefix).get("Contents", [])
+    if not listed:
+        return None
+    first = _head(s3, bucket, str(listed[0]["Key"]))
+    stem_set = ((first or {}).get("Metadata", {}).get(META_STEMS) or "").split(",")
+    keys = stem_keys(stems_prefix, [s for s in stem_set if s])
+    if not keys:
+        return None
     for key in keys.values():
         head = _head(s3, bucket, key)
         meta = (head or {}).get("Metadata", {})
-        if head is None or meta.get(META_SOURCE_ETAG) != etag or meta.get(META_MODEL) != model_name:
-            return False
-    return True
+        if head is None or meta.get(META_SOURCE_ETAG) != etag or meta.get(META_MODEL) != model_tag:
+            return None
+        if meta.get(META_STEMS) != ",".join(keys):
+            return None
+    return keys
 
 
 def run_separation_job(
@@ -70,29 +90,33 @@ def run_separation_job(
     on_progress: Callable[[int, str], None] | None = None,
     work_dir: Path | None = None,
     segment: float | None = None,
+    two_stems: str | None = None,
 ) -> dict[str, str]:
-    """Separate `s3://bucket/source_key` (FLAC) into `{stems_prefix}/{stem}.flac`; returns stem -> key.
+    """Separate `s3://bucket/source_key` (FLAC) into `{stems_prefix}/{stem}.flac`; returns stem -> key,
+    in the API's stem order. The stems are the model's sources (`other` the residual), or `two_stems`
+    and `no_{two_stems}` (the residual) in two-stem mode.
 
     Resumable: finished chunks are checkpointed under `checkpoint_prefix`, and a rerun (next Batch
     attempt, re-submitted job) resumes after the last one. Idempotent: stems already made from this
     source (same ETag) by this model are returned at once. Checkpoints are deleted once the stems are
     uploaded. Raises ModelUnavailableError (before downloading anything) when the weights are missing,
     SeparationError for unusable input."""
-    keys = stem_keys(stems_prefix)
     store = S3CheckpointStore(s3, bucket, checkpoint_prefix)
     source_head = _head(s3, bucket, source_key)
     if source_head is None:
         raise SeparationError(f"source s3://{bucket}/{source_key} does not exist")
     etag = str(source_head["ETag"]).strip('"')
-    if _already_done(s3, bucket, keys, etag, model_name):
+    model_tag = _model_tag(model_name, two_stems)
+    done = _already_done(s3, bucket, stems_prefix, etag, model_tag)
+    if done is not None:
         store.clear()  # a previous attempt may have died between uploading and cleaning up
         logger.info("stems for %s already exist; nothing to do", source_key)
         if on_progress:
             on_progress(100, "stems already separated")
-        return keys
+        return done
 
     attempt = os.environ.get("AWS_BATCH_JOB_ATTEMPT")
-    logger.info("separating %s with %s (batch attempt %s)", source_key, model_name, attempt or "-")
+    logger.info("separating %s with %s (batch attempt %s)", source_key, model_tag, attempt or "-")
     model = load_model(model_name, repo, device)  # fails fast, before the download
 
     def chunk_progress(percent: int, message: str) -> None:
@@ -118,7 +142,9 @@ def run_separation_job(
             source_id=f"s3:{etag}:{source_head.get('ContentLength')}",
             on_progress=chunk_progress,
             work_dir=tmp_dir,
+            two_stems=two_stems,
         )
+        keys = stem_keys(stems_prefix, ordered(result.paths))
         if on_progress:
             on_progress(_UPLOAD_PCT, "uploading stems")
         for stem, key in keys.items():
@@ -128,7 +154,11 @@ def run_separation_job(
                 key,
                 ExtraArgs={
                     "ContentType": "audio/flac",
-                    "Metadata": {META_SOURCE_ETAG: etag, META_MODEL: model_name},
+                    "Metadata": {
+                        META_SOURCE_ETAG: etag,
+                        META_MODEL: model_tag,
+                        META_STEMS: ",".join(keys),
+                    },
                 },
             )
     store.clear()
@@ -142,14 +172,16 @@ def separate_file(
     model_name: str | None = None,
     repo: Path | None = None,
     device: str | None = None,
+    two_stems: str | None = None,
     on_progress: ProgressCallback | None = None,
 ) -> dict[str, np.ndarray]:
-    """Separate a local audio file: stem -> (frames, 2) float32 at the model's rate (44.1 kHz).
+    """Separate a local audio file: stem -> (frames, 2) float32 at the model's rate (44.1 kHz), in the
+    API's stem order; the same stems as the service's job for this model and `two_stems`.
     `model_name`/`repo` default to the DEMUCS_MODEL / DEMUCS_REPO settings; `on_progress(percent,
     message)` is called after each chunk."""
     settings = get_settings()
     name = model_name or settings.demucs_model
-    if repo is None and model_name is None and settings.demucs_repo:
+    if repo is None and settings.demucs_repo:
         repo = Path(settings.demucs_repo)
     model = load_model(name, repo, device)
     with tempfile.TemporaryDirectory(prefix="separation-") as tmp:
@@ -162,6 +194,10 @@ def separate_file(
             overlap_s=settings.separation_overlap_s,
             device=device,
             work_dir=Path(tmp),
+            two_stems=two_stems,
             on_progress=on_progress,
         )
-        return {stem: sf.read(str(p), dtype="float32", always_2d=True)[0] for stem, p in result.paths.items()}
+        return {
+            stem: sf.read(str(result.paths[stem]), dtype="float32", always_2d=True)[0]
+            for stem in ordered(result.paths)
+        }

@@ -8,6 +8,7 @@ import time
 
 from audiomixer.mix_settings import OUTPUT_FORMATS
 from audiomixer.settings import STEMS
+from audiomixer.stem_sets import STEM_NAME
 
 _ID = re.compile(r"^[0-9a-f]{32}$")
 _TENANT = re.compile(r"^[a-z0-9][a-z0-9-]{0,62}$")
@@ -82,7 +83,8 @@ def project_source(tenant_id: str, project_id: str) -> str:
 
 
 def stem(tenant_id: str, project_id: str, stem_name: str) -> str:
-    if stem_name not in STEMS:
+    # Any stem a model can give (guitar, no_vocals, ...); the name never comes from a filename.
+    if not STEM_NAME.match(stem_name):
         raise ValueError(f"unknown stem {stem_name!r}")
     return project_prefix(tenant_id, project_id) + f"stems/{stem_name}.flac"
 
@@ -96,7 +98,7 @@ def checkpoints_prefix(tenant_id: str, project_id: str) -> str:
 
 
 def stem_analysis(tenant_id: str, project_id: str, stem_name: str) -> str:
-    if stem_name not in STEMS:
+    if not STEM_NAME.match(stem_name):
         raise ValueError(f"unknown stem {stem_name!r}")
     return project_prefix(tenant_id, project_id) + f"analysis/{stem_name}.json"
 

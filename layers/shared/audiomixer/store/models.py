@@ -49,6 +49,9 @@ class Project(Model):
     # "song": separate with Demucs; "stems": the user brought stems, separation is skipped
     source_kind = UnicodeAttribute(default="song")
     stems = MapAttribute[str, Any](default=dict)  # stem -> True once its FLAC is in S3
+    # Separation options (audiomixer.stem_sets); None: the deployment's DEMUCS_MODEL, all of its stems.
+    separation_model = UnicodeAttribute(null=True)
+    two_stems = UnicodeAttribute(null=True)  # "vocals": stems vocals + no_vocals
     duration_s = NumberAttribute(null=True)
     size_bytes = NumberAttribute(default=0)
     content_hash = UnicodeAttribute(null=True)

@@ -16,6 +16,7 @@ from audiomixer.api.schemas import MixAccepted, MixList, MixRequest, MixStatusRe
 from audiomixer.auth import Principal
 from audiomixer.messages import RenderMessage, send
 from audiomixer.settings import get_settings
+from audiomixer.stem_sets import project_stems
 from audiomixer.store import keys
 from audiomixer.store.models import Mix
 
@@ -60,9 +61,17 @@ def _validate(principal: Principal, body: MixRequest) -> dict[str, dict[str, Any
             f"project {project.project_id} failed ({reason}); it cannot be mixed: upload the song again "
             "as a new project (and DELETE this one to free its space)"
         )
+    # The stem set is known from the project's options before it is ready: a wrong name is a 422 at once.
+    stems = project_stems(project, get_settings().demucs_model)
+    unknown = [stem for stem in body.config.root if stem not in stems]
+    if unknown:
+        raise errors.validation_error(
+            f"config names {', '.join(unknown)}, which this project does not have; "
+            f"its stems are {', '.join(stems)}"
+        )
     if project.status != "ready":
         raise errors.conflict(f"project is {project.status}, not ready; wait until its status is ready")
-    config = body.config.resolved()
+    config = body.config.resolved(stems)
     present = [stem for stem, stored in project.stems.as_dict().items() if stored]
     if not any(config.get(stem, {}).get("enabled", True) for stem in present):
         raise errors.validation_error("every stem is disabled: enable at least one stem")

@@ -14,10 +14,10 @@ from audiomixer.api.schemas import (
     ProjectList,
     ProjectStatusResponse,
     ProjectSummary,
-    StemFlags,
 )
 from audiomixer.auth import Principal
-from audiomixer.settings import STEMS
+from audiomixer.settings import STEMS, get_settings
+from audiomixer.stem_sets import project_stems
 from audiomixer.store import keys
 from audiomixer.store.models import Mix, Project
 
@@ -45,9 +45,12 @@ def load_project(principal: Principal, project_id: str) -> Project:
     return project
 
 
-def stem_flags(project: Project) -> StemFlags:
+def stem_flags(project: Project) -> dict[str, bool]:
+    """The project's own stems (the set its model gives) -> stored yet."""
     stored = project.stems.as_dict() if project.stems is not None else {}
-    return StemFlags(**{stem: bool(stored.get(stem, False)) for stem in STEMS})
+    return {
+        stem: bool(stored.get(stem, False)) for stem in project_stems(project, get_settings().demucs_model)
+    }
 
 
 def _progress(project: Project) -> int:
@@ -89,7 +92,9 @@ def get_project(project_id: str, principal: Principal = Depends(deps.principal))
     return ProjectDetail(
         **summary(project).model_dump(),
         stems=flags,
-        stem_urls={stem: stem_url(project.project_id, stem) for stem in STEMS if getattr(flags, stem)},
+        stem_urls={stem: stem_url(project.project_id, stem) for stem, ready in flags.items() if ready},
+        model=project.separation_model,
+        two_stems=project.two_stems,
         duration_s=float(project.duration_s) if project.duration_s is not None else None,
         size_bytes=int(project.size_bytes or 0),
         analysis=project.analysis if isinstance(project.analysis, dict) else None,
@@ -129,10 +134,11 @@ def download_stem(
     stem: str = Path(description="which stem", json_schema_extra={"enum": list(STEMS)}),
     principal: Principal = Depends(deps.principal),
 ) -> RedirectResponse:
-    if stem not in STEMS:
-        raise errors.not_found(f"stem {stem!r} (stems are {', '.join(STEMS)})")
     project = load_project(principal, project_id)
-    if not getattr(stem_flags(project), stem):
+    flags = stem_flags(project)
+    if stem not in flags:
+        raise errors.not_found(f"stem {stem!r} (this project's stems are {', '.join(flags)})")
+    if not flags[stem]:
         raise errors.not_found(f"stem {stem!r} is not ready yet")
     url = storage.presigned_get(keys.stem(principal.tenant_id, project_id, stem), f"{project_id}-{stem}.flac")
     return RedirectResponse(url, status_code=307)

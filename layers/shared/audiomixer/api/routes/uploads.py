@@ -12,7 +12,9 @@ from starlette.datastructures import UploadFile as ReceivedFile
 
 from audiomixer.api import deps, errors, idempotency, storage
 from audiomixer.api.schemas import (
+    MODEL_DESCRIPTION,
     NAME_MAX,
+    TWO_STEMS_DESCRIPTION,
     PresignedPost,
     PresignRequest,
     PresignResponse,
@@ -22,6 +24,7 @@ from audiomixer.api.schemas import (
 )
 from audiomixer.auth import Principal
 from audiomixer.settings import STEMS, get_settings
+from audiomixer.stem_sets import SeparationOptionError, check_options
 from audiomixer.store import keys, usage
 from audiomixer.store.models import Project, Sound
 
@@ -49,6 +52,15 @@ def _too_large_for_api(size: int) -> None:
         )
 
 
+def _separation_options(model: str | None, two_stems: str | None) -> None:
+    """A 422 naming the choices for a model or two-stem mode the separation job cannot run."""
+    settings = get_settings()
+    try:
+        check_options(model, two_stems, repo=settings.demucs_repo, default=settings.demucs_model)
+    except SeparationOptionError as exc:
+        raise errors.validation_error(str(exc)) from None
+
+
 def _create_project(
     principal: Principal,
     project_id: str,
@@ -57,6 +69,8 @@ def _create_project(
     size: int,
     stems: dict[str, bool],
     expires_at: int | None = None,
+    model: str | None = None,
+    two_stems: str | None = None,
 ) -> Project:
     project = Project(
         principal.tenant_id,
@@ -69,6 +83,8 @@ def _create_project(
         size_bytes=size,
         quota_bytes=size,
         expires_at=expires_at,
+        separation_model=model,
+        two_stems=two_stems,
     )
     project.save(condition=Project.project_id.does_not_exist())
     return project
@@ -99,9 +115,13 @@ def upload_base_track(
         description="the song: any audio FFmpeg reads (wav, flac, mp3, m4a, ogg, opus, webm, wma, aiff)"
     ),
     project_name: str | None = Form(default=None, max_length=NAME_MAX),
+    model: str | None = Form(default=None, max_length=64, description=MODEL_DESCRIPTION),
+    two_stems: str | None = Form(default=None, max_length=32, description=TWO_STEMS_DESCRIPTION),
     principal: Principal = Depends(deps.principal),
     idempotency_key: str | None = idempotency.IdempotencyKey,
 ) -> JSONResponse:
+    model, two_stems = model or None, two_stems or None  # an empty form field means the default
+    _separation_options(model, two_stems)
     data = _read(file, "file")
     _too_large_for_api(len(data))
     name = storage.display_name(project_name, file.filename)
@@ -109,7 +129,9 @@ def upload_base_track(
     def work() -> tuple[int, dict[str, Any]]:
         project_id = keys.new_id()
         with deps.admitted(principal.tenant_id, len(data), job=("project", project_id)):
-            project = _create_project(principal, project_id, name, "song", len(data), {})
+            project = _create_project(
+                principal, project_id, name, "song", len(data), {}, model=model, two_stems=two_stems
+            )
             key = keys.upload(principal.tenant_id, "base-track", project.project_id)
             _put_or_forget(project, [(key, data, file.content_type)])
         body = UploadAccepted(
@@ -118,7 +140,8 @@ def upload_base_track(
         )
         return 202, body.model_dump()
 
-    fp = idempotency.fingerprint(name, data)
+    options = (model or "", two_stems or "") if model or two_stems else ()
+    fp = idempotency.fingerprint(name, data, *options)
     return idempotency.run(request, principal.tenant_id, idempotency_key, fp, work)
 
 
@@ -253,6 +276,9 @@ def create_upload(
                 f"{what} {size} is over the {settings.max_upload_bytes}-byte upload limit"
             )
     max_bytes = min(max((body.stems or {"": body.size}).values()), settings.max_upload_bytes)
+    if body.kind != "base-track" and (body.model or body.two_stems):
+        raise errors.validation_error("model and two_stems apply to a base-track upload only")
+    _separation_options(body.model, body.two_stems)
 
     def work() -> tuple[int, dict[str, Any]]:
         tenant = principal.tenant_id
@@ -306,6 +332,8 @@ def create_upload(
                     body.size,
                     {},
                     expires_at=expires_at,
+                    model=body.model,
+                    two_stems=body.two_stems,
                 )
             else:
                 item = Sound(
