@@ -143,7 +143,8 @@ def _prefixes(upload: keys.UploadKey) -> list[str]:
         return [keys.sound_prefix(upload.tenant_id, upload.object_id)]
     out = [keys.project_prefix(upload.tenant_id, upload.object_id)]
     if upload.kind == "stem":
-        out.append(keys.upload(upload.tenant_id, "stem", upload.object_id, upload.stem).rsplit("/", 1)[0] + "/")
+        raw = keys.upload(upload.tenant_id, "stem", upload.object_id, upload.stem)
+        out.append(raw.rsplit("/", 1)[0] + "/")
     return out
 
 
