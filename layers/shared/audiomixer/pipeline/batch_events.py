@@ -48,7 +48,8 @@ def handle(event: dict[str, Any], *, s3: Any = None) -> str:
         project = Project.get(tenant_id, project_id, consistent_read=True)
     except DoesNotExist:
         # The job may have written after the delete removed the prefix: nothing of it may stay.
-        forget(s3, settings.bucket, keys.project_prefix(tenant_id, project_id))
+        if keys.is_id(project_id) and keys.is_tenant(tenant_id):  # ids we issue: anything else owns nothing
+            forget(s3, settings.bucket, keys.project_prefix(tenant_id, project_id))
         return "deleted"
     if project.batch_job_id and detail.get("jobId") and project.batch_job_id != detail["jobId"]:
         return "other-job"  # a stale or duplicate job: only the recorded one speaks for the project

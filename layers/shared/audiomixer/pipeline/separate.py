@@ -70,7 +70,8 @@ def run(tenant_id: str, project_id: str, source_key: str) -> int:
         project = Project.get(tenant_id, project_id, consistent_read=True)
     except DoesNotExist:
         logger.info("project deleted before separation ran; removing what is left of it")
-        forget(s3, settings.bucket, keys.project_prefix(tenant_id, project_id))
+        if keys.is_id(project_id) and keys.is_tenant(tenant_id):  # ids we issue: anything else owns nothing
+            forget(s3, settings.bucket, keys.project_prefix(tenant_id, project_id))
         return EXIT_OK
     if project.status == "queued":
         # The job can start before dispatch's bookkeeping lands; the state machine keeps this safe.
