@@ -80,6 +80,9 @@ class Settings(BaseSettings):
     # The sweep leaves objects younger than this alone (their row may be about to be written, or the
     # stage that wrote them about to clean up).
     sweep_min_age_s: float = 15 * 60.0
+    # The web console's static files (web/console in the repository; /opt/console in the API's layer).
+    # None: the repository's copy when there is one, else no console.
+    web_dir: str | None = None
     download_expiry_s: int = 300
 
     # --- separation ---
