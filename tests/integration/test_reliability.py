@@ -402,6 +402,44 @@ def test_the_scheduled_sweep_deletes_objects_without_a_row_and_ends_expired_form
     assert project.status == "failed" and "upload never arrived" in (project.failure_reason or "")
 
 
+def test_own_stems_whose_forms_expire_with_a_stem_missing_fail_naming_it(world: World) -> None:
+    from audiomixer.settings import get_settings
+    from audiomixer.store.models import Project
+
+    api = world.tenant("stems-missing")
+    song = synth_song(1.0)
+    sizes = {"drums": len(song), "bass": len(song)}
+    response = api.post(
+        "/api/v1/uploads",
+        json={
+            "filename": "my-stems",
+            "content_type": "audio/wav",
+            "size": sum(sizes.values()),
+            "kind": "stems",
+            "stems": sizes,
+        },
+    )
+    assert response.status_code == 201, response.text
+    body = response.json()
+    assert post_form({"upload": body["stem_uploads"]["drums"]}, song).status_code in (200, 201, 204)
+    project = Project.get(api.tenant, body["id"])
+    wait_for(
+        lambda: project.refresh(consistent_read=True) or project.stems.as_dict().get("drums"),
+        60,
+        "the drums stem to be ingested",
+    )
+    assert project.status == "queued"  # still waiting for the bass
+    from audiomixer.store import keys
+
+    raw = keys.upload(api.tenant, "stem", body["id"], "drums").rsplit("/", 1)[0] + "/"
+    wait_for(lambda: world.keys(raw) == [], 60, "ingest to remove the raw drums upload")
+    _backdate(project, get_settings().presign_expiry_s + 1)
+    status = api.get(f"/api/v1/projects/{body['id']}/status").json()
+    assert status["status"] == "failed", status
+    assert status["error"].startswith("stem bass never arrived"), status["error"]
+    assert "drums" not in status["error"]
+
+
 # --- 2. unused presigned forms stop counting, and the 429 says how to free a slot --------------------------
 
 

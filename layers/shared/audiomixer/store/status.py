@@ -155,6 +155,9 @@ def expire_unused_upload(item: Project | Sound, s3: Any, bucket: str, now: float
         f"upload never arrived: its form expired unused at {expired} (or S3 refused the file, e.g. larger "
         "than declared); request a new upload with POST /api/v1/uploads"
     )
+    missing = [] if isinstance(item, Sound) else [s for s, done in item.stems.as_dict().items() if not done]
+    if isinstance(item, Project) and item.source_kind == "stems" and missing:
+        reason = f"stem {', '.join(missing)} never arrived; " + reason.removeprefix("upload never arrived: ")
     charged = int(item.quota_bytes or 0)
     if transition(item, "failed", failure_reason=reason, stage="upload", quota_bytes=0):
         usage.refund_bytes(item.tenant_id, charged)
