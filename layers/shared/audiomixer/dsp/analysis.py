@@ -56,6 +56,8 @@ ONSET_DELTA = 0.03
 ONSET_MIN_FLUX_DB = 0.5
 # An onset whose level falls by more than this across it is a note's release, not a new note.
 RELEASE_DROP_DB = 1.5
+# ... unless the flux is strong: a note struck while a louder one still rings starts a note too.
+NOTE_ONSET_STRENGTH = 0.1
 # Transient refinement looks this far around a detected onset peak: further back, a quiet hat 87 ms after
 # a loud snare would be moved onto the snare's body.
 REFINE_BACK_S = 0.04
@@ -584,7 +586,10 @@ def analyse_stem(samples: np.ndarray, sample_rate: int, *, silence_db: float = S
     kind = classify(sustain, pitched, noisy)
     # Notes start where the level rises or holds (a legato change): flux at a note's end (the release's
     # spectral splatter) would open a "note" in the rest that follows. The onsets themselves are kept.
-    note_onsets = onset_times[level_holds_after(level_db, onset_times / hop_s)]
+    note_onsets = onset_times[
+        level_holds_after(level_db, onset_times / hop_s)
+        | (np.asarray(strengths)[: onset_times.size] >= NOTE_ONSET_STRENGTH)
+    ]
     onset_frames = np.round((note_onsets - ONSET_LEAD_S) * ANALYSIS_SR / HOP).astype(np.int64)
     f0, note_voiced, steady = note_level_f0(
         feats.f0_hz, feats.aperiodicity, level_db, onset_frames, silence_db
