@@ -70,7 +70,7 @@ def _expand(curve: np.ndarray, block: int, n: int) -> np.ndarray:
 
 def _smooth_env(ms: np.ndarray, size: int) -> np.ndarray:
     # Running-sum filters can dip a hair below zero: clamp before the square root.
-    return np.sqrt(np.maximum(uniform_filter1d(ms, size, axis=0, mode="nearest"), 0.0))
+    return np.asarray(np.sqrt(np.maximum(uniform_filter1d(ms, size, axis=0, mode="nearest"), 0.0)))
 
 
 def follow_envelope_gain(
@@ -81,7 +81,7 @@ def follow_envelope_gain(
     gain = np.minimum(
         _smooth_env(target_ms, size) / np.maximum(_smooth_env(out_ms, size), 1e-9), 10 ** (max_gain_db / 20)
     )
-    return uniform_filter1d(gain, 3, mode="nearest")
+    return np.asarray(uniform_filter1d(gain, 3, mode="nearest"))
 
 
 def _gate_edges(
@@ -174,7 +174,7 @@ def _shape_output(
 def _zscore(v: np.ndarray) -> np.ndarray:
     v = np.asarray(v, np.float64)
     sd = float(v.std())
-    return (v - v.mean()) / (sd if sd > 1e-6 else 1.0)
+    return np.asarray((v - v.mean()) / (sd if sd > 1e-6 else 1.0))
 
 
 def _choose(tree: cKDTree, queries: np.ndarray, n_points: int, rng: np.random.Generator) -> np.ndarray:
@@ -188,7 +188,7 @@ def _choose(tree: cKDTree, queries: np.ndarray, n_points: int, rng: np.random.Ge
     ok = dist <= dist[:, :1] + 0.3
     n_ok = ok.sum(axis=1)
     pick = np.minimum((rng.random(len(queries)) * n_ok).astype(int), n_ok - 1)
-    return idx[np.arange(len(queries)), pick].astype(np.int64)
+    return np.asarray(idx[np.arange(len(queries)), pick], dtype=np.int64)
 
 
 def _render_percussive(

@@ -65,7 +65,7 @@ def _oversampled_abs_max(ch: np.ndarray, factor: int, taps: int = _TAPS_PER_PHAS
         hh = h[::-1][trim : _TAPS_PER_PHASE - trim]
         y = np.convolve(ch, hh, mode="full")[half : half + ch.size]
         np.maximum(best, np.abs(y, out=y), out=best)
-    return best
+    return np.asarray(best)
 
 
 @lru_cache(maxsize=8)
@@ -160,7 +160,7 @@ def true_peak_blocks(
     result = np.minimum(upper_blocks, max(threshold, 0.0)).astype(np.float32)
     cand = upper_blocks > threshold
     if not cand.any():
-        return result
+        return np.asarray(result)
     # Blocks whose own samples come within 1 dB of the threshold would rarely pass the screen below:
     # filter them exactly at once. A given bound is already tight (a later limiter pass): no screening.
     near = sample_blocks > threshold * 10 ** (-1.0 / 20.0)
@@ -181,7 +181,7 @@ def true_peak_blocks(
         for a2, b2 in _runs(screen > threshold, merge_gap=8):
             s2, e2 = s + a2 * BLOCK, min(e, s + b2 * BLOCK)
             result[a + a2 : a + b2] = _block_max(_run_env(x2, s2, e2, f, _TAPS_PER_PHASE), BLOCK)
-    return result
+    return np.asarray(result)
 
 
 def _run_env(x2: np.ndarray, s: int, e: int, f: int, taps: int) -> np.ndarray:
@@ -207,7 +207,7 @@ def true_peak_dbtp(x: np.ndarray, sample_rate: int) -> float:
         return float("-inf")
     # The maximum is >= the sample peak, so parts that cannot reach it need no filtering.
     peak = float(true_peak_blocks(x2, sample_rate, sample_peak * 0.999, sample_blocks=sample_blocks).max())
-    return 20.0 * np.log10(max(peak, sample_peak))
+    return float(20.0 * np.log10(max(peak, sample_peak)))
 
 
 def _block_max(env: np.ndarray, block: int) -> np.ndarray:
