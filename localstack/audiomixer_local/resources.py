@@ -86,6 +86,9 @@ class FunctionSpec:
     environment: dict[str, str] = field(default_factory=dict)
     sqs_sources: list[SqsSource] = field(default_factory=list)
     event_patterns: list[dict[str, Any]] = field(default_factory=list)
+    # Logical id of the queue an event it failed on every try goes to (EventInvokeConfig's OnFailure
+    # destination, else its rule's DeadLetterConfig), or None.
+    event_dlq: str | None = None
     # What its code may do (its role's policies); None runs it unchecked.
     principal: iam.Principal | None = None
 
@@ -525,6 +528,14 @@ class _Builder:
                     spec.sqs_sources.append(self._sqs_source(ep.get("Queue"), ep))
                 elif event.get("Type") in ("EventBridgeRule", "CloudWatchEvent"):
                     spec.event_patterns.append(self.t.resolve(ep.get("Pattern") or {}))
+                    spec.event_dlq = spec.event_dlq or self._queue_ref(
+                        (ep.get("DeadLetterConfig") or {}).get("Arn")
+                    )
+            on_failure = ((props.get("EventInvokeConfig") or {}).get("DestinationConfig") or {}).get(
+                "OnFailure"
+            ) or {}
+            if on_failure.get("Type") == "SQS":
+                spec.event_dlq = self._queue_ref(on_failure.get("Destination")) or spec.event_dlq
             self.res.functions[lid] = spec
         for r in self.t.of_type("AWS::Lambda::EventSourceMapping").values():
             props = dict(r.get("Properties") or {})
@@ -539,6 +550,9 @@ class _Builder:
                 fn = self._function_ref(target.get("Arn"))
                 if fn:
                     self.res.functions[fn].event_patterns.append(self.t.resolve(props["EventPattern"]))
+
+    def _queue_ref(self, node: Any) -> str | None:
+        return next((i for i in referenced_ids(node) if i in self.res.queues), None)
 
     def _function_ref(self, node: Any) -> str | None:
         return next((i for i in referenced_ids(node) if i in self.res.functions), None)
