@@ -654,6 +654,10 @@ class _Builder:
                 if key in env and env[key] != value:
                     log.warning("%s overrides %s locally shared by all functions", spec.logical_id, key)
                 env.setdefault(key, value)
+        if "AUDIOMIXER_SERVED_MODELS" not in os.environ:
+            # Local separation runs any model Demucs knows (fetched on first use), not only those an
+            # AWS deployment's image holds: no restriction unless asked for.
+            env.pop("AUDIOMIXER_SERVED_MODELS", None)
         scale = time_scale()
         if scale != 1 and "AUDIOMIXER_RETRY_BACKOFF_S" not in os.environ:
             # Retry delays shrink with the visibility timeouts, so a test sees backoff in seconds.

@@ -677,6 +677,28 @@ def test_docker_layers_put_what_changes_often_last_and_the_context_stays_small()
     assert not ignored & {"pyproject.toml", "README.md", "layers", "functions", "gpu_batch"}
 
 
+def test_the_api_serves_the_models_the_separation_image_holds() -> None:
+    """template.yaml's ServedDemucsModels reaches the API and is the Dockerfile's DEMUCS_MODELS list,
+    which holds the default model and is downloaded once, before any source."""
+    import re as _re
+
+    from audiomixer.settings import Settings
+
+    params = TEMPLATE["Parameters"]
+    served = params["ServedDemucsModels"]["Default"].split()
+    assert params["DemucsModel"]["Default"] in served
+    env = props("ApiFunction")["Environment"]["Variables"]
+    assert env["AUDIOMIXER_SERVED_MODELS"] == {"Ref": "ServedDemucsModels"}
+    gpu = (ROOT / "gpu_batch" / "Dockerfile").read_text()
+    (arg,) = _re.findall(r'^ARG DEMUCS_MODELS="([^"]+)"$', gpu, flags=_re.M)
+    assert arg.split() == served
+    assert _re.search(r"^ARG DEMUCS_MODEL=(\S+)$", gpu, flags=_re.M)[1] == params["DemucsModel"]["Default"]  # type: ignore[index]
+    assert Settings(served_models=" ".join(served)).served_models == served  # the env var's format
+    lines = gpu.splitlines()
+    download = next(i for i, line in enumerate(lines) if "for model in ${DEMUCS_MODELS}" in line)
+    assert download < next(i for i, line in enumerate(lines) if line.startswith("COPY layers/shared"))
+
+
 # ------------------------------------------------------------------------------------------- events
 def _event(name: str) -> dict[str, Any]:
     return json.loads((EVENTS / name).read_text())
