@@ -36,7 +36,8 @@ def dev_main(argv: list[str] | None = None) -> int:
         prog="audiomixer dev",
         description="Run the whole backend on this machine: moto (S3, SQS, DynamoDB, Batch records), the "
         "template's resources, the API, SQS pollers, local Batch jobs and the WebSocket gateway. "
-        "State is in memory and does not survive a restart. AUDIOMIXER_LOCAL_TIME_SCALE scales queue "
+        "Projects, stems, the library, mixes and keys are kept under --data-dir/state across restarts "
+        "(--fresh starts empty). AUDIOMIXER_LOCAL_TIME_SCALE scales queue "
         "visibility timeouts (e.g. 0.01 for fault tests).",
     )
     parser.add_argument("--host", default="127.0.0.1")
@@ -57,6 +58,14 @@ def dev_main(argv: list[str] | None = None) -> int:
     )
     parser.add_argument(
         "--parameter", action="append", default=[], metavar="KEY=VALUE", help="template parameter"
+    )
+    parser.add_argument(
+        "--fresh",
+        action="store_true",
+        help="start empty: forget the projects, library, mixes and keys kept under --data-dir/state",
+    )
+    parser.add_argument(
+        "--no-persist", action="store_true", help="keep nothing: state in memory only, as before"
     )
     parser.add_argument("--log-level", default="info", choices=["debug", "info", "warning", "error"])
     args = parser.parse_args(argv)
@@ -79,6 +88,8 @@ def dev_main(argv: list[str] | None = None) -> int:
         poller_concurrency=args.poller_concurrency,
         parameters=_parameters(args.parameter),
         log_level=args.log_level,
+        persist=not args.no_persist,
+        fresh=args.fresh,
     )
     stop = threading.Event()
 

@@ -1,12 +1,14 @@
 """The embedded local stack in one process: moto's server on loopback, the template's resources, SQS
 pollers, the local Batch runner, and uvicorn serving the FastAPI app behind the WebSocket gateway.
-State lives in moto's memory: it does not survive a restart."""
+State lives in moto's memory; with `persist` it is saved under {data_dir}/state and restored on the next
+start (persistence.py)."""
 
 from __future__ import annotations
 
 import json
 import logging
 import os
+import shutil
 import socket
 import threading
 import time
@@ -20,6 +22,7 @@ import boto3
 from audiomixer_local import s3_post_policy
 from audiomixer_local.batch import LocalBatchRunner
 from audiomixer_local.gateway import WebSocketGateway
+from audiomixer_local.persistence import STATE_DIR, Restored, StateStore, end_interrupted_jobs
 from audiomixer_local.pollers import SqsPoller, build_pollers
 from audiomixer_local.resources import LocalResources, create_resources, describe_queues
 from audiomixer_local.router import LocalRouter
@@ -113,6 +116,9 @@ class StackConfig:
     seed_dev_tenant: bool = True
     parameters: dict[str, str] = field(default_factory=dict)
     log_level: str = "warning"
+    # Keep tables and objects under {data_dir}/state across restarts (audiomixer dev turns it on).
+    persist: bool = False
+    fresh: bool = False  # with persist: forget the saved state and start empty
 
 
 class LocalStack:
@@ -134,6 +140,8 @@ class LocalStack:
         self._server_thread: threading.Thread | None = None
         self._pool = ThreadPoolExecutor(max_workers=8, thread_name_prefix="ws-handler")
         self._saved_env: dict[str, str | None] = {}
+        self.state: StateStore | None = None
+        self.restored: Restored | None = None
 
     # --- environment ------------------------------------------------------------------------------
     def _setenv(self, values: dict[str, str]) -> None:
@@ -189,11 +197,14 @@ class LocalStack:
         self.local_url = f"http://{bound}:{self.port}"
         self.ws_url = f"ws://{public_host}:{self.port}"
         try:
-            self.res = create_resources(template, endpoint_url=self.endpoint_url, parameters=cfg.parameters)
+            parameters = with_console_origins(template, cfg.parameters, [self.api_url, self.local_url])
+            self.res = create_resources(template, endpoint_url=self.endpoint_url, parameters=parameters)
             stage = self.res.websocket.stage if self.res.websocket else "prod"
             self.res.env["AUDIOMIXER_WS_ENDPOINT"] = f"http://127.0.0.1:{self.port}/{stage}"
             extra = {"DEMUCS_MODEL": cfg.demucs_model} if cfg.demucs_model else {}
             self._setenv({**self.res.process_env(), **extra})
+            if cfg.persist:
+                self._restore_state()
             self.batch = LocalBatchRunner(
                 self.res,
                 max_jobs=cfg.jobs,
@@ -209,12 +220,30 @@ class LocalStack:
             self._serve(sock)
             if cfg.seed_dev_tenant:
                 self.dev_api_key = seed_dev_tenant()
+            if self.state is not None and self.restored is not None:
+                self.restored.interrupted = end_interrupted_jobs()
+                log.info("local state: %s", self.restored.summary())
+                self.state.start()
             self.ready_s = time.monotonic() - started
             self.write_stack_file()
         except BaseException:
             self.stop()
             raise
         return self
+
+    def _restore_state(self) -> None:
+        assert self.res is not None
+        folder = Path(self.config.data_dir) / STATE_DIR
+        if self.config.fresh and folder.exists():
+            shutil.rmtree(folder)
+        self.state = StateStore(
+            folder,
+            self.res.tables,
+            self.res.buckets,
+            region=self.res.region,
+            endpoint_url=self.endpoint_url,
+        )
+        self.restored = self.state.restore()
 
     def _serve(self, sock: socket.socket) -> None:
         import uvicorn
@@ -260,6 +289,11 @@ class LocalStack:
             poller.stop(timeout=5)
         if self.batch is not None:
             self.batch.stop()
+        if self.state is not None and self.moto is not None:
+            try:
+                self.state.stop()
+            except Exception:
+                log.exception("saving the local state")
         self._pool.shutdown(wait=False, cancel_futures=True)
         if self.moto is not None:
             try:
@@ -320,6 +354,12 @@ class LocalStack:
             "websocket": self.gateway.describe() if self.gateway else None,
         }
 
+    def _state_line(self) -> str:
+        if self.state is None:
+            return "  State       in memory only (--no-persist): everything is gone when this stops."
+        restored = f" ({self.restored.summary()})" if self.restored else ""
+        return f"  State       kept in {self.state.folder}{restored}; --fresh starts empty"
+
     def banner(self) -> str:
         assert self.res is not None
         key = self.dev_api_key or "<none: audiomixer.auth unavailable>"
@@ -335,11 +375,29 @@ class LocalStack:
             f"  Queues      {', '.join(q.name for q in self.res.queues.values())}",
             f"  Batch       up to {self.config.jobs} job(s) at once as local subprocesses;"
             f" logs in {Path(self.config.data_dir) / 'batch'}",
-            "  State       in memory only: everything (uploads, projects, keys) is gone when this stops.",
+            self._state_line(),
             f"  Status      audiomixer status   (stack file {Path(self.config.data_dir) / STACK_FILE})",
             f"ready in {self.ready_s:.2f} s — Ctrl-C stops everything",
         ]
         return "\n".join(lines)
+
+
+def with_console_origins(template: Path, parameters: dict[str, str], origins: list[str]) -> dict[str, str]:
+    """The web console is served by the API, so the browser posts presigned forms to the bucket and reads
+    stems from it from the API's origin: that origin joins the template's CORS allow-lists (the bucket's
+    and the API's), as the API's URL does on AWS (README, "Deploy to AWS")."""
+    from audiomixer_local.template import Template
+
+    values = Template.from_file(template, parameters=parameters).parameters
+    if "CorsAllowOriginList" not in values or "CorsAllowOrigins" not in values:
+        return dict(parameters)
+    listed = [o for o in values["CorsAllowOriginList"].split(",") if o]
+    as_json = [str(o) for o in json.loads(values["CorsAllowOrigins"] or "[]")]
+    return {
+        **parameters,
+        "CorsAllowOriginList": ",".join(dict.fromkeys([*listed, *origins])),
+        "CorsAllowOrigins": json.dumps(list(dict.fromkeys([*as_json, *origins]))),
+    }
 
 
 class _DenialNoise(logging.Filter):

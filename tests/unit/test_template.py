@@ -237,7 +237,9 @@ def test_audio_functions_are_container_images(fn: str) -> None:
 def test_light_functions_use_exactly_the_two_layers() -> None:
     for fn, (_, _, is_zip) in FUNCTIONS.items():
         if is_zip:
-            assert props(fn)["Layers"] == [{"Ref": "SharedLayer"}, {"Ref": "CoreDepsLayer"}], fn
+            # The API function also carries the web console's static files.
+            console = [{"Ref": "ConsoleLayer"}] if fn == "ApiFunction" else []
+            assert props(fn)["Layers"] == [{"Ref": "SharedLayer"}, {"Ref": "CoreDepsLayer"}, *console], fn
     for layer in ("SharedLayer", "CoreDepsLayer"):
         assert RESOURCES[layer]["Type"] == "AWS::Serverless::LayerVersion"
         assert RESOURCES[layer]["Metadata"]["BuildMethod"] == "python3.11"
@@ -245,6 +247,10 @@ def test_light_functions_use_exactly_the_two_layers() -> None:
     assert props("SharedLayer")["ContentUri"].rstrip("/") == "layers/shared"
     assert (ROOT / "layers" / "shared" / "audiomixer" / "__init__.py").is_file()
     assert props("CoreDepsLayer")["ContentUri"].rstrip("/") == "layers/core_deps"
+    assert props("ConsoleLayer")["ContentUri"].rstrip("/") == "web"
+    # A layer unpacks under /opt: the API serves the console from where its files land.
+    assert props("ApiFunction")["Environment"]["Variables"]["AUDIOMIXER_WEB_DIR"] == "/opt/console"
+    assert (ROOT / "web" / "console" / "index.html").is_file()
 
 
 def _requirements(path: Path) -> list[Requirement]:

@@ -24,6 +24,11 @@ COMMANDS: dict[str, tuple[str, str]] = {
         "run one function's handler with an event file (sam local invoke's twin)",
     ),
     "dlq": ("audiomixer_local.cli:dlq_main", "list or redrive a dead-letter queue of the local stack"),
+    "upload": ("audiomixer_tools.client_cli:upload_main", "upload a song or --stems DIR; follow it to ready"),
+    "styles": ("audiomixer_tools.client_cli:styles_main", "add style sounds to your library"),
+    "mix": ("audiomixer_tools.client_cli:mix_main", "render a mix (--style drums=SOUND ...), -o FILE"),
+    "watch": ("audiomixer_tools.client_cli:watch_main", "follow a project, mix or sound over the WebSocket"),
+    "download": ("audiomixer_tools.client_cli:download_main", "download a completed mix"),
     "keys": ("audiomixer_tools.cli:keys_main", "create or revoke API keys"),
     "remix": ("audiomixer_tools.remix:main", "separate/analyse/render/mix local files in one process"),
     "bench": (

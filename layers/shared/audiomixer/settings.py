@@ -74,6 +74,9 @@ class Settings(BaseSettings):
     jwt_tenant_claim: str | None = None  # a claim users cannot write; None: the tenant is `sub`
     cors_allow_origins: list[str] = ["http://localhost:3000", "http://localhost:5173"]
     presign_expiry_s: int = 900
+    # The web console's static files (web/console in the repository; /opt/console in the API's layer).
+    # None: the repository's copy when there is one, else no console.
+    web_dir: str | None = None
     download_expiry_s: int = 300
 
     # --- separation ---

@@ -3,8 +3,13 @@ uvicorn locally. It must not import numpy/librosa/torch: the API's Lambda cold-s
 
 from __future__ import annotations
 
+from pathlib import Path
+
+from aws_lambda_powertools import Logger
 from fastapi import FastAPI
 from fastapi.middleware.cors import CORSMiddleware
+from fastapi.responses import FileResponse
+from fastapi.staticfiles import StaticFiles
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from audiomixer.api import docs, errors
@@ -13,7 +18,10 @@ from audiomixer.api.routes import library, mixes, projects, uploads
 from audiomixer.api.schemas import Health
 from audiomixer.settings import get_settings
 
+logger = Logger(service="audiomixer", child=True)
+
 API_PREFIX = "/api/v1"
+CONSOLE_PREFIX = "/console"
 MULTIPART_PREFIX = f"{API_PREFIX}/upload/"
 # JSON bodies are small (ids and settings); anything bigger is a mistake or an attack.
 JSON_BODY_LIMIT = 64 * 1024
@@ -95,6 +103,33 @@ class BodyLimitMiddleware:
         await response(scope, receive, send)
 
 
+def console_dir(configured: str | None) -> Path | None:
+    """Where the web console's files are: the configured folder (AUDIOMIXER_WEB_DIR; /opt/console in the
+    API's Lambda layer), else the repository's web/console (running from a checkout), else none."""
+    repository_copy = Path(__file__).resolve().parents[4] / "web" / "console"
+    for folder in (Path(configured) if configured else None, repository_copy):
+        if folder is not None and (folder / "index.html").is_file():
+            return folder
+    if configured:
+        logger.warning("no web console: the folder has no index.html", extra={"web_dir": configured})
+    return None
+
+
+def mount_console(app: FastAPI, folder: Path | None) -> None:
+    """Serve the console (static files that speak only the public API) at `/`, its assets under
+    /console/. The API function serves it, so the console and the API share one origin: no CORS for the
+    API, one deployment, and the console works wherever the API does."""
+    if folder is None:
+        return
+    index = folder / "index.html"
+
+    @app.get("/", include_in_schema=False)
+    def console_index() -> FileResponse:
+        return FileResponse(index, headers={"Cache-Control": "no-cache"})
+
+    app.mount(CONSOLE_PREFIX, StaticFiles(directory=folder), name="console")
+
+
 def create_app(limiter: TokenBucketLimiter | None = None) -> FastAPI:
     """Build the app. `limiter` replaces the default per-tenant burst limiter (tests use a tiny one)."""
     settings = get_settings()
@@ -118,6 +153,7 @@ def create_app(limiter: TokenBucketLimiter | None = None) -> FastAPI:
 
     for module in (uploads, projects, library, mixes):
         app.include_router(module.router, responses=errors.COMMON_RESPONSES)
+    mount_console(app, console_dir(settings.web_dir))
 
     app.add_middleware(BodyLimitMiddleware)
     # Outermost, so even a 413 or 401 carries CORS headers the browser can read.
@@ -134,4 +170,4 @@ def create_app(limiter: TokenBucketLimiter | None = None) -> FastAPI:
 
 app = create_app()
 
-__all__ = ["API_PREFIX", "app", "create_app"]
+__all__ = ["API_PREFIX", "CONSOLE_PREFIX", "app", "create_app"]

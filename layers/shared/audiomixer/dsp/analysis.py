@@ -27,7 +27,31 @@ YIN_THRESHOLD = 0.15
 VOICING_DEPTH = 0.45
 SILENCE_DB = -60.0
 BLOCK_FRAMES = 256  # bounds the YIN temporaries (~40 MB) whatever the song length
-SUSTAIN_PERCUSSIVE_DB = -5.0
+# Percussive/tonal decision (measured on the fluidsynth corpus of `audiomixer bench quality`): drums have
+# noise-like frames (spectral flatness > NOISY_FLATNESS) on 33-95 % of their sounding frames (hats,
+# snares, cymbals; synthetic kits with sine kicks included) and tonal stems on <= 1 %; drums have a
+# confident pitch (YIN trough depth < PITCHED_DEPTH) on 2-18 % of their frames, slap, picked and finger
+# basses on 28-97 %; sustained chords have neither but hold their level between onsets.
+NOISY_FLATNESS = 0.02
+NOISY_SHARE_PERCUSSIVE = 0.15
+PITCHED_DEPTH = 0.2
+PITCHED_SHARE_TONAL = 0.25
+SUSTAIN_PERCUSSIVE_DB = -2.0
+# Onset detection: a 46 ms mel flux (as librosa's default at 44.1 kHz; the 93 ms analysis frame smears
+# hits 87 ms apart) and peak picking with short averaging windows and a low threshold, so that a hi-hat
+# right after a kick and ghost notes are kept: drum onset F1 0.971 on the corpus (librosa's default
+# onset_detect 0.956), precision 1.0 on every song.
+ONSET_N_FFT = 1024
+ONSET_N_MELS = 128
+ONSET_PRE_MAX_S = 0.03
+ONSET_PRE_AVG_S = 0.05
+ONSET_POST_AVG_S = 0.03
+ONSET_WAIT_S = 0.03
+ONSET_DELTA = 0.03
+# Transient refinement looks this far around a detected onset peak: further back, a quiet hat 87 ms after
+# a loud snare would be moved onto the snare's body.
+REFINE_BACK_S = 0.04
+REFINE_AHEAD_S = 0.02
 
 Kind = Literal["percussive", "tonal"]
 FloatArray = NDArray[np.float32]
@@ -293,11 +317,71 @@ def sustain_db(rms: np.ndarray, active: np.ndarray, hop_s: float) -> float:
     return float(np.median(db(rms[active] / (local_max[active] + 1e-12))))
 
 
-def classify(voiced_ratio: float, sustain: float) -> Kind:
-    """Percussive when the material decays between onsets, or is mostly unpitched; tonal otherwise."""
-    if sustain <= SUSTAIN_PERCUSSIVE_DB or voiced_ratio < 0.3:
+def pitched_share(aperiodicity: np.ndarray, active: np.ndarray) -> float:
+    """Share of the sounding frames with a confident pitch (YIN trough depth below PITCHED_DEPTH)."""
+    n_active = int(active.sum())
+    return float((aperiodicity[active] < PITCHED_DEPTH).sum() / n_active) if n_active else 0.0
+
+
+def noisy_share(flatness: np.ndarray, active: np.ndarray) -> float:
+    """Share of the sounding frames whose spectrum is noise-like (flatness above NOISY_FLATNESS)."""
+    n_active = int(active.sum())
+    return float((flatness[active] > NOISY_FLATNESS).sum() / n_active) if n_active else 0.0
+
+
+def classify(sustain: float, pitched: float, noisy: float) -> Kind:
+    """Percussive when the material decays between onsets (`sustain`, dB, see `sustain_db`) and is either
+    noisy (hats, snares, cymbals: `noisy` share of frames) or mostly unpitched (`pitched` share of frames);
+    tonal otherwise.
+
+    A plucked or slapped bass decays like a drum (sustain -6 to -7 dB) but is pitched on a quarter or more
+    of its frames and never noise-like; tuned drums (toms) decay and their inharmonic modes give YIN no
+    confident trough; chords have no single pitch either, but they sustain.
+    """
+    if sustain < SUSTAIN_PERCUSSIVE_DB and (noisy >= NOISY_SHARE_PERCUSSIVE or pitched < PITCHED_SHARE_TONAL):
         return "percussive"
     return "tonal"
+
+
+def detect_onsets(y: np.ndarray, active: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """Onset peaks of a mono signal at ANALYSIS_SR on the analysis frame grid.
+
+    Parameters
+    ----------
+    y : np.ndarray
+        Mono signal at ANALYSIS_SR.
+    active : np.ndarray
+        bool per analysis frame; the flux of near-digital silence is noise and is ignored.
+
+    Returns
+    -------
+    peaks : np.ndarray
+        Frame indices of the onsets (int).
+    onset_env : np.ndarray
+        The onset strength envelope (float32, one value per frame, zero where not active).
+    """
+    import librosa
+
+    env = librosa.onset.onset_strength(
+        y=np.asarray(y, np.float32), sr=ANALYSIS_SR, hop_length=HOP, n_fft=ONSET_N_FFT, n_mels=ONSET_N_MELS
+    )
+    onset_env = np.zeros(active.size, np.float32)
+    n = min(env.size, active.size)
+    onset_env[:n] = np.where(active[:n], env[:n], 0.0)
+    if not onset_env.any():
+        return np.zeros(0, int), onset_env
+    norm = (onset_env - onset_env.min()) / (onset_env.max() - onset_env.min())
+    fr = ANALYSIS_SR / HOP
+    peaks = librosa.util.peak_pick(
+        norm,
+        pre_max=max(1, int(ONSET_PRE_MAX_S * fr)),
+        post_max=1,
+        pre_avg=max(1, int(ONSET_PRE_AVG_S * fr)),
+        post_avg=int(ONSET_POST_AVG_S * fr) + 1,
+        delta=ONSET_DELTA,
+        wait=int(ONSET_WAIT_S * fr),
+    )
+    return np.asarray(peaks, int), onset_env
 
 
 def refine_onsets(
@@ -310,8 +394,8 @@ def refine_onsets(
     out = np.asarray(fallback_s, dtype=np.float64).copy()
     prev_end = 0
     for i, t in enumerate(peak_times_s):
-        a = max(prev_end, int((t - 0.06) * sample_rate))
-        b = min(mono.size, int((t + 0.03) * sample_rate))
+        a = max(prev_end, int((t - REFINE_BACK_S) * sample_rate))
+        b = min(mono.size, int((t + REFINE_AHEAD_S) * sample_rate))
         if b - a < 4 * block:
             continue
         seg = np.abs(np.diff(mono[a:b]))
@@ -324,6 +408,18 @@ def refine_onsets(
         k = int(below[-1]) + 1 if below.size else 0
         out[i] = (a + k * block) / sample_rate
         prev_end = a + pk * block
+    return out
+
+
+def hit_peaks(mono: np.ndarray, starts: np.ndarray, win: int, pre: int) -> np.ndarray:
+    """Each hit's own peak level (its "velocity"): the peak |x| within `win` samples after its start,
+    less the peak of the `pre` samples before it, so that a quiet hat over a loud kick's tail is not
+    taken for a loud hit; never below a tenth of the peak after."""
+    out = np.empty(starts.size, np.float32)
+    for i, s in enumerate(starts.tolist()):
+        after = float(np.max(np.abs(mono[s : s + win]), initial=0.0))
+        before = float(np.max(np.abs(mono[max(0, s - pre) : s]), initial=0.0))
+        out[i] = max(after - before, 0.1 * after)
     return out
 
 
@@ -357,13 +453,7 @@ def analyse_stem(samples: np.ndarray, sample_rate: int, *, silence_db: float = S
     silence = level_db < silence_db
     active = ~silence
 
-    onset_env = librosa.onset.onset_strength(S=feats.mel_db, sr=ANALYSIS_SR, hop_length=HOP)
-    # Ignore "onsets" inside silence: the normalised onset envelope of near-digital silence is noise.
-    onset_env = np.where(active, onset_env, 0.0).astype(np.float32)
-    peaks = librosa.onset.onset_detect(
-        onset_envelope=onset_env, sr=ANALYSIS_SR, hop_length=HOP, units="frames", backtrack=False
-    )
-    peaks = np.asarray(peaks, dtype=int)
+    peaks, onset_env = detect_onsets(y, active)
     back = librosa.onset.onset_backtrack(peaks, onset_env) if peaks.size else peaks
     env_max = float(onset_env.max()) if onset_env.size else 0.0
     strengths = onset_env[peaks] / env_max if env_max > 0 else np.zeros(peaks.size, np.float32)
@@ -378,9 +468,7 @@ def analyse_stem(samples: np.ndarray, sample_rate: int, *, silence_db: float = S
     # Peak and brightness of each hit on the full-rate signal / analysis grid.
     win = int(0.05 * sample_rate)
     starts = np.clip((onset_times * sample_rate).astype(int), 0, max(0, n_samples - 1))
-    onset_peaks = np.array(
-        [float(np.max(np.abs(mono[s : s + win]), initial=0.0)) for s in starts], np.float32
-    )
+    onset_peaks = hit_peaks(mono, starts, win, int(0.01 * sample_rate))
     cen_idx = np.clip(peaks, 0, feats.n_frames - 1)
     onset_cen = feats.centroid_hz[cen_idx] if peaks.size else np.zeros(0, np.float32)
 
@@ -388,7 +476,9 @@ def analyse_stem(samples: np.ndarray, sample_rate: int, *, silence_db: float = S
     n_active = int(active.sum())
     voiced_ratio = float((prob[active] >= 0.5).sum() / n_active) if n_active else 0.0
     sustain = sustain_db(feats.rms, active, hop_s)
-    kind = classify(voiced_ratio, sustain)
+    pitched = pitched_share(feats.aperiodicity, active)
+    noisy = noisy_share(feats.flatness, active)
+    kind = classify(sustain, pitched, noisy)
     return StemAnalysis(
         sample_rate=int(sample_rate),
         n_samples=n_samples,
@@ -407,4 +497,5 @@ def analyse_stem(samples: np.ndarray, sample_rate: int, *, silence_db: float = S
         voiced_ratio=voiced_ratio,
         sustain_db=sustain,
         silence_db=silence_db,
+        extra={"pitched_share": pitched, "noisy_share": noisy},
     )

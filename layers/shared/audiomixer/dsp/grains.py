@@ -23,7 +23,10 @@ from .analysis import (
     add_leading_onset,
     classify,
     db,
+    detect_onsets,
     frame_features,
+    noisy_share,
+    pitched_share,
     refine_onsets,
     resample,
     sustain_db,
@@ -148,12 +151,7 @@ def analyse_style_sound(
     feats = frame_features(y, ANALYSIS_SR)
     hop_s = HOP / ANALYSIS_SR
     active = db(feats.rms) > -60.0
-    onset_env = librosa.onset.onset_strength(S=feats.mel_db, sr=ANALYSIS_SR, hop_length=HOP)
-    onset_env = np.where(active, onset_env, 0.0)
-    peaks = librosa.onset.onset_detect(
-        onset_envelope=onset_env, sr=ANALYSIS_SR, hop_length=HOP, units="frames"
-    )
-    peaks = np.asarray(peaks, int)
+    peaks, onset_env = detect_onsets(y, active)
     back = librosa.onset.onset_backtrack(peaks, onset_env) if peaks.size else peaks
     onset_s = refine_onsets(mono, sample_rate, peaks * hop_s, back * hop_s)
     onset_s = add_leading_onset(mono, sample_rate, onset_s, -60.0)
@@ -200,8 +198,11 @@ def analyse_style_sound(
         if voiced.mean() >= 0.5:
             f0[i] = float(np.median(f0_frames[sl][voiced]))
 
-    voiced_ratio = float((prob[active] >= 0.5).mean()) if active.any() else 0.0
-    kind = classify(voiced_ratio, sustain_db(feats.rms, active, hop_s))
+    kind = classify(
+        sustain_db(feats.rms, active, hop_s),
+        pitched_share(feats.aperiodicity, active),
+        noisy_share(feats.flatness, active),
+    )
     return GrainTable(
         sample_rate=int(sample_rate),
         n_samples=int(n),

@@ -1,8 +1,9 @@
 """Granular re-rendering of a stem from a style sound's grains.
 
 - percussive: at each onset of the stem, a descriptor-matched grain (k-d tree over normalised
-  brightness and level, as a drum replacer picks a velocity layer) is scaled to the hit's peak and its
-  own transient is aligned to the stem's transient;
+  brightness and level, as a drum replacer picks a velocity layer) is scaled to the hit's peak, its
+  own transient is placed on the stem's transient and it is choked at the next hit; the level is only
+  ever lowered afterwards (no envelope boost, no clipping);
 - tonal: Hann-windowed grains at 50% overlap, chosen by nearest descriptors (pitch, loudness,
   brightness, CataRT-style) and, with pitch mapping, transposed by resampling so that they follow the
   stem's f0 sample by sample (the read position advances by f0_target(t) / f0_grain);
@@ -25,6 +26,7 @@ from .grains import GrainTable
 Mode = StemMode
 ENV_BLOCK_S = 0.005
 CHUNK_SAMPLES = 1 << 20
+CHOKE_S = 0.003  # fade-out of a percussive grain cut short by the next hit
 
 
 def _blocks_ms(x: np.ndarray, block: int) -> np.ndarray:
@@ -87,10 +89,17 @@ def _gate_edges(
 
 
 def _shape_output(
-    out: np.ndarray, x2: np.ndarray, mono: np.ndarray, sr: int, use_envelope: bool, silence_db: float
+    out: np.ndarray,
+    x2: np.ndarray,
+    mono: np.ndarray,
+    sr: int,
+    use_envelope: bool,
+    silence_db: float,
+    *,
+    keep_level: bool = False,
 ) -> np.ndarray:
-    """Envelope follower (or a global level match), the stem's per-channel level (pan) envelope and
-    the silence gate, all from one set of 5 ms block mean squares."""
+    """Envelope follower (or a global level match, or none with `keep_level`), the stem's per-channel
+    level (pan) envelope and the silence gate, all from one set of 5 ms block mean squares."""
     n, n_ch = x2.shape
     block = max(1, int(ENV_BLOCK_S * sr))
     ms_ch = _blocks_ms(x2, block)  # (blocks, channels)
@@ -100,7 +109,12 @@ def _shape_output(
     loud_b = ms_ch.max(axis=1) > thr * thr
     open_b = loud_b.copy()
     open_b[1:] |= loud_b[:-1]
-    if use_envelope:
+    if keep_level:
+        # Only ever lowered (where a grain's tail outlasts the stem's hit): never a boost, never a clip.
+        gain = np.minimum(
+            follow_envelope_gain(_blocks_ms(out, block), ms_m, size=max(1, round(0.015 / ENV_BLOCK_S))), 1.0
+        )
+    elif use_envelope:
         gain = follow_envelope_gain(_blocks_ms(out, block), ms_m, size=max(1, round(0.015 / ENV_BLOCK_S)))
     else:
         w = open_b.astype(np.float64)
@@ -176,26 +190,27 @@ def _render_percussive(
     env = np.ones(length, np.float32)
     env[:fade_in] = np.linspace(0.0, 1.0, fade_in, endpoint=False)
     env[-fade_out:] = 0.5 + 0.5 * np.cos(np.linspace(0.0, np.pi, fade_out))
-    look = max(1, int(0.03 * sr))
-    for o, gi, pk in zip(onsets, chosen, peaks, strict=True):
+    choke = max(2, int(CHOKE_S * sr))
+    nxt = np.append(onsets[1:], n + length)
+    for o, o_next, gi, pk in zip(onsets, nxt, chosen, peaks, strict=True):
         s0 = int(starts[gi])
-        grain = style[s0 : s0 + length]
+        # As a drum replacer: the grain starts at the sample's own transient (onset-aligned grains start
+        # at the refined transient of the style sound) and sits on the stem's refined transient; it is
+        # choked just before the next hit, so each hit keeps a clean attack and tails never pile up.
+        end = min(length, int(o_next - o), n - int(o))
+        if end <= 0:
+            continue
+        grain = style[s0 : s0 + end] * env[:end]
         if grain.size == 0:
             continue
-        grain = grain * env[: grain.size]
-        g_peak_off = int(np.abs(grain[: min(grain.size, look)]).argmax())
+        if end < length:
+            k = min(choke, grain.size)
+            grain[-k:] *= np.linspace(1.0, 0.0, k, dtype=np.float32)
         g_peak = float(np.abs(grain).max())
         if g_peak <= 0.0:
             continue
-        seg = mono[o : o + look]
-        stem_peak_off = int(np.abs(seg).argmax()) if seg.size else 0
-        # Align the grain's transient to the stem's, but never start before the stem's onset.
-        pos = int(o) + stem_peak_off - g_peak_off
-        a = max(0, pos, int(o))
-        b = min(n, pos + grain.size)
-        if b <= a:
-            continue
-        out[a:b] += grain[a - pos : b - pos] * np.float32(pk / g_peak)
+        # Scaled to the hit's peak level (the stem's peak within 50 ms of its transient).
+        out[int(o) : int(o) + grain.size] += grain * np.float32(pk / g_peak)
     return out
 
 
@@ -390,5 +405,8 @@ def render_stem(
             use_pitch_mapping,
             use_envelope,
         )
-    res = _shape_output(out, x2, mono, sample_rate, use_envelope, analysis.silence_db)
+    # Percussive grains already carry each hit's level: only the pan envelope and the gate apply.
+    res = _shape_output(
+        out, x2, mono, sample_rate, use_envelope, analysis.silence_db, keep_level=kind == "percussive"
+    )
     return res[:, 0] if x.ndim == 1 else res

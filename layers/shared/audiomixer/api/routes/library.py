@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from fastapi import APIRouter, Depends, Query, Response
+from fastapi.responses import RedirectResponse
 from pynamodb.exceptions import DoesNotExist
 
 from audiomixer.api import deps, errors, storage
@@ -69,3 +70,20 @@ def delete_sound(sound_id: str, principal: Principal = Depends(deps.principal)) 
     storage.delete_prefix(keys.sound_prefix(principal.tenant_id, sound_id))
     storage.delete_prefix(keys.upload(principal.tenant_id, "style-sound", sound_id))
     return Response(status_code=204)
+
+
+@router.get(
+    "/{sound_id}/audio",
+    status_code=307,
+    response_class=RedirectResponse,
+    summary="Listen to a style sound as analysed (307 to a short-lived presigned URL; use curl -L)",
+    responses={307: {"description": "Redirect to a presigned S3 URL"}, **errors.responses(404, 409)},
+)
+def download_sound(sound_id: str, principal: Principal = Depends(deps.principal)) -> RedirectResponse:
+    """The style sound as it was analysed (FLAC, 44.1 kHz), to listen to it. 409 until it is ready.
+    `curl -L -H 'Authorization: Bearer KEY' $API/api/v1/library/ID/audio -o sound.flac`"""
+    sound = load_sound(principal.tenant_id, sound_id)
+    if sound.status != "ready":
+        raise errors.conflict(f"sound is {sound.status}, not ready")
+    key = keys.sound_audio(principal.tenant_id, sound_id)
+    return RedirectResponse(storage.presigned_get(key, f"sound-{sound_id}.flac"), status_code=307)

@@ -142,6 +142,33 @@ def download_stem(
     return RedirectResponse(url, status_code=307)
 
 
+@router.get(
+    "/{project_id}/analysis/{stem}",
+    status_code=307,
+    response_class=RedirectResponse,
+    summary="One stem's analysis as JSON: onsets (s), f0 (Hz) per frame, RMS envelope "
+    "(307 to a short-lived presigned URL; use curl -L)",
+    responses={307: {"description": "Redirect to a presigned S3 URL"}, **errors.responses(404, 409)},
+)
+def download_analysis(
+    project_id: str,
+    stem: str = Path(description="which stem", json_schema_extra={"enum": list(STEMS)}),
+    principal: Principal = Depends(deps.principal),
+) -> RedirectResponse:
+    """The analysis of one stem of a ready project, as the render stage uses it: `onsets_s` (onset times
+    in seconds) with their strengths, `f0_hz` and `voiced_prob` per frame of `hop_s` seconds, the RMS
+    envelope, the silence map and the stem's kind (percussive or tonal). 409 until the project is ready.
+    `curl -L -H 'Authorization: Bearer KEY' $API/api/v1/projects/ID/analysis/bass -o bass.json`"""
+    project = load_project(principal, project_id)
+    flags = stem_flags(project)
+    if stem not in flags:
+        raise errors.not_found(f"stem {stem!r} (this project's stems are {', '.join(flags)})")
+    if project.status != "ready" or not flags[stem]:
+        raise errors.conflict(f"project is {project.status}; the analysis of {stem!r} is not there yet")
+    key = keys.stem_analysis(principal.tenant_id, project_id, stem)
+    return RedirectResponse(storage.presigned_get(key, f"{project_id}-{stem}.json"), status_code=307)
+
+
 @router.delete(
     "/{project_id}",
     status_code=204,

@@ -1,0 +1,139 @@
+"""`audiomixer dev` keeps your work: a ready project, its stems and mixes, the library and the keys are
+there after a restart; a job running when it stopped ends `failed` with a reason, never stuck; `--fresh`
+starts empty."""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+from collections.abc import Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass
+from pathlib import Path
+
+import httpx
+import pytest
+from audio_helpers import synth_song, synth_style
+from conftest import ROOT, _free_port
+
+from audiomixer_tools.client import ApiError, Client
+
+pytestmark = pytest.mark.slow
+
+
+@dataclass
+class Dev:
+    api: str
+    key: str
+    process: subprocess.Popen[bytes]
+    log: Path
+
+
+@contextmanager
+def dev(data_dir: Path, *extra: str) -> Iterator[Dev]:
+    """One run of `audiomixer dev` on `data_dir`, stopped with Ctrl-C (SIGINT) as a user would."""
+    port = _free_port()
+    env = {k: v for k, v in os.environ.items() if not k.startswith("AUDIOMIXER_") and k != "AWS_ENDPOINT_URL"}
+    env.update({"AUDIOMIXER_SEPARATION_CHUNK_S": "2", "AUDIOMIXER_SEPARATION_OVERLAP_S": "0.25"})
+    log_path = data_dir / f"dev-{port}.log"
+    with log_path.open("wb") as log:
+        process = subprocess.Popen(
+            [
+                sys.executable,
+                "-m",
+                "audiomixer_tools.cli",
+                "dev",
+                "--port",
+                str(port),
+                "--data-dir",
+                str(data_dir),
+                "--demucs-model",
+                "demucs_unittest",
+                *extra,
+            ],
+            cwd=ROOT,
+            env=env,
+            stdout=log,
+            stderr=subprocess.STDOUT,
+        )
+        api = f"http://127.0.0.1:{port}"
+        try:
+            deadline = time.monotonic() + 120
+            state_file = data_dir / "stack.json"
+            while True:
+                if process.poll() is not None or time.monotonic() > deadline:
+                    raise RuntimeError(f"audiomixer dev did not start: {log_path.read_text()[-3000:]}")
+                try:
+                    if state_file.exists() and httpx.get(f"{api}/health", timeout=2).status_code == 200:
+                        key = json.loads(state_file.read_text()).get("dev_api_key")
+                        if key:
+                            break
+                except httpx.HTTPError:
+                    pass
+                time.sleep(0.2)
+            yield Dev(api, key, process, log_path)
+        finally:
+            process.send_signal(signal.SIGINT)
+            try:
+                process.wait(timeout=60)
+            except subprocess.TimeoutExpired:
+                process.kill()
+                process.wait()
+
+
+def test_restart_keeps_projects_mixes_library_and_keys(tmp_path: Path) -> None:
+    song = tmp_path / "kept.wav"
+    song.write_bytes(synth_song())
+    long_song = tmp_path / "long.wav"
+    long_song.write_bytes(synth_song(seconds=40.0))
+    style = tmp_path / "kept-style.flac"
+    style.write_bytes(synth_style())
+    data_dir = tmp_path / "data"
+    data_dir.mkdir()
+
+    with dev(data_dir) as first, Client(first.api, first.key) as client:
+        key = first.key
+        project_id = client.upload_song(song, "kept")
+        client.wait("project", project_id, timeout_s=300)
+        (sound_id,) = client.add_styles([style])
+        client.wait("sound", sound_id, timeout_s=120)
+        mix_id = client.mix(project_id, styles={"drums": sound_id})
+        client.wait("mix", mix_id, timeout_s=300)
+        mix_before = client.download_mix(mix_id, tmp_path / "before.wav").read_bytes()
+        stem_before = client.download_stem(project_id, "bass", tmp_path / "bass-before.flac").read_bytes()
+        # A second job still running when the service stops (a longer song: separation takes a while).
+        running_id = client.upload_song(long_song, "interrupted")
+        for event in client.events("project", running_id, timeout_s=300):
+            if event.status != "queued":
+                break
+        assert client.project(running_id).status == "separating"
+
+    with dev(data_dir) as second, Client(second.api, key) as client:  # the first run's key still works
+        assert "restored" in second.log.read_text()
+        project = client.project(project_id)
+        assert project.status == "ready" and project.name == "kept" and project.analysis
+        assert (
+            client.download_stem(project_id, "bass", tmp_path / "bass-after.flac").read_bytes() == stem_before
+        )
+        assert client.sound(sound_id).status == "ready"
+        assert client.mix_status(mix_id).status == "completed"
+        assert client.download_mix(mix_id, tmp_path / "after.wav").read_bytes() == mix_before
+        # The interrupted job is not left waiting: it ended failed, saying what to do (stopping the stack
+        # stops its Batch job, whose failure is recorded; a row still mid-stage on restart is ended too).
+        interrupted = client.project(running_id)
+        assert interrupted.status == "failed", interrupted
+        print(f"\n[e2e] interrupted job: {interrupted.error}")
+        assert interrupted.error and "again" in interrupted.error
+        # The restored project can be mixed again.
+        again = client.mix(project_id, styles={"bass": sound_id})
+        assert client.wait("mix", again, timeout_s=300).status == "completed"
+
+    with dev(data_dir, "--fresh") as third, Client(third.api, third.key) as client:
+        assert client.projects().items == []
+        with pytest.raises(ApiError) as refused:
+            Client(third.api, key).projects()
+        assert refused.value.status == 401
