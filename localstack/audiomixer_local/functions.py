@@ -51,14 +51,6 @@ def load_module(path: Path) -> ModuleType:
         return module
 
 
-def forget_modules() -> None:
-    """Drop cached handler modules (the next invocation is a cold start)."""
-    with _lock:
-        for path in list(_modules):
-            sys.modules.pop(module_name(path), None)
-        _modules.clear()
-
-
 def load_handler(spec: FunctionSpec) -> Callable[[Any, Any], Any]:
     module = load_module(spec.module_file)
     handler = getattr(module, spec.handler_attr, None)

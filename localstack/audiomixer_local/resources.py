@@ -9,6 +9,7 @@ queue's job-state time limits (separately: local separation is not any faster fo
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import json
 import logging
@@ -361,7 +362,11 @@ class _Builder:
                     kwargs[key] = indexes
             if props.get("StreamSpecification"):
                 kwargs["StreamSpecification"] = {"StreamEnabled": True, **props["StreamSpecification"]}
-            ddb.create_table(**kwargs)
+            try:
+                ddb.create_table(**kwargs)
+            except ddb.exceptions.ResourceInUseException:
+                continue  # created by an earlier run
+            ddb.get_waiter("table_exists").wait(TableName=name)
             ttl = props.get("TimeToLiveSpecification")
             if ttl and ttl.get("Enabled") in (True, "true", "True"):
                 ddb.update_time_to_live(
@@ -378,10 +383,13 @@ class _Builder:
         s3 = self.client("s3")
         for lid, name in self.res.buckets.items():
             props = self.t.resolve(self.t.props(lid))
-            if self.t.region == "us-east-1":
-                s3.create_bucket(Bucket=name)
-            else:
-                s3.create_bucket(Bucket=name, CreateBucketConfiguration={"LocationConstraint": self.t.region})
+            with contextlib.suppress(s3.exceptions.BucketAlreadyOwnedByYou):
+                if self.t.region == "us-east-1":
+                    s3.create_bucket(Bucket=name)
+                else:
+                    s3.create_bucket(
+                        Bucket=name, CreateBucketConfiguration={"LocationConstraint": self.t.region}
+                    )
             if "PublicAccessBlockConfiguration" in props:
                 s3.put_public_access_block(
                     Bucket=name, PublicAccessBlockConfiguration=props["PublicAccessBlockConfiguration"]
@@ -724,11 +732,14 @@ def create_resources(
     ws_endpoint: str | None = None,
     parameters: dict[str, str] | None = None,
     stack_name: str = "audiomixer",
+    data_plane_only: bool = False,
 ) -> LocalResources:
     """Create every queue, table, bucket and Batch record of the template in moto and return what was
     made plus the resolved function environment. `endpoint_url=None` uses boto3's defaults, which is what
     an in-process `mock_aws` intercepts; pass the ThreadedMotoServer URL otherwise.
-    `ws_endpoint` replaces AUDIOMIXER_WS_ENDPOINT (the local gateway's management URL)."""
+    `ws_endpoint` replaces AUDIOMIXER_WS_ENDPOINT (the local gateway's management URL).
+    `data_plane_only` skips the Batch records (LocalStack's init hook: its community image has no Batch).
+    Tables and buckets that already exist are kept, so running it twice is harmless."""
     sts = boto3.client(
         "sts", region_name=os.environ.get("AWS_DEFAULT_REGION", "us-east-1"), endpoint_url=endpoint_url
     )
@@ -742,7 +753,8 @@ def create_resources(
     b.create_queues()
     b.create_tables()
     b.create_buckets()
-    b.create_batch()
+    if not data_plane_only:
+        b.create_batch()
     b.functions()
     b.websocket()
     b.http_api()
@@ -806,8 +818,3 @@ def describe_queues(res: LocalResources, sqs: Any) -> dict[str, dict[str, Any]]:
         if entry["dlq"]:
             entry["dlq_depth"] = out[entry["dlq"]]["visible"] + out[entry["dlq"]]["in_flight"]
     return out
-
-
-def scaled_timeout(seconds: float) -> float:
-    """A duration scaled by AUDIOMIXER_LOCAL_TIME_SCALE (never below 1 s)."""
-    return max(1.0, math.ceil(seconds * time_scale()))

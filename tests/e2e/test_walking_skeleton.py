@@ -125,13 +125,10 @@ def test_song_to_stems_to_mix(stack: Stack) -> None:
     sound_id = sound.json()["sounds"][0]["sound_id"]
     _wait_status(client, f"/api/v1/library/{sound_id}", "ready")
 
+    config = {"drums": {"style_sound_id": sound_id, "volume": 1.0}, "vocals": {"enabled": False}}
     mix = client.post(
         "/api/v1/mix",
-        json={
-            "project_id": project_id,
-            "config": {"drums": {"style_sound_id": sound_id, "volume": 1.0}, "vocals": {"enabled": False}},
-            "settings": {"grain_duration_ms": 80},
-        },
+        json={"project_id": project_id, "config": config, "settings": {"grain_duration_ms": 80}},
     )
     assert mix.status_code in (200, 201, 202), mix.text
     mix_id = mix.json()["mix_id"]
@@ -143,10 +140,46 @@ def test_song_to_stems_to_mix(stack: Stack) -> None:
     # The watcher may connect after rendering began; what it sees must still be in order and complete.
     _assert_in_order(mix_watcher.events, MIX_ORDER)
     assert statuses[-1] == "completed"
+    mixed = _download_mix(client, mix_id)
+    assert mixed.shape == (6 * 44100, 2)
+    _assert_mix_of(mixed, dict(zip(("drums", "bass", "vocals", "other"), stems, strict=True)))
+
+    # The same request at another grain renders the styled stem differently (and only that stem).
+    again = client.post(
+        "/api/v1/mix",
+        json={"project_id": project_id, "config": config, "settings": {"grain_duration_ms": 400}},
+    )
+    assert again.status_code in (200, 201, 202), again.text
+    _wait_status(client, f"/api/v1/mix/{again.json()['mix_id']}", "completed")
+    coarse = _download_mix(client, again.json()["mix_id"])
+    change = float(np.linalg.norm(coarse - mixed) / np.linalg.norm(mixed - stems[1] - stems[3]))
+    print(f"[e2e] 80 ms vs 400 ms grains: the rendered drums differ by {change:.2f} of their norm")
+    assert change > 0.2, "the grain duration made no difference: it was ignored"
+
+
+def _download_mix(client: httpx.Client, mix_id: str) -> np.ndarray:
     download = client.get(f"/api/v1/mix/{mix_id}/download", follow_redirects=False)
     assert download.status_code == 307
-    audio, sr = sf.read(io.BytesIO(httpx.get(download.headers["location"]).content))
-    assert sr == 44100 and abs(len(audio) - 6 * 44100) <= 1
+    audio, sr = sf.read(io.BytesIO(httpx.get(download.headers["location"]).content), dtype="float64")
+    assert sr == 44100
+    return np.asarray(audio)
+
+
+def _assert_mix_of(mixed: np.ndarray, stems: dict[str, np.ndarray]) -> None:
+    """The mix holds bass and other unchanged, no vocals (disabled) and, for drums, a rendering of the
+    style sound rather than the drums themselves: a least-squares fit of the mix on the four original
+    stems gives about 1 for bass and other, about 0 for vocals, and leaves the rendered drums over."""
+    names = list(stems)
+    basis = np.stack([stems[n].ravel() for n in names], axis=1)
+    coef, *_ = np.linalg.lstsq(basis, mixed.ravel(), rcond=None)
+    weights = dict(zip(names, coef.round(3).tolist(), strict=True))
+    rendered = mixed - stems["bass"] - stems["other"]
+    drums_kept = float(np.linalg.norm(rendered - stems["drums"]) / np.linalg.norm(stems["drums"]))
+    print(f"[e2e] mix = {weights} x stems + rest; the drums part differs from the drums by {drums_kept:.2f}")
+    assert abs(weights["bass"] - 1) < 0.1 and abs(weights["other"] - 1) < 0.1, weights
+    assert abs(weights["vocals"]) < 0.2, f"vocals were disabled yet are in the mix: {weights}"
+    assert np.linalg.norm(rendered) > 0.05 * np.linalg.norm(stems["drums"]), "nothing rendered for drums"
+    assert drums_kept > 0.3, "the drums came through unchanged: the style sound was ignored"
 
 
 def test_late_subscriber_gets_the_final_state_and_strangers_are_refused(stack: Stack) -> None:

@@ -130,7 +130,6 @@ def test_batch_records_and_pepper_parameter(res: LocalResources) -> None:
     assert value["Parameter"]["Value"]
 
 
-@pytest.mark.skipif(not REPO_TEMPLATE.exists(), reason="template.yaml not written yet")
 def test_repository_template_creates_in_moto(aws_env: None) -> None:
     res = create_resources(REPO_TEMPLATE)
     sqs = boto3.client("sqs")

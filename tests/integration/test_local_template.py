@@ -135,7 +135,6 @@ def test_describe_fixture_template() -> None:
     assert "AUDIOMIXER_JWT_ISSUER" not in env  # !If -> AWS::NoValue drops it
 
 
-@pytest.mark.skipif(not REPO_TEMPLATE.exists(), reason="template.yaml not written yet")
 def test_repository_template_resolves_every_resource_variable() -> None:
     from audiomixer.settings import Settings
 

@@ -13,6 +13,7 @@ import numpy as np
 import pytest
 
 from audiomixer.dsp.audio_io import AudioLimits, decode_audio, normalise, probe, sniff_format
+from audiomixer.settings import Settings
 
 CORPUS_SCRIPT = Path(__file__).resolve().parents[1] / "data" / "hostile" / "make_corpus.py"
 
@@ -56,10 +57,10 @@ def test_ffmpeg_formats_decode(name: str) -> None:
     data = corpus.encode_ffmpeg(x, name, sr)
     assert sniff_format(data) == fmt
 
-    info = probe(data, AudioLimits())
+    info = probe(data, AudioLimits.from_settings(Settings()))
     assert (info.format, info.codec, info.sample_rate, info.channels) == (fmt, codec, sr, 2)
 
-    decoded = decode_audio(data, AudioLimits())
+    decoded = decode_audio(data, AudioLimits.from_settings(Settings()))
     y = decoded.samples
     assert y.dtype == np.float32 and y.shape[1] == 2 and decoded.info.codec == codec
     assert x.shape[0] - dropped <= y.shape[0] <= x.shape[0]
@@ -84,7 +85,7 @@ def test_surround_aac_folds_by_ffmpeg_channel_names() -> None:
     tones = [0.2 * np.sin(2 * np.pi * f * t) for f in (300.0, 500.0, 700.0, 60.0, 1100.0, 1300.0)]
     x = np.stack(tones, axis=1).astype(np.float32)
     data = corpus.encode_ffmpeg(x, "m4a_aac", sr, layout="5.1")
-    decoded = decode_audio(data, AudioLimits())
+    decoded = decode_audio(data, AudioLimits.from_settings(Settings()))
     assert decoded.info.positions[:4] == ("FL", "FR", "FC", "LFE")
     out = normalise(decoded, sr)
 

@@ -24,8 +24,9 @@ from audiomixer.dsp.audio_io import (
     probe,
     sniff_format,
 )
+from audiomixer.settings import Settings
 
-LIMITS = AudioLimits()
+LIMITS = AudioLimits.from_settings(Settings())
 
 
 def sine(f0: float, seconds: float, sr: int, channels: int = 2, amp: float = 0.5) -> np.ndarray:
@@ -423,7 +424,9 @@ def test_samples_cap_refuses_before_decoding_what_the_duration_limit_admits() ->
     assert excinfo.value.code == "too_long" and "million samples" in excinfo.value.reason
     assert "8 channels at 96000 Hz" in excinfo.value.reason
     assert decode_audio(data, dataclasses.replace(LIMITS, max_samples=2_000_000)).samples.shape == x.shape
-    assert AudioLimits().max_samples * 4 < 1_000_000_000  # under 1 GB of float32, whatever the header says
+    assert (
+        AudioLimits.from_settings(Settings()).max_samples * 4 < 1_000_000_000
+    )  # under 1 GB of float32, whatever the header says
 
 
 def test_samples_cap_bounds_memory_while_decoding_a_stream_of_unknown_length() -> None:

@@ -145,10 +145,34 @@ def test_dispatch_submits_one_batch_job_even_when_redelivered(aws, monkeypatch, 
     assert project.status == "separating" and project.batch_job_id == "job-0"
 
 
-def test_a_malformed_message_is_dropped_not_retried_forever(aws, lambda_context):
+def test_a_malformed_message_is_dropped_not_retried_forever(aws, monkeypatch, lambda_context, capsys, caplog):
+    """Beside a good record in the same batch: the malformed one is logged and acknowledged (not
+    reported as a failure, so it is not redelivered), while the good one is still processed."""
+    from audiomixer import aws as clients
+
+    batch = RecordingBatch()
+    stand_in = SimpleNamespace(
+        client=lambda service: batch if service == "batch" else clients.client(service)
+    )
+    monkeypatch.setattr("audiomixer.pipeline.dispatch.aws", stand_in)
+    Project(TENANT, PID, name="song", stage="separate").save()
     e = event("dispatch")
-    e["Records"][0]["body"] = '{"tenant_id": "../x", "project_id": 5}'
+    bad = copy.deepcopy(e["Records"][0])
+    bad["messageId"] = "malformed-1"
+    bad["body"] = '{"tenant_id": "../x", "project_id": 5}'
+    e["Records"].insert(0, bad)
+    capsys.readouterr()
+    caplog.clear()
     assert handler("dispatch")(e, lambda_context) == {"batchItemFailures": []}
+    assert [job["parameters"]["project_id"] for job in batch.submitted] == [PID]
+    assert Project.get(TENANT, PID).status == "separating"
+    # powertools prints JSON to stdout, or hands records to logging when pytest has taken it over
+    printed = [json.loads(line) for line in capsys.readouterr().out.splitlines() if line.startswith("{")]
+    logged = printed + [{"message": r.getMessage(), **vars(r)} for r in caplog.records]
+    assert any(
+        r.get("message") == "dropping malformed message" and r.get("message_id") == "malformed-1"
+        for r in logged
+    ), logged
 
 
 def test_batch_failure_fails_the_project_with_the_reason(aws, lambda_context):

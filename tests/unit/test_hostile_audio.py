@@ -16,6 +16,7 @@ import numpy as np
 import pytest
 
 from audiomixer.dsp.audio_io import ERROR_HTTP_STATUS, AudioDecodeError, AudioLimits, decode_audio, probe
+from audiomixer.settings import Settings
 
 CORPUS_SCRIPT = Path(__file__).resolve().parents[1] / "data" / "hostile" / "make_corpus.py"
 
@@ -34,7 +35,7 @@ CASES = corpus.build_corpus()
 
 
 def _limits(case: Any) -> AudioLimits:
-    return dataclasses.replace(AudioLimits(), **case.limits)
+    return dataclasses.replace(AudioLimits.from_settings(Settings()), **case.limits)
 
 
 def test_corpus_is_big_enough_and_ids_are_unique() -> None:
@@ -98,7 +99,7 @@ def _mutations(data: bytes, rng: np.random.Generator, count: int) -> list[bytes]
 def test_random_damage_never_crashes(fmt: str) -> None:
     rng = np.random.default_rng(zlib.crc32(fmt.encode()))
     valid = (corpus.valid_files() | corpus.valid_ffmpeg_files())[fmt]
-    limits = AudioLimits()
+    limits = AudioLimits.from_settings(Settings())
     for i, damaged in enumerate(_mutations(valid, rng, 60)):
         try:
             decoded = decode_audio(damaged, limits)

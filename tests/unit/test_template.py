@@ -120,21 +120,47 @@ def policy_templates(fn: str, name: str) -> list[Any]:
 
 
 # ------------------------------------------------------------------------------------------- queues
-def test_every_work_queue_has_a_dlq_with_max_receive_5() -> None:
+def test_every_consumed_queue_has_a_dlq_that_has_none() -> None:
     queues = of_type("AWS::SQS::Queue")
-    dlq_targets = set()
-    for name, res in queues.items():
-        redrive = res.get("Properties", {}).get("RedrivePolicy")
-        if name.endswith("DLQ"):
-            assert redrive is None, f"{name}: a DLQ has no DLQ of its own"
-            continue
-        assert redrive, f"{name} has no RedrivePolicy"
-        assert int(redrive["maxReceiveCount"]) == 5
+    targets = {
+        ref[0]
+        for res in queues.values()
+        if (ref := getatt((res.get("Properties", {}).get("RedrivePolicy") or {}).get("deadLetterTargetArn")))
+    }
+    # Where EventBridge and Lambda put the events a function failed on every try: DLQs too.
+    for fn in of_type("AWS::Serverless::Function"):
+        on_failure = ((props(fn).get("EventInvokeConfig") or {}).get("DestinationConfig") or {}).get(
+            "OnFailure"
+        )
+        dlqs = [(on_failure or {}).get("Destination")] + [
+            (ev.get("Properties", {}).get("DeadLetterConfig") or {}).get("Arn")
+            for ev in (props(fn).get("Events") or {}).values()
+        ]
+        targets |= {ref[0] for node in dlqs if (ref := getatt(node))}
+    consumed = {queue for _fn, queue, _ in sqs_events()} - targets  # work queues (DLQs may be consumed too)
+    assert consumed, "no SQS event sources found"
+    for queue in consumed:
+        redrive = props(queue).get("RedrivePolicy")
+        assert redrive, f"{queue} has no RedrivePolicy: a poison message would be retried forever"
         target = getatt(redrive["deadLetterTargetArn"])
-        assert target and target[0] in queues and target[0].endswith("DLQ"), f"{name}: bad DLQ {target}"
-        dlq_targets.add(target[0])
-    assert set(QUEUES) <= set(queues)
-    assert {q.replace("Queue", "DLQ") for q in QUEUES if q.endswith("Queue")} == dlq_targets
+        assert target and target[0] in queues, f"{queue}: dead-letter target {target} is not a queue"
+        assert target[0] not in consumed, f"{queue}: its DLQ {target[0]} is itself a work queue"
+        assert "RedrivePolicy" not in props(target[0]), f"{target[0]}: a DLQ has no DLQ of its own"
+
+
+def test_handlers_read_the_max_receive_count_the_queues_use() -> None:
+    """The handlers tell the last delivery by AUDIOMIXER_MAX_RECEIVE_COUNT: it must be the very value
+    (the same reference) every RedrivePolicy uses, or a job could sit in a DLQ without a failure."""
+    from audiomixer.settings import Settings
+
+    env = GLOBALS_FN["Environment"]["Variables"]
+    name = (Settings.model_config.get("env_prefix") or "") + "max_receive_count"
+    assert "max_receive_count" in Settings.model_fields
+    value = env[name.upper()]
+    for queue, res in of_type("AWS::SQS::Queue").items():
+        redrive = res.get("Properties", {}).get("RedrivePolicy")
+        if redrive:
+            assert redrive["maxReceiveCount"] == value, f"{queue}: {redrive['maxReceiveCount']} != {value}"
 
 
 def test_dlqs_keep_messages_14_days() -> None:
@@ -144,12 +170,11 @@ def test_dlqs_keep_messages_14_days() -> None:
 
 
 def test_visibility_timeout_is_six_times_consumer_timeout() -> None:
-    consumers = {queue: fn for fn, queue, _ in sqs_events()}
-    assert set(consumers) == set(QUEUES), "each work queue has exactly one SQS consumer"
-    for queue, fn in consumers.items():
-        visibility = int(props(queue)["VisibilityTimeout"])
-        assert visibility >= 6 * function_timeout(fn), f"{queue}: {visibility} < 6 x {fn}"
-        assert visibility <= 12 * 3600
+    """AWS's guidance for SQS event sources: a message must not reappear while a consumer may still be
+    working on it (and its retries)."""
+    for fn, queue, _ in sqs_events():
+        visibility = int(props(queue).get("VisibilityTimeout", 30))
+        assert visibility >= 6 * function_timeout(fn), f"{queue}: {visibility} s < 6 x {fn}'s timeout"
 
 
 def test_sqs_event_sources_report_partial_failures_with_contract_batch_sizes() -> None:
@@ -198,11 +223,37 @@ def test_audio_functions_have_the_memory_their_worst_case_needs() -> None:
     assert 9 * song_mb * 2 + 1024 <= int(props("RenderFunction")["MemorySize"])
 
 
-def test_function_set_and_timeouts_match_contract() -> None:
-    assert set(of_type("AWS::Serverless::Function")) == set(FUNCTIONS)
-    for fn, (_, timeout, _) in FUNCTIONS.items():
-        assert function_timeout(fn) == timeout, fn
+def test_every_handler_directory_is_one_function_and_timeouts_fit_their_callers() -> None:
+    functions = of_type("AWS::Serverless::Function")
+    code_dirs = [
+        (p.get("CodeUri") or p["ImageConfig"]["Command"][0].rsplit("/", 1)[0]).rstrip("/").split("/")[-1]
+        for p in (res["Properties"] for res in functions.values())
+    ]
+    on_disk = sorted(d.name for d in (ROOT / "functions").iterdir() if (d / "app.py").is_file())
+    assert sorted(code_dirs) == on_disk, "each functions/<name>/app.py is deployed once, and nothing else"
+    # API Gateway gives up on an integration after 29 s (HTTP and WebSocket alike): a longer timeout
+    # would let a request run on after its caller got a 504.
+    for fn, res in functions.items():
+        routed = [e for e in res["Properties"].get("Events", {}).values() if e["Type"] in ("HttpApi", "Api")]
+        permissions = [
+            p
+            for p in of_type("AWS::Lambda::Permission").values()
+            if _ref_id(p["Properties"]["FunctionName"]) == fn
+            and p["Properties"]["Principal"] == "apigateway.amazonaws.com"
+        ]
+        if routed or permissions:
+            assert function_timeout(fn) <= 29, (
+                f"{fn} answers API Gateway yet may run {function_timeout(fn)} s"
+            )
+        assert function_timeout(fn) <= 900, f"{fn}: Lambda stops every function at 900 s"
     assert GLOBALS_FN.get("Tracing") == "Active"
+
+
+def _ref_id(node: Any) -> str | None:
+    if isinstance(node, dict) and "Ref" in node:
+        return str(node["Ref"])
+    ref = getatt(node)
+    return ref[0] if ref else None
 
 
 @pytest.mark.parametrize("fn", [f for f, spec in FUNCTIONS.items() if spec[2]])
@@ -302,6 +353,7 @@ def test_globals_environment_is_the_contract() -> None:
         "AUDIOMIXER_CORS_ALLOW_ORIGINS": "CorsAllowOrigins",
         "AUDIOMIXER_JWT_ISSUER": "JwtIssuer",
         "AUDIOMIXER_JWT_TENANT_CLAIM": "JwtTenantClaim",
+        "AUDIOMIXER_MAX_RECEIVE_COUNT": "MaxReceiveCount",
     }
     for name, target in expected_refs.items():
         assert env[name] == {"Ref": target}, name
@@ -810,8 +862,8 @@ def test_localstack_init_creates_the_templates_data_plane(monkeypatch: pytest.Mo
     module = importlib.util.module_from_spec(spec)
     spec.loader.exec_module(module)
     with mock_aws():
-        env = module.create(TEMPLATE_PATH, None, "123456789012")
-        assert module.create(TEMPLATE_PATH, None, "123456789012") == env, "re-running must be harmless"
+        env = module.create(TEMPLATE_PATH, None)
+        assert module.create(TEMPLATE_PATH, None) == env, "re-running must be harmless"
         assert env["AUDIOMIXER_BUCKET"] == "audiomixer-audiobucket"
         assert env["AUDIOMIXER_PROJECTS_TABLE"] == "audiomixer-ProjectsTable"
         sqs = boto3.client("sqs", region_name="us-east-1")

@@ -5,12 +5,20 @@ AWS, moto or LocalStack."""
 from __future__ import annotations
 
 from functools import cache, lru_cache
-from typing import Any
+from typing import TYPE_CHECKING, Any, Literal, overload
 
 import boto3
 from botocore.config import Config
 
 from audiomixer.settings import get_settings
+
+if TYPE_CHECKING:  # boto3-stubs (dev only): the runtime never imports them
+    from mypy_boto3_apigatewaymanagementapi import ApiGatewayManagementApiClient
+    from mypy_boto3_batch import BatchClient
+    from mypy_boto3_dynamodb import DynamoDBClient
+    from mypy_boto3_s3 import S3Client
+    from mypy_boto3_sqs import SQSClient
+    from mypy_boto3_ssm import SSMClient
 
 _RETRIES = Config(
     retries={"max_attempts": 5, "mode": "standard"},
@@ -20,8 +28,23 @@ _RETRIES = Config(
 )
 
 
-@cache
+@overload
+def client(service: Literal["s3"]) -> S3Client: ...
+@overload
+def client(service: Literal["sqs"]) -> SQSClient: ...
+@overload
+def client(service: Literal["batch"]) -> BatchClient: ...
+@overload
+def client(service: Literal["ssm"]) -> SSMClient: ...
+@overload
+def client(service: Literal["dynamodb"]) -> DynamoDBClient: ...
 def client(service: str) -> Any:
+    """The cached client of one AWS service, typed per service."""
+    return _client(service)
+
+
+@cache
+def _client(service: str) -> Any:
     settings = get_settings()
     kwargs: dict[str, Any] = {"region_name": settings.region, "config": _RETRIES}
     if service == "s3":
@@ -31,7 +54,7 @@ def client(service: str) -> Any:
 
 
 @lru_cache(maxsize=8)
-def management_api(endpoint_url: str) -> Any:
+def management_api(endpoint_url: str) -> ApiGatewayManagementApiClient:
     """The API Gateway @connections client for one WebSocket stage endpoint."""
     settings = get_settings()
     return boto3.client(
@@ -51,7 +74,7 @@ def reset() -> None:
     """Forget cached settings and clients (tests and the local stack change the environment)."""
     from audiomixer import auth, store
 
-    client.cache_clear()
+    _client.cache_clear()
     auth.reset_cache()
     management_api.cache_clear()
     get_settings.cache_clear()

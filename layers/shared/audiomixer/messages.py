@@ -2,12 +2,15 @@
 
 from __future__ import annotations
 
-from typing import Any, Literal
+from typing import TYPE_CHECKING, Literal
 
 from pydantic import BaseModel, ConfigDict, Field
 
-_ID = r"^[0-9a-f]{32}$"
-_TENANT = r"^[a-z0-9][a-z0-9-]{0,62}$"
+from audiomixer.store.keys import ID_PATTERN as _ID
+from audiomixer.store.keys import TENANT_PATTERN as _TENANT
+
+if TYPE_CHECKING:
+    from mypy_boto3_sqs import SQSClient
 
 
 class _Message(BaseModel):
@@ -28,7 +31,7 @@ class RenderMessage(_Message):
     mix_id: str = Field(pattern=_ID)
 
 
-def send(sqs: Any, queue_url: str, message: BaseModel) -> str:
+def send(sqs: SQSClient, queue_url: str, message: BaseModel) -> str:
     """Send one message; returns its SQS message id."""
     response = sqs.send_message(QueueUrl=queue_url, MessageBody=message.model_dump_json())
     return str(response["MessageId"])

@@ -10,12 +10,17 @@ import threading
 import time
 from concurrent.futures import ThreadPoolExecutor
 from datetime import UTC, datetime
-from typing import Any, Literal
+from typing import TYPE_CHECKING, Any, Literal
 
 from aws_lambda_powertools import Logger
 from pydantic import BaseModel, Field
 
 from audiomixer.settings import get_settings
+from audiomixer.store.models import MixStatus, ProjectStatus, SoundStatus
+from audiomixer.store.status import SUCCEEDED
+
+if TYPE_CHECKING:
+    from mypy_boto3_apigatewaymanagementapi import ApiGatewayManagementApiClient
 
 logger = Logger(service="audiomixer", child=True)
 
@@ -29,9 +34,10 @@ class StatusEvent(BaseModel):
     type: Kind = Field(description="what the id refers to")
     id: str
     status: str = Field(
-        description="project: queued|separating|analysing|ready|failed;"
-        " mix: queued|rendering|completed|failed;"
-        " sound: queued|analysing|ready|failed"
+        description="; ".join(
+            f"{kind}: {'|'.join(statuses)}"
+            for kind, statuses in (("project", ProjectStatus), ("mix", MixStatus), ("sound", SoundStatus))
+        )
     )
     stage: str = Field(
         description="the pipeline stage that sent the event (upload, ingest, separate, analyse, render, ...)"
@@ -50,7 +56,7 @@ def event_for(kind: Kind, item: Any, stage: str | None = None, detail: str | Non
     object_id = {"project": "project_id", "mix": "mix_id", "sound": "sound_id"}[kind]
     status = item.status
     progress = int(getattr(item, "progress", 0) or 0)
-    if status in ("ready", "completed"):
+    if status in SUCCEEDED:
         progress = 100
     return StatusEvent(
         type=kind,
@@ -91,7 +97,9 @@ class _Throttle:
 _throttle = _Throttle()
 
 
-def post_to_connection(client: Any, connection_id: str, payload: dict[str, Any]) -> bool:
+def post_to_connection(
+    client: ApiGatewayManagementApiClient, connection_id: str, payload: dict[str, Any]
+) -> bool:
     """Post one payload; False when the connection is gone (the caller removes it)."""
     try:
         client.post_to_connection(ConnectionId=connection_id, Data=json.dumps(payload).encode())
@@ -100,7 +108,9 @@ def post_to_connection(client: Any, connection_id: str, payload: dict[str, Any])
         return False
 
 
-def publish(tenant_id: str, event: StatusEvent, *, management_client: Any = None) -> int:
+def publish(
+    tenant_id: str, event: StatusEvent, *, management_client: ApiGatewayManagementApiClient | None = None
+) -> int:
     """Send `event` to every subscriber; returns how many received it. Never raises."""
     from audiomixer import aws
     from audiomixer.store.models import Connection

@@ -65,7 +65,7 @@ class Settings(BaseSettings):
     max_concurrent_jobs: int = 5
     max_stored_bytes: int = 5 * 1024**3
     api_key_pepper: str = "local-dev-pepper"
-    # When deployed, the pepper is read from SSM / Secrets Manager under this name (see secrets.py).
+    # When deployed, the pepper is read from SSM under this name (see auth.pepper).
     api_key_pepper_parameter: str | None = None
     # JWT mode (template parameters JwtIssuer, JwtAudience, JwtTenantClaim): tokens are verified by the
     # API and $connect functions themselves, so API keys keep working beside them. Empty issuer: off.
@@ -94,8 +94,9 @@ class Settings(BaseSettings):
     separation_overlap_s: float = 1.0
 
     # --- queues ---
-    # template.yaml sets maxReceiveCount 5 on every queue; the last delivery records the failure.
-    max_receive_count: int = 5
+    # Deliveries before a message moves to its DLQ (the last one records the failure): template.yaml's
+    # MaxReceiveCount, the same value its RedrivePolicies use. None only outside a deployed/local stack.
+    max_receive_count: int | None = None
     # A failed delivery comes back after this many seconds (one entry per receive, the last repeats):
     # seconds first, then minutes, instead of the queue's visibility timeout (6x the function's Timeout).
     retry_backoff_s: list[int] = [10, 60, 300, 900]

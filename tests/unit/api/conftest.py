@@ -169,8 +169,9 @@ def tenant_b(api_env: dict[str, str]) -> Tenant:
 @pytest.fixture
 def make_project(api_env: dict[str, str]) -> Callable[..., Any]:
     """Store a project row as the pipeline would leave it; ready projects get their stems in S3."""
-    from audiomixer.api.storage import put_object
-    from audiomixer.store import keys
+    from audiomixer import aws
+    from audiomixer.settings import get_settings
+    from audiomixer.store import blobs, keys
     from audiomixer.store.keys import new_id
     from audiomixer.store.models import Project
 
@@ -196,7 +197,9 @@ def make_project(api_env: dict[str, str]) -> Callable[..., Any]:
         project.save()
         for stem, ready in stems.items():
             if ready:
-                put_object(
+                blobs.write(
+                    aws.client("s3"),
+                    get_settings().bucket,
                     keys.stem(tenant.tenant_id, project.project_id, stem),
                     b"fLaC-" + stem.encode(),
                     "audio/flac",

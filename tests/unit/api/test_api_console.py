@@ -11,11 +11,16 @@ from urllib.parse import parse_qs, urlparse
 import pytest
 from fastapi.testclient import TestClient
 
+from audiomixer import aws
 from audiomixer.api.app import console_dir
-from audiomixer.api.storage import put_object
-from audiomixer.store import keys
+from audiomixer.settings import get_settings
+from audiomixer.store import blobs, keys
 
 REPOSITORY_CONSOLE = Path(__file__).resolve().parents[3] / "web" / "console"
+
+
+def put_object(key: str, body: bytes, content_type: str) -> None:
+    blobs.write(aws.client("s3"), get_settings().bucket, key, body, content_type)
 
 
 def test_console_index_at_root_and_assets_under_console(client: TestClient) -> None:

@@ -8,9 +8,14 @@ import pytest
 from fastapi.testclient import TestClient
 from pynamodb.exceptions import DoesNotExist
 
-from audiomixer.api.storage import put_object
-from audiomixer.store import keys
+from audiomixer import aws
+from audiomixer.settings import get_settings
+from audiomixer.store import blobs, keys
 from audiomixer.store.models import Sound
+
+
+def put_object(key: str, body: bytes, content_type: str) -> None:
+    blobs.write(aws.client("s3"), get_settings().bucket, key, body, content_type)
 
 
 def test_library_details_with_analysis_summary(client: TestClient, tenant_a: Any, make_sound: Any) -> None:

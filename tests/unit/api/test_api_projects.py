@@ -9,11 +9,16 @@ import pytest
 from fastapi.testclient import TestClient
 from pynamodb.exceptions import DoesNotExist
 
-from audiomixer.api.storage import encode_cursor, put_object
-from audiomixer.settings import STEMS
-from audiomixer.store import keys
+from audiomixer import aws
+from audiomixer.api.storage import encode_cursor
+from audiomixer.settings import STEMS, get_settings
+from audiomixer.store import blobs, keys
 from audiomixer.store.keys import new_id
 from audiomixer.store.models import Mix, Project
+
+
+def put_object(key: str, body: bytes, content_type: str) -> None:
+    blobs.write(aws.client("s3"), get_settings().bucket, key, body, content_type)
 
 
 def test_status_shape_of_a_queued_project(client: TestClient, tenant_a: Any, make_project: Any) -> None:

@@ -3,6 +3,7 @@ checks that nothing is a server error and every response matches the documented 
 
 from __future__ import annotations
 
+import os
 from typing import Any
 
 import schemathesis
@@ -13,6 +14,11 @@ from schemathesis.specs.openapi.checks import response_schema_conformance, statu
 from audiomixer.api.app import create_app
 from audiomixer.api.deps import TokenBucketLimiter
 
+# Examples per operation: CI runs at least 100 (.ci/run sets it); a local run keeps to a few unless asked.
+MAX_EXAMPLES = int(
+    os.environ.get("AUDIOMIXER_SCHEMA_EXAMPLES") or (100 if os.environ.get("CI") == "true" else 10)
+)
+
 # Settings are read per request, so an app built at import time serves the moto world of each test.
 app = create_app(limiter=TokenBucketLimiter(rate=10_000, burst=10_000))
 schema = schemathesis.openapi.from_asgi("/openapi.json", app)
@@ -20,7 +26,7 @@ schema = schemathesis.openapi.from_asgi("/openapi.json", app)
 
 @schema.parametrize()
 @settings(
-    max_examples=4,
+    max_examples=MAX_EXAMPLES,
     deadline=None,
     derandomize=True,
     suppress_health_check=list(HealthCheck),

@@ -9,8 +9,8 @@ import pytest
 
 from audiomixer.dsp.analysis import StemAnalysis, analyse_stem
 from audiomixer.dsp.grains import GrainTable, analyse_style_sound
-from audiomixer.dsp.metrics import onset_f1, raw_pitch_accuracy
 from audiomixer_tools import signals as S
+from audiomixer_tools.metrics import onset_f1, raw_pitch_accuracy
 
 SR = 44100
 

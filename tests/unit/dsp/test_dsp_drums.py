@@ -10,8 +10,8 @@ import pytest
 from audiomixer.dsp.analysis import StemAnalysis, analyse_stem, classify
 from audiomixer.dsp.grains import analyse_style_sound
 from audiomixer.dsp.granular import render_stem
-from audiomixer.dsp.metrics import onset_f1
 from audiomixer_tools import signals as S
+from audiomixer_tools.metrics import onset_f1
 
 SR = 44100
 

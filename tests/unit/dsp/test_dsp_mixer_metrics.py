@@ -5,14 +5,6 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from audiomixer.dsp.metrics import (
-    envelope_correlation,
-    frame_rms_db,
-    mfcc_distance,
-    onset_f1,
-    raw_pitch_accuracy,
-    silence_check,
-)
 from audiomixer.dsp.mixer import (
     integrated_loudness,
     limit_true_peak,
@@ -20,6 +12,14 @@ from audiomixer.dsp.mixer import (
     true_peak_dbtp,
 )
 from audiomixer_tools import signals as S
+from audiomixer_tools.metrics import (
+    envelope_correlation,
+    frame_rms_db,
+    mfcc_distance,
+    onset_f1,
+    raw_pitch_accuracy,
+    silence_check,
+)
 
 SR = 44100
 

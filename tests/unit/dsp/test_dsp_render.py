@@ -8,14 +8,14 @@ import pytest
 from audiomixer.dsp.analysis import StemAnalysis, analyse_stem
 from audiomixer.dsp.grains import GrainTable, analyse_style_sound
 from audiomixer.dsp.granular import render_stem
-from audiomixer.dsp.metrics import (
+from audiomixer_tools import signals as S
+from audiomixer_tools.metrics import (
     envelope_correlation,
     mfcc_distance,
     onset_f1,
     raw_pitch_accuracy,
     silence_check,
 )
-from audiomixer_tools import signals as S
 
 SR = 44100
 GAP = [(6.0, 8.0)]

@@ -25,9 +25,10 @@ def main(argv: list[str] | None = None) -> int:
 
     import librosa
 
-    from audiomixer.dsp.analysis import ANALYSIS_SR, analyse_stem, resample
-    from audiomixer.dsp.metrics import onset_f1, raw_pitch_accuracy
+    from audiomixer.dsp.analysis import ANALYSIS_SR, analyse_stem
+    from audiomixer.dsp.audio_io import resample
     from audiomixer_tools import signals as S
+    from audiomixer_tools.metrics import onset_f1, raw_pitch_accuracy
 
     sr, dur = args.sample_rate, args.duration
     warm = numba_warmup()

@@ -15,6 +15,7 @@ from audiomixer.api import errors
 from audiomixer.auth import AuthError, Principal, principal_from_event
 from audiomixer.settings import get_settings
 from audiomixer.store.models import Mix, Project, Sound
+from audiomixer.store.status import terminal
 
 # Per-tenant burst limit of one API process. Behind API Gateway the stage throttling is the real limit;
 # this only stops one tenant from monopolising a warm container or the local server.
@@ -82,9 +83,9 @@ def active_jobs(tenant_id: str) -> int:
     """Projects still in the pipeline plus mixes still rendering. A presigned upload whose form expired
     unused is not a job (its row waits for DynamoDB's TTL)."""
     abandoned = (Project.stage == "upload") & (Project.expires_at < int(time.time()))
-    in_flight = ~Project.status.is_in("ready", "failed") & ~abandoned
+    in_flight = ~Project.status.is_in(*terminal(Project)) & ~abandoned
     projects = Project.count(tenant_id, filter_condition=in_flight)
-    mixes = Mix.count(tenant_id, filter_condition=~Mix.status.is_in("completed", "failed"))
+    mixes = Mix.count(tenant_id, filter_condition=~Mix.status.is_in(*terminal(Mix)))
     return int(projects) + int(mixes)
 
 

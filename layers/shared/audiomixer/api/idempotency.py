@@ -92,7 +92,7 @@ def run(
     route = f"{request.method} {request.url.path}"
 
     # Built per request: table name and client come from settings, which tests and the local stack change.
-    @idempotent_function(
+    @idempotent_function(  # type: ignore[untyped-decorator]  # powertools leaves it untyped
         data_keyword_argument="request_key",
         persistence_store=_persistence(),
         config=_config(request),

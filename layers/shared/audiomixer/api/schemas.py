@@ -10,10 +10,8 @@ from pydantic import BaseModel, ConfigDict, Field, RootModel, StringConstraints,
 from audiomixer.mix_settings import GRAIN_MS_DEFAULT, MixSettings, OutputFormat, StemConfig
 from audiomixer.settings import STEMS
 from audiomixer.stem_sets import STEM_NAME
+from audiomixer.store.models import MixStatus, ProjectStatus, SoundStatus
 
-ProjectStatus = Literal["queued", "separating", "analysing", "ready", "failed"]
-SoundStatus = Literal["queued", "analysing", "ready", "failed"]
-MixStatus = Literal["queued", "rendering", "completed", "failed"]
 UploadKind = Literal["base-track", "style-sound", "stems"]
 
 _ID_EXAMPLE = "3f2b8c1d9e4a4b7c8d6e5f4a3b2c1d0e"
@@ -38,14 +36,14 @@ class Health(BaseModel):
 
 class UploadAccepted(BaseModel):
     project_id: str = Field(examples=[_ID_EXAMPLE])
-    status: Literal["queued"] = "queued"
+    status: Literal[ProjectStatus.QUEUED] = ProjectStatus.QUEUED
     message: str = Field(examples=["Upload received; separation will start shortly"])
 
 
 class SoundAccepted(BaseModel):
     sound_id: str = Field(examples=[_ID_EXAMPLE])
     name: str = Field(examples=["kick-808"])
-    status: SoundStatus = "queued"
+    status: SoundStatus = SoundStatus.QUEUED
 
 
 class StyleSoundsAccepted(BaseModel):
@@ -246,7 +244,7 @@ class MixRequest(BaseModel):
 
 class MixAccepted(BaseModel):
     mix_id: str = Field(examples=[_ID_EXAMPLE])
-    status: Literal["queued"] = "queued"
+    status: Literal[MixStatus.QUEUED] = MixStatus.QUEUED
 
 
 class MixStatusResponse(BaseModel):

@@ -1,4 +1,5 @@
-"""S3 and table helpers of the API: time-ordered ids, opaque cursors, presigned URLs, prefix deletes."""
+"""Listing helpers of the API: display names, opaque cursors and pages of a tenant's rows (S3 is
+store.blobs)."""
 
 from __future__ import annotations
 
@@ -7,14 +8,11 @@ import binascii
 import json
 import re
 import unicodedata
-from typing import Any, TypeVar
+from typing import TypeVar
 
 from pynamodb.models import Model
 
-from audiomixer import aws
 from audiomixer.api import errors
-from audiomixer.settings import get_settings
-from audiomixer.store import blobs
 from audiomixer.store.keys import is_id
 
 M = TypeVar("M", bound=Model)
@@ -66,55 +64,3 @@ def page(
         rows = rows[:limit]
         return rows, encode_cursor(getattr(rows[-1], range_key))
     return rows, None
-
-
-# --- S3 ---
-
-
-def put_object(key: str, body: bytes, content_type: str | None) -> None:
-    kwargs: dict[str, Any] = {"Bucket": get_settings().bucket, "Key": key, "Body": body}
-    if content_type:
-        kwargs["ContentType"] = content_type
-    aws.client("s3").put_object(**kwargs)
-
-
-def presigned_get(key: str, filename: str) -> str:
-    settings = get_settings()
-    return str(
-        aws.client("s3").generate_presigned_url(
-            "get_object",
-            Params={
-                "Bucket": settings.bucket,
-                "Key": key,
-                "ResponseContentDisposition": f'attachment; filename="{filename}"',
-            },
-            ExpiresIn=settings.download_expiry_s,
-        )
-    )
-
-
-def presigned_post(key: str, content_type: str, max_bytes: int) -> dict[str, Any]:
-    """A browser-style POST form bound to one key, one content type and 1..max_bytes bytes."""
-    settings = get_settings()
-    return dict(
-        aws.client("s3").generate_presigned_post(
-            Bucket=settings.bucket,
-            Key=key,
-            Fields={"Content-Type": content_type},
-            Conditions=[{"Content-Type": content_type}, ["content-length-range", 1, max_bytes]],
-            ExpiresIn=settings.presign_expiry_s,
-        )
-    )
-
-
-def object_exists(key: str) -> bool:
-    return blobs.exists(aws.client("s3"), get_settings().bucket, key)
-
-
-def delete_object(key: str) -> None:
-    blobs.delete(aws.client("s3"), get_settings().bucket, key)
-
-
-def delete_prefix(prefix: str) -> int:
-    """Delete every object under `prefix`; returns how many there were."""
-    return blobs.delete_prefix(aws.client("s3"), get_settings().bucket, prefix)

@@ -1,5 +1,6 @@
 """Pure audio code (numpy/scipy/librosa/soundfile; no AWS): stem analysis, style-sound grain tables,
-granular re-rendering, mixing with a true-peak limiter, and quality metrics.
+granular re-rendering and mixing with a true-peak limiter (quality metrics, a development tool, are in
+audiomixer_tools.metrics).
 
 Names are exported lazily so that importing a light submodule (``audiomixer.dsp.audio_io``) does not pull
 in scipy and librosa.

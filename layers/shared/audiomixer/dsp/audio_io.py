@@ -72,14 +72,16 @@ logging.getLogger("libav").propagate = False
 
 @dataclass(frozen=True)
 class AudioLimits:
-    max_bytes: int = 200 * 1024 * 1024
-    max_duration_s: float = 15 * 60.0
-    min_duration_s: float = 0.05
-    max_channels: int = 8
-    min_sample_rate: int = 8_000
-    max_sample_rate: int = 192_000
+    """What a decode accepts; the values come from the settings model (`from_settings`), never repeated."""
+
+    max_bytes: int
+    max_duration_s: float
+    min_duration_s: float
+    max_channels: int
+    min_sample_rate: int
+    max_sample_rate: int
     # Decoded frames x channels: bounds memory (4 bytes each) whatever rate and channel count allow.
-    max_samples: int = 15 * 60 * 96_000 * 2
+    max_samples: int
 
     @classmethod
     def from_settings(
@@ -437,17 +439,26 @@ def _check_decoded_length(header: _Header, frames: int, limits: AudioLimits) -> 
 
 
 def resample(samples: np.ndarray, sr_in: int, sr_out: int) -> np.ndarray:
-    """Band-limited resampling along axis 0: soxr when installed, else scipy's polyphase filter."""
-    if sr_in == sr_out:
-        return samples
-    try:
-        import soxr
-    except ImportError:
-        from scipy.signal import resample_poly
+    """Band-limited resampling along axis 0 with soxr (HQ), as float32.
 
-        g = math.gcd(sr_in, sr_out)
-        return resample_poly(samples, sr_out // g, sr_in // g, axis=0).astype(np.float32, copy=False)
-    return np.asarray(soxr.resample(samples, sr_in, sr_out, quality="HQ"), dtype=np.float32)
+    Parameters
+    ----------
+    samples : np.ndarray
+        (frames,) or (frames, channels) audio.
+    sr_in, sr_out : int
+        Sample rates in Hz, of `samples` and of the result.
+
+    Returns
+    -------
+    np.ndarray
+        float32 audio at `sr_out` (the input itself, as float32, when the rates are equal).
+    """
+    x = np.asarray(samples, dtype=np.float32)
+    if sr_in == sr_out:
+        return x
+    import soxr
+
+    return np.asarray(soxr.resample(x, sr_in, sr_out, quality="HQ"), dtype=np.float32)
 
 
 def content_hash(content: bytes | np.ndarray) -> str:

@@ -28,11 +28,11 @@ from .analysis import (
     noisy_share,
     pitched_share,
     refine_onsets,
-    resample,
     sustain_db,
     to_mono,
     voicing,
 )
+from .audio_io import resample
 
 
 @dataclass

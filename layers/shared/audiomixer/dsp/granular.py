@@ -6,9 +6,13 @@
   ever lowered afterwards (no envelope boost, no clipping);
 - tonal: Hann-windowed grains at 50% overlap, chosen by nearest descriptors (pitch, loudness,
   brightness, CataRT-style) and, with pitch mapping, transposed by resampling so that they follow the
-  stem's f0 sample by sample (the read position advances by f0_target(t) / f0_grain);
+  stem's f0 sample by sample (the read position advances by f0_target(t) / f0_grain), from a style
+  version pre-filtered to keep its spectral envelope at that transposition (envelope_shift), so a
+  bright style read an octave down still sounds like itself; short unvoiced stretches inside a sounding
+  note hold the note's pitch; a zero, NaN or infinite f0 reads as unvoiced;
 - then an envelope follower (gain = target envelope / output envelope, smoothed and clamped), a
-  silence gate, and the stem's per-channel level (pan) envelope.
+  silence gate, and the stem's per-channel level (pan) envelope; a stereo style keeps its image;
+- last, a true-peak limiter at STEM_CEILING_DBTP: no rendered stem clips.
 
 Per-grain Python work only; every per-sample step is vectorised.
 """
@@ -20,13 +24,26 @@ from scipy.ndimage import maximum_filter1d, uniform_filter1d
 from scipy.spatial import cKDTree
 
 from ..mix_settings import GRAIN_MS_DEFAULT, GRAIN_MS_MAX, GRAIN_MS_MIN, StemMode
-from .analysis import StemAnalysis, db, resample, to_mono
+from .analysis import StemAnalysis, db, to_mono
+from .audio_io import resample
+from .envelope_shift import EnvelopeShifter
 from .grains import GrainTable
+from .mixer import limit_true_peak
 
 Mode = StemMode
 ENV_BLOCK_S = 0.005
 CHUNK_SAMPLES = 1 << 20
 CHOKE_S = 0.003  # fade-out of a percussive grain cut short by the next hit
+# Unvoiced but sounding frames next to a voiced one are held at the note's pitch for up to this long.
+BRIDGE_MAX_S = 0.5
+# Transpositions smaller than this are plain resampling (the envelope barely moves); larger ones read
+# from a style version pre-filtered to keep its envelope, one per whole semitone up to three octaves.
+ENVELOPE_KEEP_FROM_SEMITONES = 1.5
+MAX_ENVELOPE_STEPS = 36
+# Every rendered stem is true-peak limited here, so no stem written or stored clips.
+STEM_CEILING_DBTP = -1.0
+# Seconds of style audio pre-filtered per render before the steps are coarsened (bounds that work).
+VERSION_BUDGET_S = 60.0
 
 
 def _blocks_ms(x: np.ndarray, block: int) -> np.ndarray:
@@ -71,7 +88,8 @@ def _gate_edges(
     res: np.ndarray, x2: np.ndarray, open_b: np.ndarray, block: int, thr: float, ramp: int
 ) -> None:
     """Sample-accurate gate edges, in place: nothing before the first sample above `thr` in the first
-    block of each open run, a short ramp-in after it, and a ramp-out at the end of each run."""
+    block of each open run, a short ramp-in after it, and a one-block ramp-out ending at the last sample
+    above `thr` of each run."""
     n = res.shape[0]
     prev = np.concatenate([[False], open_b[:-1]])
     nxt = np.concatenate([open_b[1:], [False]])
@@ -83,9 +101,16 @@ def _gate_edges(
         r = min(ramp, n - first)
         res[first : first + r] *= np.linspace(0.0, 1.0, r, endpoint=False, dtype=np.float32)[:, None]
     for b in np.nonzero(open_b & ~nxt)[0].tolist():
-        e = min(n, (b + 1) * block)
-        r = min(ramp, e)
-        res[e - r : e] *= np.linspace(1.0, 0.0, r, dtype=np.float32)[:, None]
+        # The run ends one block after its last loud block: the sound ramps out by the stem's last
+        # sample above `thr` (a plucked note that stops dead leaves no grain tail behind it).
+        s, e = max(0, (b - 1) * block), min(n, (b + 1) * block)
+        loud = np.nonzero(np.abs(x2[s:e]).max(axis=-1) > thr)[0]
+        stop = s + (int(loud[-1]) + 1 if loud.size else e - s)
+        res[stop:e] = 0.0
+        # A whole block's ramp: the follower's gain is one value per block, so a note's last block
+        # would otherwise keep its level to the end where the stem fades out within it.
+        r = min(block, stop)
+        res[stop - r : stop] *= np.linspace(1.0, 0.0, r, dtype=np.float32)[:, None]
 
 
 def _shape_output(
@@ -99,40 +124,46 @@ def _shape_output(
     keep_level: bool = False,
 ) -> np.ndarray:
     """Envelope follower (or a global level match, or none with `keep_level`), the stem's per-channel
-    level (pan) envelope and the silence gate, all from one set of 5 ms block mean squares."""
-    n, n_ch = x2.shape
+    level (pan) envelope and the silence gate, all from one set of 5 ms block mean squares. `out` is
+    channel-major (channels, n) with one channel or the stem's channel count (a stereo style keeps its
+    own image, shaped by the stem's pan); returns (n, channels) float32 with channels = max of the two."""
+    n, n_stem_ch = x2.shape
+    n_out_ch = out.shape[0]
     block = max(1, int(ENV_BLOCK_S * sr))
     ms_ch = _blocks_ms(x2, block)  # (blocks, channels)
     ms_m = _blocks_ms(mono, block)
+    out_mono = out[0] if n_out_ch == 1 else to_mono(out.T)
     # Gate: open blocks where any channel is above the silence threshold, held one block after.
     thr = 10 ** (silence_db / 20.0)
     loud_b = ms_ch.max(axis=1) > thr * thr
     open_b = loud_b.copy()
     open_b[1:] |= loud_b[:-1]
+    out_ms = _blocks_ms(out_mono, block)
+    w = open_b.astype(np.float64)
+    r_t, r_o = float((ms_m * w).sum()), float((out_ms * w).sum())
+    level_match = np.full(ms_m.size, np.sqrt(r_t / r_o) if r_o > 0 else 0.0)
     if keep_level:
         # Only ever lowered (where a grain's tail outlasts the stem's hit): never a boost, never a clip.
-        gain = np.minimum(
-            follow_envelope_gain(_blocks_ms(out, block), ms_m, size=max(1, round(0.015 / ENV_BLOCK_S))), 1.0
-        )
+        gain = np.minimum(follow_envelope_gain(out_ms, ms_m, size=max(1, round(0.015 / ENV_BLOCK_S))), 1.0)
     elif use_envelope:
-        gain = follow_envelope_gain(_blocks_ms(out, block), ms_m, size=max(1, round(0.015 / ENV_BLOCK_S)))
+        gain = follow_envelope_gain(out_ms, ms_m, size=max(1, round(0.015 / ENV_BLOCK_S)))
     else:
-        w = open_b.astype(np.float64)
-        r_t, r_o = float((ms_m * w).sum()), float((_blocks_ms(out, block) * w).sum())
-        gain = np.full(ms_m.size, np.sqrt(r_t / r_o) if r_o > 0 else 0.0)
-    if n_ch > 1:
+        gain = level_match
+    if n_stem_ch > 1:
         sm_ch, sm_m = _smooth_env(ms_ch, 6), _smooth_env(ms_m, 6)
         pan = np.where(sm_m[:, None] > 1e-7, sm_ch / np.maximum(sm_m[:, None], 1e-7), 1.0)
         curves = gain[:, None] * np.clip(pan, 0.0, 2.0)
     else:
         curves = gain[:, None]
     curves = np.nan_to_num(curves) * open_b[:, None]
-    res = np.empty((n, n_ch), np.float32)
-    for c in range(n_ch):
-        res[:, c] = out * _expand(curves[:, c], block, n)
+    n_res_ch = max(n_out_ch, n_stem_ch)
+    res = np.empty((n, n_res_ch), np.float32)
+    for c in range(n_res_ch):
+        source = out[c if n_out_ch > 1 else 0]
+        res[:, c] = source * _expand(curves[:, c if n_stem_ch > 1 else 0], block, n)
     # Closed blocks are exactly silent (the linear expansion leaks half a block into them).
     nb_full = n // block
-    view = res[: nb_full * block].reshape(nb_full, block, n_ch)
+    view = res[: nb_full * block].reshape(nb_full, block, n_res_ch)
     view *= open_b[:nb_full, None, None]
     if n > nb_full * block and not open_b[-1]:
         res[nb_full * block :] = 0.0
@@ -170,48 +201,108 @@ def _render_percussive(
     length: int,
     rng: np.random.Generator,
 ) -> np.ndarray:
+    """One matched grain per onset; `style` is (n, channels), the output channel-major (channels, n)."""
     n = mono.size
-    out = np.zeros(n, np.float32)
+    n_channels = style.shape[1]
+    out = np.zeros((n_channels, n), np.float32)
     onsets = np.clip(np.round(analysis.onset_times_s * sr).astype(np.int64), 0, max(0, n - 1))
     if onsets.size == 0 or table.n_grains == 0:
         return out
-    cand = np.nonzero(table.onset_aligned)[0]
-    if cand.size == 0:
-        cand = np.arange(table.n_grains)
+    candidates = np.nonzero(table.onset_aligned)[0]
+    if candidates.size == 0:
+        candidates = np.arange(table.n_grains)
     # Distribution-matched descriptors: the stem's brightest hit maps to the pack's brightest sample.
-    g_desc = np.stack(
-        [_zscore(np.log2(table.centroid_hz[cand] + 1.0)), 0.6 * _zscore(db(table.peak[cand]))], 1
+    grain_desc = np.stack(
+        [
+            _zscore(np.log2(table.centroid_hz[candidates] + 1.0)),
+            0.6 * _zscore(db(table.peak[candidates])),
+        ],
+        1,
     )
-    peaks = analysis.onset_peaks.astype(np.float64)
-    t_desc = np.stack([_zscore(np.log2(analysis.onset_centroids_hz + 1.0)), 0.6 * _zscore(db(peaks))], 1)
-    chosen = cand[_choose(cKDTree(g_desc), t_desc, cand.size, rng)]
+    peaks = np.nan_to_num(analysis.onset_peaks.astype(np.float64))
+    hit_centroids = np.nan_to_num(analysis.onset_centroids_hz.astype(np.float64))
+    hit_desc = np.stack([_zscore(np.log2(hit_centroids + 1.0)), 0.6 * _zscore(db(peaks))], 1)
+    chosen = candidates[_choose(cKDTree(grain_desc), hit_desc, candidates.size, rng)]
     fade_out = max(2, min(length // 4, int(0.03 * sr)))
     fade_in = max(1, min(length // 8, int(0.0005 * sr)))
     env = np.ones(length, np.float32)
     env[:fade_in] = np.linspace(0.0, 1.0, fade_in, endpoint=False)
     env[-fade_out:] = 0.5 + 0.5 * np.cos(np.linspace(0.0, np.pi, fade_out))
+    channel_major = np.ascontiguousarray(style.T)
     choke = max(2, int(CHOKE_S * sr))
-    nxt = np.append(onsets[1:], n + length)
-    for o, o_next, gi, pk in zip(onsets, nxt, chosen, peaks, strict=True):
-        s0 = int(starts[gi])
+    next_onsets = np.append(onsets[1:], n + length)
+    for onset, next_onset, grain_index, hit_peak in zip(onsets, next_onsets, chosen, peaks, strict=True):
+        s0 = int(starts[grain_index])
         # As a drum replacer: the grain starts at the sample's own transient (onset-aligned grains start
         # at the refined transient of the style sound) and sits on the stem's refined transient; it is
         # choked just before the next hit, so each hit keeps a clean attack and tails never pile up.
-        end = min(length, int(o_next - o), n - int(o))
+        end = min(length, int(next_onset - onset), n - int(onset))
         if end <= 0:
             continue
-        grain = style[s0 : s0 + end] * env[:end]
-        if grain.size == 0:
+        grain = channel_major[:, s0 : s0 + end]
+        if grain.shape[1] == 0:
             continue
-        if end < length:
-            k = min(choke, grain.size)
-            grain[-k:] *= np.linspace(1.0, 0.0, k, dtype=np.float32)
+        grain = grain * env[: grain.shape[1]]
+        if grain.shape[1] < length:
+            k = min(choke, grain.shape[1])
+            grain[:, -k:] *= np.linspace(1.0, 0.0, k, dtype=np.float32)
         g_peak = float(np.abs(grain).max())
         if g_peak <= 0.0:
             continue
         # Scaled to the hit's peak level (the stem's peak within 50 ms of its transient).
-        out[int(o) : int(o) + grain.size] += grain * np.float32(pk / g_peak)
+        out[:, int(onset) : int(onset) + grain.shape[1]] += grain * np.float32(hit_peak / g_peak)
     return out
+
+
+def _sanitised_f0(f0_hz: np.ndarray, voiced_prob: np.ndarray | None = None) -> tuple[np.ndarray, np.ndarray]:
+    """(f0 with 0 wherever it is not a usable pitch, voiced mask): a zero, negative, NaN or infinite f0,
+    or a NaN voicing probability, reads as unvoiced instead of reaching log2 and the k-d tree."""
+    f0 = np.asarray(f0_hz, np.float64)
+    usable = np.isfinite(f0) & (f0 > 0.0)
+    if voiced_prob is not None:
+        prob = np.nan_to_num(np.asarray(voiced_prob, np.float64), nan=0.0, posinf=1.0, neginf=0.0)
+        usable &= prob >= 0.5
+    return np.where(usable, f0, 0.0), usable
+
+
+def _bridge_unvoiced(voiced: np.ndarray, silent: np.ndarray, max_gap_frames: int) -> np.ndarray:
+    """Voiced mask with short unvoiced, sounding runs that touch a voiced frame marked voiced: inside a
+    sounding note (an attack, a slap, a breathy frame) the note's pitch is held, not the grain's own."""
+    bridged = voiced.copy()
+    n = voiced.size
+    gap = ~voiced & ~silent
+    edges = np.diff(np.concatenate([[0], gap.astype(np.int8), [0]]))
+    for a, b in zip(np.nonzero(edges == 1)[0].tolist(), np.nonzero(edges == -1)[0].tolist(), strict=True):
+        touches = (a > 0 and voiced[a - 1]) or (b < n and voiced[b])
+        if touches and b - a <= max_gap_frames:
+            bridged[a:b] = True
+    return bridged
+
+
+def _fill_unvoiced(f0: np.ndarray, voiced: np.ndarray) -> np.ndarray:
+    """f0 everywhere: unvoiced frames take the nearest voiced frame's f0 (a held note, never a glide
+    between two notes); 100 Hz when nothing is voiced."""
+    if not voiced.any():
+        return np.full(f0.shape, 100.0)
+    idx = np.nonzero(voiced)[0]
+    pos = np.searchsorted(idx, np.arange(f0.size))
+    left = idx[np.maximum(pos - 1, 0)]
+    right = idx[np.minimum(pos, idx.size - 1)]
+    frames = np.arange(f0.size)
+    nearest = np.where(np.abs(frames - left) <= np.abs(right - frames), left, right)
+    return np.asarray(f0[nearest], np.float64)
+
+
+def _semitone_steps(read_rates: np.ndarray, style_s: float) -> np.ndarray:
+    """Transposition step (semitones) per grain for the envelope-kept style versions (0 = the style as
+    it is): whole semitones, coarsened while the versions would exceed VERSION_BUDGET_S of audio."""
+    semitones = np.clip(12.0 * np.log2(read_rates), -MAX_ENVELOPE_STEPS, MAX_ENVELOPE_STEPS)
+    plain = np.abs(semitones) < ENVELOPE_KEEP_FROM_SEMITONES
+    for quantum in range(1, 13):
+        steps = np.where(plain, 0, np.round(semitones / quantum).astype(np.int64) * quantum)
+        if np.unique(steps).size * style_s <= VERSION_BUDGET_S:
+            break
+    return steps
 
 
 def _render_tonal(
@@ -223,135 +314,188 @@ def _render_tonal(
     table: GrainTable,
     length: int,
     rng: np.random.Generator,
+    *,
     use_pitch_mapping: bool,
     use_envelope: bool,
 ) -> np.ndarray:
+    """Overlapping grains following the stem's pitch; `style` is (n, channels), the output is
+    channel-major (channels, n)."""
     n = mono.size
-    out = np.zeros(n + length, np.float32)
+    n_channels = style.shape[1]
+    out = np.zeros((n_channels, n + length), np.float32)
     length -= length % 2
     hop = length // 2
     half = length // 2
     n_frames = analysis.rms.size
     centres = np.arange(0, n + hop, hop, dtype=np.int64)
-    fi = np.clip(np.round(centres / sr / analysis.hop_s).astype(np.int64), 0, n_frames - 1)
+    frame_of = np.clip(np.round(centres / sr / analysis.hop_s).astype(np.int64), 0, n_frames - 1)
     span_frames = int(np.ceil(length / sr / analysis.hop_s)) + 1
     active_frames = maximum_filter1d((~analysis.silence).astype(np.uint8), span_frames, mode="constant") > 0
-    keep = active_frames[fi]
-    centres, fi = centres[keep], fi[keep]
+    keep = active_frames[frame_of]
+    centres, frame_of = centres[keep], frame_of[keep]
     if centres.size == 0 or table.n_grains == 0:
-        return out[:n]
+        return out[:, :n]
 
-    t_voiced = analysis.voiced_prob[fi] >= 0.5
-    t_f0 = analysis.f0_hz[fi].astype(np.float64)
-    t_loud = db(analysis.rms[fi].astype(np.float64))
-    t_cen = np.log2(analysis.centroid_hz[fi].astype(np.float64) + 1.0)
-    g_loud = table.loudness_db.astype(np.float64)
-    g_cen = np.log2(table.centroid_hz.astype(np.float64) + 1.0)
+    stem_f0, stem_voiced = _sanitised_f0(analysis.f0_hz, analysis.voiced_prob)
+    if use_pitch_mapping:
+        max_gap = max(1, round(BRIDGE_MAX_S / analysis.hop_s))
+        stem_voiced = _bridge_unvoiced(stem_voiced, np.asarray(analysis.silence, bool), max_gap)
+    grain_f0_all, _ = _sanitised_f0(table.f0_hz)
+    target_voiced = stem_voiced[frame_of]
+    # f0 track with unvoiced frames held at the nearest voiced one, so a grain crossing a voicing
+    # boundary keeps its note's pitch.
+    f0_filled = _fill_unvoiced(stem_f0, stem_f0 > 0)
+    target_f0 = f0_filled[frame_of]
+    target_loud = db(np.nan_to_num(analysis.rms[frame_of].astype(np.float64)))
+    target_bright = np.log2(np.nan_to_num(analysis.centroid_hz[frame_of].astype(np.float64)) + 1.0)
+    grain_loud = table.loudness_db.astype(np.float64)
+    grain_bright = np.log2(table.centroid_hz.astype(np.float64) + 1.0)
     # Loudness/brightness are matched by rank (z-scores of each corpus); pitch in absolute octaves.
-    tz_l, tz_c = 0.5 * _zscore(t_loud), _zscore(t_cen)
-    gz_l, gz_c = 0.5 * _zscore(g_loud), _zscore(g_cen)
+    target_loud_z, target_bright_z = 0.5 * _zscore(target_loud), _zscore(target_bright)
+    grain_loud_z, grain_bright_z = 0.5 * _zscore(grain_loud), _zscore(grain_bright)
     choice = np.empty(centres.size, np.int64)
-    g_voiced = np.nonzero(table.f0_hz > 0)[0]
-    q_voiced = np.nonzero(t_voiced)[0] if g_voiced.size else np.zeros(0, np.int64)
-    q_other = np.setdiff1d(np.arange(centres.size), q_voiced)
-    if q_voiced.size:
+    pitched_grains = np.nonzero(grain_f0_all > 0)[0]
+    voiced_queries = np.nonzero(target_voiced)[0] if pitched_grains.size else np.zeros(0, np.int64)
+    other_queries = np.setdiff1d(np.arange(centres.size), voiced_queries)
+    if voiced_queries.size:
         w_pitch = 1.0 if use_pitch_mapping else 4.0
-        g_desc = np.stack([w_pitch * np.log2(table.f0_hz[g_voiced]), gz_l[g_voiced], gz_c[g_voiced]], 1)
-        t_desc = np.stack([w_pitch * np.log2(t_f0[q_voiced]), tz_l[q_voiced], tz_c[q_voiced]], 1)
-        choice[q_voiced] = g_voiced[_choose(cKDTree(g_desc), t_desc, g_voiced.size, rng)]
-    if q_other.size:
-        g_desc = np.stack([gz_l, gz_c], 1)
-        t_desc = np.stack([tz_l[q_other], tz_c[q_other]], 1)
-        choice[q_other] = _choose(cKDTree(g_desc), t_desc, table.n_grains, rng)
+        grain_desc = np.stack(
+            [
+                w_pitch * np.log2(grain_f0_all[pitched_grains]),
+                grain_loud_z[pitched_grains],
+                grain_bright_z[pitched_grains],
+            ],
+            1,
+        )
+        query_desc = np.stack(
+            [
+                w_pitch * np.log2(target_f0[voiced_queries]),
+                target_loud_z[voiced_queries],
+                target_bright_z[voiced_queries],
+            ],
+            1,
+        )
+        picked = _choose(cKDTree(grain_desc), query_desc, pitched_grains.size, rng)
+        choice[voiced_queries] = pitched_grains[picked]
+    if other_queries.size:
+        grain_desc = np.stack([grain_loud_z, grain_bright_z], 1)
+        query_desc = np.stack([target_loud_z[other_queries], target_bright_z[other_queries]], 1)
+        choice[other_queries] = _choose(cKDTree(grain_desc), query_desc, table.n_grains, rng)
 
-    g_f0 = table.f0_hz[choice].astype(np.float64)
+    grain_f0 = grain_f0_all[choice]
     # Every pitched grain follows the (nearest voiced) f0 when mapping: an untransposed grain overlapping
     # a note's unvoiced attack frames would sound its own pitch for half a grain.
-    transpose = np.asarray(use_pitch_mapping & (g_f0 > 0) & bool(np.any(analysis.voiced_prob >= 0.5)))
+    transpose = use_pitch_mapping & (grain_f0 > 0) & bool(np.any(stem_f0 > 0))
     if use_envelope:
         # Pre-scale to the target level; the envelope follower does the fine work.
-        gains = 10 ** (np.clip(t_loud - g_loud[choice], -40.0, 40.0) / 20.0)
+        gains = 10 ** (np.clip(target_loud - grain_loud[choice], -40.0, 40.0) / 20.0)
     else:
         gains = np.ones(centres.size)
-    # f0 track with unvoiced frames filled from the nearest voiced one, so a grain crossing a voicing
-    # boundary keeps its pitch; frame i sits at sample i * hop_s * sr. C is its running integral
+    # Frame i sits at sample i * hop_s * sr. `f0_integral` is the running integral of the f0 track
     # (Hz * samples): a transposed grain reads the source at s0 + (C(t) - C(a)) / f0_grain, i.e. its
     # read rate is f0_target(t) / f0_grain sample by sample.
-    f0_filled = _fill_unvoiced(analysis.f0_hz.astype(np.float64), analysis.voiced_prob >= 0.5)
     frame_pos = np.arange(n_frames) * analysis.hop_s * sr
     step = 0.5 * (f0_filled[1:] + f0_filled[:-1]) * np.diff(frame_pos)
-    c_frames = np.concatenate([[0.0], np.cumsum(step)])
+    f0_integral = np.concatenate([[0.0], np.cumsum(step)])
     # Past the last frame, C keeps rising at the last f0.
     frame_pos = np.append(frame_pos, frame_pos[-1] + 2.0 * length + sr)
-    c_frames = np.append(c_frames, c_frames[-1] + f0_filled[-1] * (2.0 * length + sr))
+    f0_integral = np.append(f0_integral, f0_integral[-1] + f0_filled[-1] * (2.0 * length + sr))
+
+    # Style versions pre-filtered to keep the spectral envelope under each grain's transposition,
+    # laid end to end in one bank (each padded so reads run past its end without bounds checks).
+    n_style = style.shape[0]
+    steps = np.zeros(centres.size, np.int64)
+    shifter: EnvelopeShifter | None = None
+    if transpose.any():
+        voiced_f0 = grain_f0_all[grain_f0_all > 0]
+        shifter = EnvelopeShifter(style, sr, float(np.median(voiced_f0)) if voiced_f0.size else 0.0)
+        if shifter.strength > 0:
+            rates = target_f0[transpose] / grain_f0[transpose]
+            steps[transpose] = _semitone_steps(rates, n_style / sr)
+    used_steps = np.unique(steps)
+    stride = n_style + length + 2
+    bank = np.zeros((n_channels, used_steps.size * stride), np.float32)
+    for i, k in enumerate(used_steps.tolist()):
+        version = style if k == 0 or shifter is None else shifter.for_rate(2.0 ** (k / 12.0))
+        bank[:, i * stride : i * stride + n_style] = version.T
+    bank_offset = (np.searchsorted(used_steps, steps) * stride).astype(np.float64)
+
     window = (np.hanning(length + 1)[:-1]).astype(np.float32)
-    n_style = style.size
-    # Padding lets every grain read past the end without bounds checks (looping covers the rest).
-    style_ext = np.concatenate([style, np.zeros(length + 2, np.float32)]).astype(np.float32)
-    style_win = np.lib.stride_tricks.sliding_window_view(style_ext, length)
     src_starts = starts[choice].astype(np.float64)
     per_chunk = max(1, CHUNK_SAMPLES // length)
     for c0 in range(0, centres.size, per_chunk):
         sl = slice(c0, min(centres.size, c0 + per_chunk))
         out_start = centres[sl] - half
         m = out_start.size
-        tr = transpose[sl]
-        fg = g_f0[sl]
+        moving = transpose[sl]
+        f0_grain = grain_f0[sl]
         s0 = src_starts[sl].copy()
-        c_a = np.interp(out_start, frame_pos, c_frames)
+        integral_at_start = np.interp(out_start, frame_pos, f0_integral)
         span = np.full(m, float(length - 1))
-        if tr.any():
-            c_end = np.interp(out_start + length - 1, frame_pos, c_frames)
-            span[tr] = (c_end[tr] - c_a[tr]) / fg[tr]
+        if moving.any():
+            integral_at_end = np.interp(out_start + length - 1, frame_pos, f0_integral)
+            span[moving] = (integral_at_end[moving] - integral_at_start[moving]) / f0_grain[moving]
         # Phase continuity (pitch-synchronous placement): start each pitched grain where the source's
         # phase matches a global running phase (C for transposed grains, f0_grain * t otherwise), so
         # overlapping grains add in phase instead of beating.
-        pitched = fg > 0
-        phase_ref = np.where(tr, c_a, fg * out_start)
-        period = sr / np.maximum(fg, 1e-6)
-        cycles = np.mod(phase_ref / sr - fg * s0 / sr, 1.0)
+        pitched = f0_grain > 0
+        phase_ref = np.where(moving, integral_at_start, f0_grain * out_start)
+        period = sr / np.maximum(f0_grain, 1e-6)
+        cycles = np.mod(phase_ref / sr - f0_grain * s0 / sr, 1.0)
         s0 = np.where(pitched, s0 + cycles * period, s0)
         overrun = np.maximum(0.0, s0 + span - (n_style - 1))
         back = np.where(pitched, np.ceil(overrun / period) * period, overrun)
         s0 = np.maximum(0.0, s0 - back)
 
-        grains = np.empty((m, length), np.float32)
-        plain = np.nonzero(~tr)[0]
+        grains = np.empty((n_channels, m, length), np.float32)
+        plain = np.nonzero(~moving)[0]
         if plain.size:
             # Untransposed: whole-sample reads (the phase shift is rounded, < half a sample).
-            idx = np.minimum(np.round(s0[plain]).astype(np.int64), style_win.shape[0] - 1)
-            grains[plain] = style_win[idx]
-        rows = np.nonzero(tr)[0]
+            first = np.minimum(np.round(s0[plain]).astype(np.int64), n_style) + bank_offset[plain].astype(
+                np.int64
+            )
+            idx = first[:, None] + np.arange(length)[None, :]
+            for ch in range(n_channels):
+                grains[ch, plain] = bank[ch, idx]
+        rows = np.nonzero(moving)[0]
         if rows.size:
             lo = int(out_start[rows].min())
             hi = int(out_start[rows].max()) + length
-            c_span = np.interp(np.arange(lo, hi, dtype=np.float64), frame_pos, c_frames)
-            c_win = np.lib.stride_tricks.sliding_window_view(c_span, length)
-            rel = c_win[out_start[rows] - lo] - c_a[rows, None]
-            pos = rel / fg[rows, None] + s0[rows, None]
+            integral_span = np.interp(np.arange(lo, hi, dtype=np.float64), frame_pos, f0_integral)
+            integral_win = np.lib.stride_tricks.sliding_window_view(integral_span, length)
+            rel = integral_win[out_start[rows] - lo] - integral_at_start[rows, None]
+            pos = rel / f0_grain[rows, None] + s0[rows, None]
             if float(pos.max()) >= n_style - 1:
                 # A grain longer than the whole style sound loops through it.
                 pos = np.mod(pos, max(1, n_style - 1))
+            pos += bank_offset[rows, None]
             i0 = pos.astype(np.int64)
             frac = (pos - i0).astype(np.float32)
-            lo_v = style_ext[i0]
-            grains[rows] = lo_v + (style_ext[i0 + 1] - lo_v) * frac
+            for ch in range(n_channels):
+                lo_v = bank[ch, i0]
+                grains[ch, rows] = lo_v + (bank[ch, i0 + 1] - lo_v) * frac
         grains *= window
         grains *= gains[sl, None].astype(np.float32)
         for r in range(m):
             a = int(out_start[r])
             if a >= 0:
-                out[a : a + length] += grains[r]
+                out[:, a : a + length] += grains[:, r]
             elif a + length > 0:
-                out[: a + length] += grains[r, -a:]
-    return out[:n]
+                out[:, : a + length] += grains[:, r, -a:]
+    return out[:, :n]
 
 
-def _fill_unvoiced(f0: np.ndarray, voiced: np.ndarray) -> np.ndarray:
-    if not voiced.any():
-        return np.full_like(f0, 100.0)
-    idx = np.nonzero(voiced)[0]
-    return np.interp(np.arange(f0.size), idx, f0[idx])
+def _style_channels(style_samples: np.ndarray, stem_channels: int) -> np.ndarray:
+    """The style as (n, channels) float32: kept as it is when it is mono, when it has the stem's
+    channel count, or when the stem is mono; otherwise (e.g. a 5.1 style on a stereo stem) mono."""
+    style = np.asarray(style_samples, np.float32)
+    if style.ndim == 1:
+        return style[:, None]
+    if style.ndim != 2:
+        raise ValueError(f"expected (n,) or (n, channels) style audio, got shape {style.shape}")
+    if style.shape[1] == 1 or style.shape[1] == stem_channels or stem_channels == 1:
+        return style
+    return to_mono(style)[:, None]
 
 
 def render_stem(
@@ -368,8 +512,40 @@ def render_stem(
     mode: Mode = "auto",
     seed: int = 0,
 ) -> np.ndarray:
-    """Re-render a stem ((n,) or (n, channels) float at `sample_rate`) from a style sound's grains.
-    Returns float32 audio of the stem's shape; the same inputs and seed give the same output."""
+    """Re-render a stem from a style sound's grains.
+
+    Parameters
+    ----------
+    stem_samples : np.ndarray
+        The stem, (n,) or (n, channels) float at `sample_rate`.
+    sample_rate : int
+        The stem's sample rate in Hz (the output's too).
+    analysis : StemAnalysis
+        The stem's analysis (onsets, f0, levels, silence).
+    style_samples : np.ndarray
+        The style sound, (m,) or (m, channels) float at `style_sr`.
+    style_sr : int
+        The style sound's sample rate in Hz.
+    grain_table : GrainTable
+        The style sound's grains and descriptors.
+    grain_ms : float
+        Grain length in milliseconds (GRAIN_MS_MIN..GRAIN_MS_MAX).
+    use_pitch_mapping : bool
+        Transpose tonal grains to follow the stem's f0 (keeping the style's spectral envelope).
+    use_envelope : bool
+        Impose the stem's loudness envelope on the output.
+    mode : {"auto", "percussive", "tonal"}
+        Rendering mode; "auto" takes the analysis' decision.
+    seed : int
+        Seed of the grain choice among near-equal candidates.
+
+    Returns
+    -------
+    np.ndarray
+        float32 audio of the stem's length. A stereo style on a stereo (or mono) stem gives stereo
+        output carrying the style's image; otherwise the stem's shape. The output's true peak is at
+        most STEM_CEILING_DBTP (no clipped sample). The same inputs and seed give the same output.
+    """
     if not GRAIN_MS_MIN <= grain_ms <= GRAIN_MS_MAX:
         raise ValueError(f"grain_ms must be within {GRAIN_MS_MIN:g}..{GRAIN_MS_MAX:g}, got {grain_ms}")
     if mode not in ("auto", "percussive", "tonal"):
@@ -380,12 +556,13 @@ def render_stem(
     if n == 0:
         return np.zeros_like(x)
     mono = to_mono(x2)
-    style = to_mono(style_samples)
-    if style.size == 0:
+    style = _style_channels(style_samples, x2.shape[1])
+    if style.shape[0] == 0:
         raise ValueError("empty style sound")
-    style = resample(style, style_sr, sample_rate)
+    if style_sr != sample_rate:
+        style = np.stack([resample(style[:, c], style_sr, sample_rate) for c in range(style.shape[1])], 1)
     scale = sample_rate / grain_table.sample_rate
-    starts = np.clip(np.round(grain_table.starts * scale).astype(np.int64), 0, style.size - 1)
+    starts = np.clip(np.round(grain_table.starts * scale).astype(np.int64), 0, style.shape[0] - 1)
     length = max(2, round(grain_ms * 1e-3 * sample_rate))
     rng = np.random.default_rng(seed)
     kind = analysis.kind if mode == "auto" else mode
@@ -402,11 +579,14 @@ def render_stem(
             grain_table,
             length,
             rng,
-            use_pitch_mapping,
-            use_envelope,
+            use_pitch_mapping=use_pitch_mapping,
+            use_envelope=use_envelope,
         )
-    # Percussive grains already carry each hit's level: only the pan envelope and the gate apply.
+    # Percussive grains already carry each hit's level (a drum replacer's velocity): the envelope may
+    # only lower them, never lift a transient's surroundings; only the pan envelope and the gate apply.
     res = _shape_output(
         out, x2, mono, sample_rate, use_envelope, analysis.silence_db, keep_level=kind == "percussive"
     )
-    return res[:, 0] if x.ndim == 1 else res
+    # Overlapping hits and grains can sum past full scale: a stem is written and mixed clean.
+    res = limit_true_peak(res, sample_rate, STEM_CEILING_DBTP)
+    return res[:, 0] if x.ndim == 1 and res.shape[1] == 1 else res

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from aws_lambda_powertools import Logger
 from aws_lambda_powertools.utilities.data_classes.sqs_event import SQSRecord
@@ -16,8 +16,11 @@ from audiomixer.pipeline.sqs import parse_message
 from audiomixer.settings import Settings, get_settings
 from audiomixer.stem_sets import project_stems
 from audiomixer.store import blobs, keys
-from audiomixer.store.models import Project, Sound
+from audiomixer.store.models import Project, ProjectStatus, Sound, SoundStatus
 from audiomixer.store.status import raise_progress, still_exists, transition
+
+if TYPE_CHECKING:
+    from mypy_boto3_s3 import S3Client
 
 logger = Logger(service="audiomixer", child=True)
 
@@ -36,7 +39,7 @@ def on_final_failure(record: SQSRecord, exc: Exception) -> None:
         fail_stored(model, message.tenant_id, message.id, reason, "analyse")
 
 
-def analyse(message: AnalyseMessage, *, s3: Any = None, settings: Settings | None = None) -> str:
+def analyse(message: AnalyseMessage, *, s3: S3Client | None = None, settings: Settings | None = None) -> str:
     settings = settings or get_settings()
     s3 = s3 or aws.client("s3")
     if message.kind == "sound":
@@ -46,23 +49,23 @@ def analyse(message: AnalyseMessage, *, s3: Any = None, settings: Settings | Non
 
 def stem_summary(analysis: Any) -> dict[str, Any]:
     data = analysis.to_dict()
-    voiced = [p for p in data.get("voiced_prob", []) if p is not None]
     return {
         "kind": data.get("kind"),
         "duration_s": round(float(analysis.duration_s), 3),
         "onsets": len(data.get("onsets_s", [])),
-        "voiced_ratio": round(sum(1 for p in voiced if p >= 0.5) / len(voiced), 3) if voiced else 0.0,
+        # As the analysis computed it (over the stem's active frames), not recomputed another way here.
+        "voiced_ratio": round(float(analysis.voiced_ratio), 3),
     }
 
 
-def analyse_project(tenant_id: str, project_id: str, s3: Any, settings: Settings) -> str:
+def analyse_project(tenant_id: str, project_id: str, s3: S3Client, settings: Settings) -> str:
     from audiomixer.dsp.analysis import StemAnalysis, analyse_stem
 
     try:
         project = Project.get(tenant_id, project_id, consistent_read=True)
     except DoesNotExist:
         return "deleted"
-    if project.status != "analysing":
+    if project.status != ProjectStatus.ANALYSING:
         notify.announce("project", project)
         return "duplicate"
     stored = project.stems.as_dict()
@@ -79,9 +82,9 @@ def analyse_project(tenant_id: str, project_id: str, s3: Any, settings: Settings
             analysis = analyse_stem(samples, sample_rate)
             write_json(s3, settings.bucket, analysis_key, analysis.to_dict())
         summary[stem_name] = stem_summary(analysis)
-        if raise_progress(project, 90 + (10 * done) // (len(present) + 1), "analysing"):
+        if raise_progress(project, 90 + (10 * done) // (len(present) + 1), ProjectStatus.ANALYSING):
             notify.announce("project", project)
-    if transition(project, "ready", stage="ready", progress=100, analysis=summary):
+    if transition(project, ProjectStatus.READY, stage="ready", progress=100, analysis=summary):
         notify.announce("project", project)
     elif not still_exists(project):
         blobs.delete_prefix(s3, settings.bucket, keys.project_prefix(tenant_id, project_id))
@@ -89,20 +92,20 @@ def analyse_project(tenant_id: str, project_id: str, s3: Any, settings: Settings
     return "ready"
 
 
-def analyse_sound(tenant_id: str, sound_id: str, s3: Any, settings: Settings) -> str:
+def analyse_sound(tenant_id: str, sound_id: str, s3: S3Client, settings: Settings) -> str:
     from audiomixer.dsp.grains import analyse_style_sound
 
     try:
         sound = Sound.get(tenant_id, sound_id, consistent_read=True)
     except DoesNotExist:
         return "deleted"
-    if sound.status != "analysing":
+    if sound.status != SoundStatus.ANALYSING:
         notify.announce("sound", sound)
         return "duplicate"
     samples, sample_rate = read_audio(s3, settings.bucket, keys.sound_audio(tenant_id, sound_id))
     table = analyse_style_sound(samples, sample_rate)
     write_json(s3, settings.bucket, keys.sound_analysis(tenant_id, sound_id), table.to_dict())
-    if transition(sound, "ready", stage="ready", analysis=table.summary()):
+    if transition(sound, SoundStatus.READY, stage="ready", analysis=table.summary()):
         notify.announce("sound", sound)
     elif not still_exists(sound):
         blobs.delete_prefix(s3, settings.bucket, keys.sound_prefix(tenant_id, sound_id))

@@ -3,7 +3,7 @@ project as `failed` with a reason a person can act on."""
 
 from __future__ import annotations
 
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from aws_lambda_powertools import Logger
 from pynamodb.exceptions import DoesNotExist
@@ -14,6 +14,9 @@ from audiomixer.settings import get_settings
 from audiomixer.stem_sets import project_stems
 from audiomixer.store import blobs, keys
 from audiomixer.store.models import Project
+
+if TYPE_CHECKING:
+    from mypy_boto3_s3 import S3Client
 
 logger = Logger(service="audiomixer", child=True)
 
@@ -34,7 +37,7 @@ def failure_reason(detail: dict[str, Any]) -> str:
     return text + f" after {max(len(attempts), 1)} attempt(s); upload the song again or contact support"
 
 
-def handle(event: dict[str, Any], *, s3: Any = None) -> str:
+def handle(event: dict[str, Any], *, s3: S3Client | None = None) -> str:
     detail = event.get("detail") or {}
     params = detail.get("parameters") or {}
     tenant_id, project_id = params.get("tenant_id"), params.get("project_id")

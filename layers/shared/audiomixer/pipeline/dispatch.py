@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from typing import Any
+from typing import TYPE_CHECKING
 
 from aws_lambda_powertools import Logger
 from aws_lambda_powertools.utilities.data_classes.sqs_event import SQSRecord
@@ -14,8 +14,11 @@ from audiomixer.pipeline.failures import after_retries, fail_stored
 from audiomixer.pipeline.sqs import parse_message
 from audiomixer.settings import Settings, get_settings
 from audiomixer.store import keys
-from audiomixer.store.models import Project
+from audiomixer.store.models import Project, ProjectStatus
 from audiomixer.store.status import transition
+
+if TYPE_CHECKING:
+    from mypy_boto3_batch import BatchClient
 
 logger = Logger(service="audiomixer", child=True)
 
@@ -39,7 +42,7 @@ def on_final_failure(record: SQSRecord, exc: Exception) -> None:
         fail_stored(Project, message.tenant_id, message.project_id, reason, "separate")
 
 
-def _existing_job(batch: Any, settings: Settings, name: str) -> str | None:
+def _existing_job(batch: BatchClient, settings: Settings, name: str) -> str | None:
     """A job already submitted for this project by an earlier delivery whose bookkeeping was lost."""
     try:
         pages = batch.get_paginator("list_jobs").paginate(
@@ -54,14 +57,16 @@ def _existing_job(batch: Any, settings: Settings, name: str) -> str | None:
     return None
 
 
-def dispatch(message: SeparateMessage, *, batch: Any = None, settings: Settings | None = None) -> str:
+def dispatch(
+    message: SeparateMessage, *, batch: BatchClient | None = None, settings: Settings | None = None
+) -> str:
     settings = settings or get_settings()
     batch = batch or aws.client("batch")
     try:
         project = Project.get(message.tenant_id, message.project_id, consistent_read=True)
     except DoesNotExist:
         return "deleted"  # deleted while queued: finish as a no-op
-    if project.status != "queued" or project.batch_job_id:
+    if project.status != ProjectStatus.QUEUED or project.batch_job_id:
         notify.announce("project", project)  # redelivered: the job exists, only re-announce
         return "duplicate"
     if project.stage != "separate":
@@ -86,7 +91,7 @@ def dispatch(message: SeparateMessage, *, batch: Any = None, settings: Settings 
             },
         )
         job_id = str(response["jobId"])
-    if not transition(project, "separating", stage="separate", batch_job_id=job_id, progress=0):
+    if not transition(project, ProjectStatus.SEPARATING, stage="separate", batch_job_id=job_id, progress=0):
         if project.batch_job_id != job_id:
             # Another delivery won the race with its own job: stop ours so only one runs.
             batch.terminate_job(jobId=job_id, reason="duplicate separation job for the same project")

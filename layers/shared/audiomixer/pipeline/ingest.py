@@ -3,9 +3,8 @@ normalise it to 44.1 kHz stereo FLAC at its id-derived key, and hand it to the n
 
 from __future__ import annotations
 
-import hashlib
 import json
-from typing import Any
+from typing import TYPE_CHECKING, Any
 from urllib.parse import unquote_plus
 
 from aws_lambda_powertools import Logger
@@ -18,8 +17,12 @@ from audiomixer.pipeline.failures import after_retries, fail, kind_of
 from audiomixer.pipeline.sqs import PermanentError
 from audiomixer.settings import Settings, get_settings
 from audiomixer.store import blobs, keys
-from audiomixer.store.models import Project, Sound
+from audiomixer.store.models import Project, ProjectStatus, Sound, SoundStatus
 from audiomixer.store.status import still_exists, transition, update_fields
+
+if TYPE_CHECKING:
+    from mypy_boto3_s3 import S3Client
+    from mypy_boto3_sqs import SQSClient
 
 logger = Logger(service="audiomixer", child=True)
 
@@ -73,7 +76,12 @@ def _fail(upload: keys.UploadKey, reason: str) -> None:
 
 
 def ingest_object(
-    bucket: str, key: str, *, s3: Any = None, sqs: Any = None, settings: Settings | None = None
+    bucket: str,
+    key: str,
+    *,
+    s3: S3Client | None = None,
+    sqs: SQSClient | None = None,
+    settings: Settings | None = None,
 ) -> str:
     """Ingest one uploaded object; returns what happened (for logs and tests)."""
     settings = settings or get_settings()
@@ -160,8 +168,8 @@ def _ingest(
     item: Project | Sound,
     bucket: str,
     key: str,
-    s3: Any,
-    sqs: Any,
+    s3: S3Client,
+    sqs: SQSClient,
     settings: Settings,
 ) -> str:
     size = blobs.size(s3, bucket, key)
@@ -183,13 +191,15 @@ def _ingest(
         )
     data = blobs.read(s3, bucket, key, max_bytes=settings.max_upload_bytes)
     flac, duration = _decode(data, upload, settings)
-    digest = hashlib.sha256(data).hexdigest()
+    from audiomixer.dsp.audio_io import content_hash
+
+    digest = content_hash(data)  # of the upload itself: what "an identical upload" means
 
     if isinstance(item, Sound):
         blobs.write(s3, bucket, keys.sound_audio(upload.tenant_id, upload.object_id), flac, "audio/flac")
         if transition(
             item,
-            "analysing",
+            SoundStatus.ANALYSING,
             stage="analyse",
             duration_s=duration,
             size_bytes=len(flac),
@@ -213,7 +223,7 @@ def _ingest(
         return "reused"
     if not update_fields(
         item,
-        only_in={"queued"},
+        only_in={ProjectStatus.QUEUED},
         stage="separate",
         duration_s=duration,
         size_bytes=len(flac),
@@ -237,8 +247,8 @@ def _ingest_stem(
     flac: bytes,
     duration: float,
     bucket: str,
-    s3: Any,
-    sqs: Any,
+    s3: S3Client,
+    sqs: SQSClient,
     settings: Settings,
 ) -> str:
     assert upload.stem is not None
@@ -252,7 +262,7 @@ def _ingest_stem(
                 Project.stems[upload.stem].set(True),
                 Project.duration_s.set(max(duration, item.duration_s or 0)),
             ],
-            condition=Project.status == "queued",
+            condition=Project.status == ProjectStatus.QUEUED,
             add_version_condition=False,
         )
     except UpdateError as exc:
@@ -265,7 +275,7 @@ def _ingest_stem(
     if (
         expected
         and all(expected.values())
-        and transition(item, "analysing", stage="analyse", progress=50, expires_at=None)
+        and transition(item, ProjectStatus.ANALYSING, stage="analyse", progress=50, expires_at=None)
     ):
         send(
             sqs,
@@ -277,7 +287,14 @@ def _ingest_stem(
 
 
 def _reuse_identical(
-    item: Project, digest: str, bucket: str, s3: Any, sqs: Any, settings: Settings, duration: float, size: int
+    item: Project,
+    digest: str,
+    bucket: str,
+    s3: S3Client,
+    sqs: SQSClient,
+    settings: Settings,
+    duration: float,
+    size: int,
 ) -> bool:
     """An identical upload by the same tenant reuses the earlier stems and analysis."""
     for match in Project.content_hash_index.query(f"{item.tenant_id}#{digest}"):
@@ -287,7 +304,7 @@ def _reuse_identical(
             earlier = Project.get(match.tenant_id, match.project_id, consistent_read=True)
         except DoesNotExist:
             continue
-        if earlier.status != "ready" or earlier.source_kind != "song":
+        if earlier.status != ProjectStatus.READY or earlier.source_kind != "song":
             continue
         # Only stems separated the same way: another model or two-stem mode gives other stems.
         default = settings.demucs_model
@@ -311,7 +328,7 @@ def _reuse_identical(
                 )
         if transition(
             item,
-            "ready",
+            ProjectStatus.READY,
             stage="ready",
             progress=100,
             stems=dict.fromkeys(earlier_stems, True),

@@ -20,10 +20,12 @@ from audiomixer.pipeline.sqs import PermanentError, parse_message
 from audiomixer.settings import Settings, get_settings
 from audiomixer.stem_sets import project_stems
 from audiomixer.store import blobs, keys
-from audiomixer.store.models import Mix, Project, Sound
+from audiomixer.store.models import Mix, MixStatus, Project, ProjectStatus, Sound, SoundStatus
 from audiomixer.store.status import raise_progress, still_exists, transition
 
 if TYPE_CHECKING:  # the audio stack loads on the first render, not at import
+    from mypy_boto3_s3 import S3Client
+
     from audiomixer.dsp.analysis import StemAnalysis
     from audiomixer.dsp.grains import GrainTable
     from audiomixer.dsp.render import StyleSound
@@ -47,7 +49,7 @@ def on_final_failure(record: SQSRecord, exc: Exception) -> None:
         fail_stored(Mix, message.tenant_id, message.mix_id, reason, "render")
 
 
-def render(message: RenderMessage, *, s3: Any = None, settings: Settings | None = None) -> str:
+def render(message: RenderMessage, *, s3: S3Client | None = None, settings: Settings | None = None) -> str:
     from audiomixer.dsp.render import RenderError
 
     settings = settings or get_settings()
@@ -56,10 +58,10 @@ def render(message: RenderMessage, *, s3: Any = None, settings: Settings | None 
         mix = Mix.get(message.tenant_id, message.mix_id, consistent_read=True)
     except DoesNotExist:
         return "deleted"
-    if mix.status == "queued":
-        transition(mix, "rendering", stage="render", progress=5)
+    if mix.status == MixStatus.QUEUED:
+        transition(mix, MixStatus.RENDERING, stage="render", progress=5)
         notify.announce("mix", mix)
-    if mix.status != "rendering":
+    if mix.status != MixStatus.RENDERING:
         notify.announce("mix", mix)  # a redelivery after completion: only re-announce
         return "duplicate"
     try:
@@ -72,7 +74,9 @@ def render(message: RenderMessage, *, s3: Any = None, settings: Settings | None 
         logger.exception("the render cannot succeed", extra={"mix_id": mix.mix_id})
         fail(mix, f"{exc}; try another style sound or other settings", "render")
         return "failed"
-    if transition(mix, "completed", stage="completed", progress=100, output_key=output_key, size_bytes=size):
+    if transition(
+        mix, MixStatus.COMPLETED, stage="completed", progress=100, output_key=output_key, size_bytes=size
+    ):
         notify.announce("mix", mix)
     elif not still_exists(mix):
         blobs.delete_prefix(s3, settings.bucket, keys.mix_prefix(mix.tenant_id, mix.mix_id))
@@ -94,7 +98,7 @@ def stored_mix_settings(mix: Mix) -> tuple[MixSettings, dict[str, StemConfig]]:
 
 
 def _stored(
-    s3: Any, bucket: str, key: str, parse: Callable[[dict[str, Any]], T], what: str, advice: str
+    s3: S3Client, bucket: str, key: str, parse: Callable[[dict[str, Any]], T], what: str, advice: str
 ) -> T:
     """Read a stored analysis object: one that does not parse will not parse on a retry either."""
     try:
@@ -103,14 +107,16 @@ def _stored(
         raise PermanentError(f"{what} cannot be read ({type(exc).__name__}: {exc}); {advice}") from exc
 
 
-def _style(tenant_id: str, sound_id: str, grain_duration_ms: int, s3: Any, settings: Settings) -> StyleSound:
+def _style(
+    tenant_id: str, sound_id: str, grain_duration_ms: int, s3: S3Client, settings: Settings
+) -> StyleSound:
     from audiomixer.dsp.render import StyleSound
 
     try:
         sound = Sound.get(tenant_id, sound_id, consistent_read=True)
     except DoesNotExist:
         raise PermanentError(f"style sound {sound_id} was deleted; choose another sound") from None
-    if sound.status != "ready":
+    if sound.status != SoundStatus.READY:
         raise PermanentError(
             f"style sound {sound_id} is {sound.status}, not analysed; wait for it or choose another"
         )
@@ -125,7 +131,7 @@ def _grain_table(
     samples: np.ndarray,
     sample_rate: int,
     grain_duration_ms: int,
-    s3: Any,
+    s3: S3Client,
     settings: Settings,
 ) -> GrainTable:
     """The sound's grain table at the mix's grain: the analyse stage's (default grain), else one cut at
@@ -156,7 +162,7 @@ def _grain_table(
     return GrainTable.from_dict(table)  # as the next reader will see it
 
 
-def _render(mix: Mix, s3: Any, settings: Settings) -> tuple[str, int]:
+def _render(mix: Mix, s3: S3Client, settings: Settings) -> tuple[str, int]:
     from audiomixer.dsp.analysis import StemAnalysis
     from audiomixer.dsp.render import RenderError, encode_mix, render_mix, stem_analysis
 
@@ -165,7 +171,7 @@ def _render(mix: Mix, s3: Any, settings: Settings) -> tuple[str, int]:
         project = Project.get(tenant_id, mix.project_id, consistent_read=True)
     except DoesNotExist:
         raise PermanentError(f"project {mix.project_id} was deleted; the mix cannot be rendered") from None
-    if project.status != "ready":
+    if project.status != ProjectStatus.READY:
         raise PermanentError(f"project {mix.project_id} is {project.status}, not ready")
     mix_settings, config = stored_mix_settings(mix)
     stored = project.stems.as_dict()
@@ -202,7 +208,7 @@ def _render(mix: Mix, s3: Any, settings: Settings) -> tuple[str, int]:
     def stem_ready(_name: str, _samples: np.ndarray) -> None:
         nonlocal done
         done += 1
-        if raise_progress(mix, 5 + (85 * done) // max(1, len(enabled)), "rendering"):
+        if raise_progress(mix, 5 + (85 * done) // max(1, len(enabled)), MixStatus.RENDERING):
             notify.announce("mix", mix)
 
     mixed = render_mix(

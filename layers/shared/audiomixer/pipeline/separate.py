@@ -21,7 +21,7 @@ from audiomixer.messages import AnalyseMessage, send
 from audiomixer.pipeline.failures import fail
 from audiomixer.settings import get_settings
 from audiomixer.store import blobs, keys
-from audiomixer.store.models import Project
+from audiomixer.store.models import Project, ProjectStatus
 from audiomixer.store.status import raise_progress, still_exists, transition
 
 logger = Logger(service="audiomixer-separation")
@@ -41,7 +41,7 @@ class _ProgressReporter:
             return
         self._last = now
         # Separation is the first 90 % of the way to `ready`; analysis takes the rest.
-        if raise_progress(self.project, min(90, int(percent * 0.9)), "separating"):
+        if raise_progress(self.project, min(90, int(percent * 0.9)), ProjectStatus.SEPARATING):
             notify.announce("project", self.project, detail=message or None)
 
 
@@ -54,10 +54,15 @@ def run(tenant_id: str, project_id: str, source_key: str) -> int:
     except DoesNotExist:
         logger.info("project deleted before separation ran; nothing to do")
         return EXIT_OK
-    if project.status == "queued":
+    if project.status == ProjectStatus.QUEUED:
         # The job can start before dispatch's bookkeeping lands; the state machine keeps this safe.
-        transition(project, "separating", stage="separate", batch_job_id=os.environ.get("AWS_BATCH_JOB_ID"))
-    if project.status != "separating":
+        transition(
+            project,
+            ProjectStatus.SEPARATING,
+            stage="separate",
+            batch_job_id=os.environ.get("AWS_BATCH_JOB_ID"),
+        )
+    if project.status != ProjectStatus.SEPARATING:
         logger.info("project is past separation", extra={"status": project.status})
         return EXIT_OK
     if source_key != keys.project_source(tenant_id, project_id):
@@ -95,7 +100,7 @@ def run(tenant_id: str, project_id: str, source_key: str) -> int:
         blobs.delete_prefix(aws.client("s3"), settings.bucket, keys.project_prefix(tenant_id, project_id))
         return EXIT_OK
     stems = dict.fromkeys(stem_keys, True)  # the stem set the model gave
-    if transition(project, "analysing", stage="analyse", progress=90, stems=stems):
+    if transition(project, ProjectStatus.ANALYSING, stage="analyse", progress=90, stems=stems):
         send(
             aws.client("sqs"),
             settings.analyse_queue_url,

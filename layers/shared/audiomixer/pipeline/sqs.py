@@ -83,6 +83,15 @@ def parse_message(record: SQSRecord, model: type[T]) -> T | None:
         return None
 
 
+def max_receive_count() -> int:
+    limit = get_settings().max_receive_count
+    if limit is None:
+        raise RuntimeError(
+            "AUDIOMIXER_MAX_RECEIVE_COUNT is not set (template.yaml sets it from MaxReceiveCount)"
+        )
+    return limit
+
+
 def sqs_handler(
     stage: str,
     process: Callable[[SQSRecord], None],
@@ -106,7 +115,7 @@ def sqs_handler(
             metrics.add_metric(name=f"{stage}Failed", unit=MetricUnit.Count, value=1)
             attempts = receive_count(record)
             permanent = isinstance(exc, PermanentError)
-            final = permanent or attempts >= get_settings().max_receive_count
+            final = permanent or attempts >= max_receive_count()
             logger.exception(
                 "record failed", extra={"message_id": record.message_id, "attempt": attempts, "final": final}
             )

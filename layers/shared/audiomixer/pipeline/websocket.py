@@ -6,7 +6,7 @@ from __future__ import annotations
 
 import json
 import time
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from aws_lambda_powertools import Logger
 from pynamodb.exceptions import DoesNotExist
@@ -16,6 +16,9 @@ from audiomixer.auth import AuthError, principal_from_event
 from audiomixer.settings import get_settings
 from audiomixer.store import keys
 from audiomixer.store.models import Connection, Mix, Project, Sound
+
+if TYPE_CHECKING:
+    from mypy_boto3_apigatewaymanagementapi import ApiGatewayManagementApiClient
 
 logger = Logger(service="audiomixer", child=True)
 
@@ -79,7 +82,9 @@ def disconnect(event: dict[str, Any]) -> dict[str, Any]:
     return {"statusCode": 200}
 
 
-def sync(event: dict[str, Any], *, management_client: Any = None) -> dict[str, Any]:
+def sync(
+    event: dict[str, Any], *, management_client: ApiGatewayManagementApiClient | None = None
+) -> dict[str, Any]:
     """Post the subscribed item's current state to the calling connection."""
     connection_id = str((event.get("requestContext") or {}).get("connectionId") or "")
     try:

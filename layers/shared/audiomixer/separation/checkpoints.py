@@ -21,8 +21,6 @@ import soundfile as sf
 
 if TYPE_CHECKING:
     from mypy_boto3_s3 import S3Client
-else:
-    S3Client = Any
 
 logger = logging.getLogger(__name__)
 

@@ -41,7 +41,8 @@ from typing import Any
 import numpy as np
 import soundfile as sf
 import torch
-from demucs.apply import TensorChunk, apply_model
+from demucs.apply import TensorChunk
+from demucs.apply import apply_model as apply_model  # re-exported: bench separate times it
 from demucs.htdemucs import HTDemucs
 
 from audiomixer.separation.checkpoints import CheckpointStore, Stems
@@ -250,7 +251,8 @@ class SegmentGrid:
         # Same triangle as demucs.apply.apply_model (transition_power=1).
         n = self.segment_length
         w = np.concatenate([np.arange(1, n // 2 + 1), np.arange(n - n // 2, 0, -1)]).astype(np.float64)
-        return w / w.max()
+        w /= w.max()
+        return w
 
     def total_weight(self, start: int, end: int, weight: np.ndarray) -> np.ndarray:
         """Sum of all segments' weights over [start, end) (the normaliser of the one-go overlap-add)."""

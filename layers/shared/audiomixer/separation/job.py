@@ -20,8 +20,6 @@ from audiomixer.stem_sets import ordered
 
 if TYPE_CHECKING:
     from mypy_boto3_s3 import S3Client
-else:
-    S3Client = Any
 
 logger = logging.getLogger(__name__)
 

@@ -70,7 +70,8 @@ def _bag_from_yaml(path: Path) -> dict[str, Any]:
 
 def _make_bag(models: list[Any], bag: dict[str, Any] | None) -> DemucsModel:
     if bag is None:
-        return models[0]
+        single: DemucsModel = models[0]
+        return single
     return BagOfModels(models, bag.get("weights"), bag.get("segment"))
 
 
@@ -201,7 +202,7 @@ def _plan(name: str, repo: Path | None) -> tuple[dict[str, Any] | None, list[Pat
 def load_model(name: str, repo: Path | None = None, device: str | None = None) -> DemucsModel:
     """A Demucs model (single or BagOfModels) in eval mode on `device` (auto: cuda if available)."""
     dev = resolve_device(device)
-    model: Any
+    model: DemucsModel
     if name == UNITTEST_MODEL:
         with _seeded(0):
             model = HDemucs(channels=4, sources=DEMUCS_SOURCES)

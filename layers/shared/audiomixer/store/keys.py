@@ -10,8 +10,11 @@ from audiomixer.mix_settings import OUTPUT_FORMATS
 from audiomixer.settings import STEMS
 from audiomixer.stem_sets import STEM_NAME
 
-_ID = re.compile(r"^[0-9a-f]{32}$")
-_TENANT = re.compile(r"^[a-z0-9][a-z0-9-]{0,62}$")
+# The one spelling of an id and a tenant id (queue messages validate with the same patterns).
+ID_PATTERN = r"^[0-9a-f]{32}$"
+TENANT_PATTERN = r"^[a-z0-9][a-z0-9-]{0,62}$"
+_ID = re.compile(ID_PATTERN)
+_TENANT = re.compile(TENANT_PATTERN)
 UPLOAD_PREFIX = "uploads/"
 UPLOAD_KINDS = ("base-track", "style-sound", "stem")
 
@@ -44,7 +47,7 @@ def upload(tenant_id: str, kind: str, object_id: str, stem: str | None = None) -
     if kind not in UPLOAD_KINDS:
         raise ValueError(f"unknown upload kind {kind!r}")
     if kind == "stem":
-        if stem not in STEMS:
+        if stem not in STEMS:  # a user's own stems are the four standard ones
             raise ValueError(f"unknown stem {stem!r}")
         return f"{UPLOAD_PREFIX}{tenant_id}/stem/{object_id}/{stem}"
     return f"{UPLOAD_PREFIX}{tenant_id}/{kind}/{object_id}"
@@ -82,11 +85,15 @@ def project_source(tenant_id: str, project_id: str) -> str:
     return project_prefix(tenant_id, project_id) + "source.flac"
 
 
-def stem(tenant_id: str, project_id: str, stem_name: str) -> str:
+def _check_stem(stem_name: str) -> str:
     # Any stem a model can give (guitar, no_vocals, ...); the name never comes from a filename.
     if not STEM_NAME.match(stem_name):
         raise ValueError(f"unknown stem {stem_name!r}")
-    return project_prefix(tenant_id, project_id) + f"stems/{stem_name}.flac"
+    return stem_name
+
+
+def stem(tenant_id: str, project_id: str, stem_name: str) -> str:
+    return stems_prefix(tenant_id, project_id) + f"/{_check_stem(stem_name)}.flac"
 
 
 def stems_prefix(tenant_id: str, project_id: str) -> str:
@@ -98,9 +105,7 @@ def checkpoints_prefix(tenant_id: str, project_id: str) -> str:
 
 
 def stem_analysis(tenant_id: str, project_id: str, stem_name: str) -> str:
-    if not STEM_NAME.match(stem_name):
-        raise ValueError(f"unknown stem {stem_name!r}")
-    return project_prefix(tenant_id, project_id) + f"analysis/{stem_name}.json"
+    return project_prefix(tenant_id, project_id) + f"analysis/{_check_stem(stem_name)}.json"
 
 
 def sound_prefix(tenant_id: str, sound_id: str) -> str:
@@ -124,15 +129,12 @@ def sound_grain_table(tenant_id: str, sound_id: str, grain_duration_ms: int) -> 
     return sound_prefix(tenant_id, sound_id) + f"grains/{grain_duration_ms}ms.json"
 
 
-MIX_FORMATS = OUTPUT_FORMATS
-
-
 def mix_prefix(tenant_id: str, mix_id: str) -> str:
     _check(tenant_id, mix_id)
     return f"{tenant_id}/mixes/{mix_id}/"
 
 
 def mix_output(tenant_id: str, mix_id: str, fmt: str) -> str:
-    if fmt not in MIX_FORMATS:
+    if fmt not in OUTPUT_FORMATS:
         raise ValueError(f"unknown mix format {fmt!r}")
     return mix_prefix(tenant_id, mix_id) + f"mix.{fmt}"

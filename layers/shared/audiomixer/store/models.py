@@ -5,6 +5,7 @@ from settings at `configure()` time (never at import), so tests and the local st
 from __future__ import annotations
 
 from datetime import UTC, datetime
+from enum import StrEnum
 from typing import Any
 
 from pynamodb.attributes import (
@@ -26,6 +27,29 @@ def utcnow() -> datetime:
     return datetime.now(UTC)
 
 
+# The one spelling of each status; the allowed moves between them are in store.status.
+class ProjectStatus(StrEnum):
+    QUEUED = "queued"
+    SEPARATING = "separating"
+    ANALYSING = "analysing"
+    READY = "ready"
+    FAILED = "failed"
+
+
+class SoundStatus(StrEnum):
+    QUEUED = "queued"
+    ANALYSING = "analysing"
+    READY = "ready"
+    FAILED = "failed"
+
+
+class MixStatus(StrEnum):
+    QUEUED = "queued"
+    RENDERING = "rendering"
+    COMPLETED = "completed"
+    FAILED = "failed"
+
+
 class ContentHashIndex(GlobalSecondaryIndex["Project"]):
     class Meta:
         index_name = "content_hash_index"
@@ -41,14 +65,13 @@ class Project(Model):
     tenant_id = UnicodeAttribute(hash_key=True)
     project_id = UnicodeAttribute(range_key=True)
     name = UnicodeAttribute()
-    # queued -> separating -> analysing -> ready, or failed (see store.transitions)
-    status = UnicodeAttribute(default="queued")
+    status = UnicodeAttribute(default=ProjectStatus.QUEUED.value)  # a ProjectStatus
     stage = UnicodeAttribute(default="upload")
     progress = NumberAttribute(default=0)
     failure_reason = UnicodeAttribute(null=True)
     # "song": separate with Demucs; "stems": the user brought stems, separation is skipped
     source_kind = UnicodeAttribute(default="song")
-    stems = MapAttribute[str, Any](default=dict)  # stem -> True once its FLAC is in S3
+    stems = MapAttribute[str, Any](default=dict)  # type: ignore[no-untyped-call]  # stem -> True once in S3
     # Separation options (audiomixer.stem_sets); None: the deployment's DEMUCS_MODEL, all of its stems.
     separation_model = UnicodeAttribute(null=True)
     two_stems = UnicodeAttribute(null=True)  # "vocals": stems vocals + no_vocals
@@ -75,7 +98,7 @@ class Sound(Model):
     tenant_id = UnicodeAttribute(hash_key=True)
     sound_id = UnicodeAttribute(range_key=True)
     name = UnicodeAttribute()
-    status = UnicodeAttribute(default="queued")  # queued -> analysing -> ready | failed
+    status = UnicodeAttribute(default=SoundStatus.QUEUED.value)  # a SoundStatus
     stage = UnicodeAttribute(default="upload")
     failure_reason = UnicodeAttribute(null=True)
     duration_s = NumberAttribute(null=True)
@@ -97,12 +120,12 @@ class Mix(Model):
     project_id = UnicodeAttribute()
     config = JSONAttribute(default=dict)  # stem -> a mix_settings.StemConfig, dumped
     settings = JSONAttribute(default=dict)  # a mix_settings.MixSettings, dumped
-    status = UnicodeAttribute(default="queued")  # queued -> rendering -> completed | failed
+    status = UnicodeAttribute(default=MixStatus.QUEUED.value)  # a MixStatus
     stage = UnicodeAttribute(default="queued")
     progress = NumberAttribute(default=0)
     failure_reason = UnicodeAttribute(null=True)
     output_key = UnicodeAttribute(null=True)
-    output_format = UnicodeAttribute(default="wav")
+    output_format = UnicodeAttribute(default="wav")  # a mix_settings.OutputFormat
     size_bytes = NumberAttribute(default=0)
     created_at = UTCDateTimeAttribute(default=utcnow)
     updated_at = UTCDateTimeAttribute(default=utcnow)

@@ -9,29 +9,38 @@ from typing import Any, TypeVar
 from pynamodb.exceptions import DoesNotExist, UpdateError
 from pynamodb.models import Model
 
-from audiomixer.store.models import Mix, Project, Sound, utcnow
+from audiomixer.store.models import Mix, MixStatus, Project, ProjectStatus, Sound, SoundStatus, utcnow
 
-PROJECT = {
-    "queued": {"separating", "analysing", "ready", "failed"},
-    "separating": {"analysing", "failed"},
-    "analysing": {"ready", "failed"},
-    "ready": set(),
-    "failed": set(),
+P, S, X = ProjectStatus, SoundStatus, MixStatus
+PROJECT: dict[str, set[str]] = {
+    P.QUEUED: {P.SEPARATING, P.ANALYSING, P.READY, P.FAILED},
+    P.SEPARATING: {P.ANALYSING, P.FAILED},
+    P.ANALYSING: {P.READY, P.FAILED},
+    P.READY: set(),
+    P.FAILED: set(),
 }
-SOUND = {
-    "queued": {"analysing", "ready", "failed"},
-    "analysing": {"ready", "failed"},
-    "ready": set(),
-    "failed": set(),
+SOUND: dict[str, set[str]] = {
+    S.QUEUED: {S.ANALYSING, S.READY, S.FAILED},
+    S.ANALYSING: {S.READY, S.FAILED},
+    S.READY: set(),
+    S.FAILED: set(),
 }
-MIX = {
-    "queued": {"rendering", "completed", "failed"},
-    "rendering": {"completed", "failed"},
-    "completed": set(),
-    "failed": set(),
+MIX: dict[str, set[str]] = {
+    X.QUEUED: {X.RENDERING, X.COMPLETED, X.FAILED},
+    X.RENDERING: {X.COMPLETED, X.FAILED},
+    X.COMPLETED: set(),
+    X.FAILED: set(),
 }
 MACHINES: dict[type[Model], dict[str, set[str]]] = {Project: PROJECT, Sound: SOUND, Mix: MIX}
-TERMINAL = {"ready", "completed", "failed"}
+
+
+def terminal(model: type[Model]) -> set[str]:
+    """The statuses a row of `model` never leaves (the ends of its machine)."""
+    return {status for status, targets in MACHINES[model].items() if not targets}
+
+
+# The statuses that mean "done, and it worked" (every other end is a failure).
+SUCCEEDED: set[str] = {P.READY, S.READY, X.COMPLETED}
 
 M = TypeVar("M", bound=Model)
 _ATTEMPTS = 8

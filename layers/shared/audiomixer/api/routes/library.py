@@ -6,11 +6,13 @@ from fastapi import APIRouter, Depends, Query, Response
 from fastapi.responses import RedirectResponse
 from pynamodb.exceptions import DoesNotExist
 
+from audiomixer import aws
 from audiomixer.api import deps, errors, storage
 from audiomixer.api.schemas import SoundDetail, SoundList, SoundSummary
 from audiomixer.auth import Principal
-from audiomixer.store import keys
-from audiomixer.store.models import Sound
+from audiomixer.settings import get_settings
+from audiomixer.store import blobs, keys
+from audiomixer.store.models import Sound, SoundStatus
 
 router = APIRouter(prefix="/api/v1/library", tags=["library"])
 
@@ -30,7 +32,7 @@ def summary(sound: Sound) -> SoundSummary:
         name=sound.name,
         status=sound.status,  # type: ignore[arg-type]
         stage=sound.stage,
-        error=sound.failure_reason if sound.status == "failed" else None,
+        error=sound.failure_reason if sound.status == SoundStatus.FAILED else None,
         duration_s=float(sound.duration_s) if sound.duration_s is not None else None,
         created_at=sound.created_at,
         updated_at=sound.updated_at,
@@ -67,8 +69,9 @@ def get_sound(sound_id: str, principal: Principal = Depends(deps.principal)) -> 
 def delete_sound(sound_id: str, principal: Principal = Depends(deps.principal)) -> Response:
     sound = load_sound(principal.tenant_id, sound_id)
     sound.delete(add_version_condition=False)
-    storage.delete_prefix(keys.sound_prefix(principal.tenant_id, sound_id))
-    storage.delete_prefix(keys.upload(principal.tenant_id, "style-sound", sound_id))
+    s3, bucket = aws.client("s3"), get_settings().bucket
+    blobs.delete_prefix(s3, bucket, keys.sound_prefix(principal.tenant_id, sound_id))
+    blobs.delete_prefix(s3, bucket, keys.upload(principal.tenant_id, "style-sound", sound_id))
     return Response(status_code=204)
 
 
@@ -86,4 +89,8 @@ def download_sound(sound_id: str, principal: Principal = Depends(deps.principal)
     if sound.status != "ready":
         raise errors.conflict(f"sound is {sound.status}, not ready")
     key = keys.sound_audio(principal.tenant_id, sound_id)
-    return RedirectResponse(storage.presigned_get(key, f"sound-{sound_id}.flac"), status_code=307)
+    settings = get_settings()
+    url = blobs.presigned_get(
+        aws.client("s3"), settings.bucket, key, f"sound-{sound_id}.flac", settings.download_expiry_s
+    )
+    return RedirectResponse(url, status_code=307)

@@ -16,8 +16,8 @@ from audiomixer.api.schemas import MixAccepted, MixList, MixRequest, MixStatusRe
 from audiomixer.auth import Principal
 from audiomixer.settings import get_settings
 from audiomixer.stem_sets import project_stems
-from audiomixer.store import keys
-from audiomixer.store.models import Mix
+from audiomixer.store import blobs, keys
+from audiomixer.store.models import Mix, MixStatus, ProjectStatus, SoundStatus
 
 router = APIRouter(prefix="/api/v1", tags=["mixes"])
 
@@ -36,13 +36,13 @@ def download_path(mix_id: str) -> str:
 
 
 def describe(mix: Mix) -> MixStatusResponse:
-    completed = mix.status == "completed"
+    completed = mix.status == MixStatus.COMPLETED
     return MixStatusResponse(
         mix_id=mix.mix_id,
         project_id=mix.project_id,
         status=mix.status,  # type: ignore[arg-type]
         progress=100 if completed else max(0, min(100, int(mix.progress or 0))),
-        error=mix.failure_reason if mix.status == "failed" else None,
+        error=mix.failure_reason if mix.status == MixStatus.FAILED else None,
         download_url=download_path(mix.mix_id) if completed else None,
         output_format=mix.output_format,  # type: ignore[arg-type]
         created_at=mix.created_at,
@@ -61,7 +61,7 @@ def _validate(principal: Principal, body: MixRequest) -> dict[str, dict[str, Any
             f"config names {', '.join(unknown)}, which this project does not have; "
             f"its stems are {', '.join(stems)}"
         )
-    if project.status != "ready":
+    if project.status != ProjectStatus.READY:
         raise errors.conflict(f"project is {project.status}, not ready; wait until its status is ready")
     config = body.config.resolved(stems)
     present = [stem for stem, stored in project.stems.as_dict().items() if stored]
@@ -75,7 +75,7 @@ def _validate(principal: Principal, body: MixRequest) -> dict[str, dict[str, Any
             sound = load_sound(principal.tenant_id, sound_id)
         except errors.ApiError:
             raise errors.not_found(f"style sound {sound_id} (config.{stem}.style_sound_id)") from None
-        if sound.status != "ready":
+        if sound.status != SoundStatus.READY:
             raise errors.conflict(f"style sound {sound_id} is {sound.status}, not ready (config.{stem})")
     return config
 
@@ -107,7 +107,6 @@ def create_mix(
             config=config,
             settings=body.settings.model_dump(),
             output_format=body.settings.output_format,
-            status="queued",
             stage="queued",
         )
         mix.save(condition=Mix.mix_id.does_not_exist())
@@ -140,10 +139,18 @@ def get_mix(mix_id: str, principal: Principal = Depends(deps.principal)) -> MixS
 )
 def download_mix(mix_id: str, principal: Principal = Depends(deps.principal)) -> RedirectResponse:
     mix = load_mix(principal.tenant_id, mix_id)
-    if mix.status != "completed":
+    if mix.status != MixStatus.COMPLETED:
         raise errors.conflict(f"mix is {mix.status}, not completed")
     key = mix.output_key or keys.mix_output(principal.tenant_id, mix_id, mix.output_format)
-    return RedirectResponse(storage.presigned_get(key, f"mix-{mix_id}.{mix.output_format}"), status_code=307)
+    settings = get_settings()
+    url = blobs.presigned_get(
+        aws.client("s3"),
+        settings.bucket,
+        key,
+        f"mix-{mix_id}.{mix.output_format}",
+        settings.download_expiry_s,
+    )
+    return RedirectResponse(url, status_code=307)
 
 
 @router.get("/mixes", response_model=MixList, summary="List your mixes, newest first")

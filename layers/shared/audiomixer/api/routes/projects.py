@@ -18,18 +18,18 @@ from audiomixer.api.schemas import (
 from audiomixer.auth import Principal
 from audiomixer.settings import STEMS, get_settings
 from audiomixer.stem_sets import project_stems
-from audiomixer.store import keys
-from audiomixer.store.models import Mix, Project
+from audiomixer.store import blobs, keys
+from audiomixer.store.models import Mix, Project, ProjectStatus
 
 logger = Logger(service="audiomixer", child=True)
 router = APIRouter(prefix="/api/v1/projects", tags=["projects"])
 
-_MESSAGES = {
-    "queued": "Waiting to be processed",
-    "separating": "Separating the song into stems",
-    "analysing": "Analysing the stems",
-    "ready": "Ready: stems separated and analysed",
-    "failed": "Processing failed",
+_MESSAGES: dict[str, str] = {
+    ProjectStatus.QUEUED: "Waiting to be processed",
+    ProjectStatus.SEPARATING: "Separating the song into stems",
+    ProjectStatus.ANALYSING: "Analysing the stems",
+    ProjectStatus.READY: "Ready: stems separated and analysed",
+    ProjectStatus.FAILED: "Processing failed",
 }
 
 
@@ -52,7 +52,7 @@ def stem_flags(project: Project) -> dict[str, bool]:
 
 
 def _progress(project: Project) -> int:
-    return 100 if project.status == "ready" else max(0, min(100, int(project.progress or 0)))
+    return 100 if project.status == ProjectStatus.READY else max(0, min(100, int(project.progress or 0)))
 
 
 def summary(project: Project) -> ProjectSummary:
@@ -63,7 +63,7 @@ def summary(project: Project) -> ProjectSummary:
         stage=project.stage,
         progress=_progress(project),
         source_kind=project.source_kind,  # type: ignore[arg-type]
-        error=project.failure_reason if project.status == "failed" else None,
+        error=project.failure_reason if project.status == ProjectStatus.FAILED else None,
         created_at=project.created_at,
         updated_at=project.updated_at,
     )
@@ -104,7 +104,7 @@ def get_project_status(
     project_id: str, principal: Principal = Depends(deps.principal)
 ) -> ProjectStatusResponse:
     project = load_project(principal, project_id)
-    error = project.failure_reason if project.status == "failed" else None
+    error = project.failure_reason if project.status == ProjectStatus.FAILED else None
     message = _MESSAGES.get(project.status, project.status)
     if error:
         message = f"{message}: {error}"
@@ -138,7 +138,14 @@ def download_stem(
         raise errors.not_found(f"stem {stem!r} (this project's stems are {', '.join(flags)})")
     if not flags[stem]:
         raise errors.not_found(f"stem {stem!r} is not ready yet")
-    url = storage.presigned_get(keys.stem(principal.tenant_id, project_id, stem), f"{project_id}-{stem}.flac")
+    settings = get_settings()
+    url = blobs.presigned_get(
+        aws.client("s3"),
+        settings.bucket,
+        keys.stem(principal.tenant_id, project_id, stem),
+        f"{project_id}-{stem}.flac",
+        settings.download_expiry_s,
+    )
     return RedirectResponse(url, status_code=307)
 
 
@@ -166,7 +173,11 @@ def download_analysis(
     if project.status != "ready" or not flags[stem]:
         raise errors.conflict(f"project is {project.status}; the analysis of {stem!r} is not there yet")
     key = keys.stem_analysis(principal.tenant_id, project_id, stem)
-    return RedirectResponse(storage.presigned_get(key, f"{project_id}-{stem}.json"), status_code=307)
+    settings = get_settings()
+    url = blobs.presigned_get(
+        aws.client("s3"), settings.bucket, key, f"{project_id}-{stem}.json", settings.download_expiry_s
+    )
+    return RedirectResponse(url, status_code=307)
 
 
 @router.delete(
@@ -181,15 +192,16 @@ def delete_project(project_id: str, principal: Principal = Depends(deps.principa
     tenant = principal.tenant_id
     # The row goes first: a stage that still holds a message then finds nothing and stops.
     project.delete(add_version_condition=False)
-    if project.status == "separating" and project.batch_job_id:
+    if project.status == ProjectStatus.SEPARATING and project.batch_job_id:
         _stop_separation(project.batch_job_id)
-    storage.delete_prefix(keys.project_prefix(tenant, project_id))
-    storage.delete_prefix(keys.upload(tenant, "base-track", project_id))
-    storage.delete_prefix(keys.upload(tenant, "stem", project_id, STEMS[0]).rsplit("/", 1)[0] + "/")
+    s3, bucket = aws.client("s3"), get_settings().bucket
+    blobs.delete_prefix(s3, bucket, keys.project_prefix(tenant, project_id))
+    blobs.delete_prefix(s3, bucket, keys.upload(tenant, "base-track", project_id))
+    blobs.delete_prefix(s3, bucket, keys.upload(tenant, "stem", project_id, STEMS[0]).rsplit("/", 1)[0] + "/")
     # Mixes of the project go with it (their audio was rendered from its stems).
     for mix in Mix.query(tenant, filter_condition=Mix.project_id == project_id):
         mix.delete(add_version_condition=False)
-        storage.delete_prefix(keys.mix_prefix(tenant, mix.mix_id))
+        blobs.delete_prefix(s3, bucket, keys.mix_prefix(tenant, mix.mix_id))
     return Response(status_code=204)
 
 

@@ -10,6 +10,7 @@ from fastapi import APIRouter, Depends, File, Form, Request, UploadFile
 from fastapi.responses import JSONResponse
 from starlette.datastructures import UploadFile as ReceivedFile
 
+from audiomixer import aws
 from audiomixer.api import deps, errors, idempotency, storage
 from audiomixer.api.schemas import (
     MODEL_DESCRIPTION,
@@ -25,7 +26,7 @@ from audiomixer.api.schemas import (
 from audiomixer.auth import Principal
 from audiomixer.settings import STEMS, get_settings
 from audiomixer.stem_sets import SeparationOptionError, check_options
-from audiomixer.store import keys
+from audiomixer.store import blobs, keys
 from audiomixer.store.models import Project, Sound
 
 router = APIRouter(prefix="/api/v1", tags=["uploads"])
@@ -81,7 +82,6 @@ def _create_project(
         principal.tenant_id,
         keys.new_id(),
         name=name,
-        status="queued",
         stage="upload",
         source_kind=source_kind,
         stems=stems,
@@ -96,12 +96,13 @@ def _create_project(
 
 def _put_or_forget(item: Project | Sound, uploads: list[tuple[str, bytes, str | None]]) -> None:
     """Write the raw uploads; if S3 refuses, drop the row so nothing waits for a file that never came."""
+    s3, bucket = aws.client("s3"), get_settings().bucket
     try:
         for key, body, content_type in uploads:
-            storage.put_object(key, body, content_type)
+            blobs.write(s3, bucket, key, body, content_type or "application/octet-stream")
     except Exception:
         for key, _, _ in uploads:
-            storage.delete_object(key)
+            blobs.delete(s3, bucket, key)
         item.delete()
         raise
 
@@ -228,7 +229,6 @@ def upload_style_sounds(
                 principal.tenant_id,
                 keys.new_id(),
                 name=storage.display_name(None, f.filename),
-                status="queued",
                 stage="upload",
                 size_bytes=len(data),
             )
@@ -237,7 +237,7 @@ def upload_style_sounds(
                 sound,
                 [(keys.upload(principal.tenant_id, "style-sound", sound.sound_id), data, f.content_type)],
             )
-            accepted.append(SoundAccepted(sound_id=sound.sound_id, name=sound.name, status="queued"))
+            accepted.append(SoundAccepted(sound_id=sound.sound_id, name=sound.name))
         body = StyleSoundsAccepted(
             sounds=accepted,
             count=len(accepted),
@@ -288,9 +288,15 @@ def create_upload(
             item = _create_project(
                 principal, name, "stems", body.size, dict.fromkeys(body.stems, False), expires_at=expires_at
             )
+            s3 = aws.client("s3")
             forms = {
-                stem: storage.presigned_post(
-                    keys.upload(tenant, "stem", item.project_id, stem), body.content_type, size
+                stem: blobs.presigned_post(
+                    s3,
+                    settings.bucket,
+                    keys.upload(tenant, "stem", item.project_id, stem),
+                    body.content_type,
+                    size,
+                    settings.presign_expiry_s,
                 )
                 for stem, size in body.stems.items()
             }
@@ -326,14 +332,20 @@ def create_upload(
                 tenant,
                 keys.new_id(),
                 name=storage.display_name(body.project_name, body.filename),
-                status="queued",
                 stage="upload",
                 size_bytes=body.size,
                 expires_at=expires_at,
             )
             item.save(condition=Sound.sound_id.does_not_exist())
             object_id = item.sound_id
-        post = storage.presigned_post(keys.upload(tenant, body.kind, object_id), body.content_type, max_bytes)
+        post = blobs.presigned_post(
+            aws.client("s3"),
+            settings.bucket,
+            keys.upload(tenant, body.kind, object_id),
+            body.content_type,
+            max_bytes,
+            settings.presign_expiry_s,
+        )
         response = PresignResponse(
             id=object_id,
             kind=body.kind,

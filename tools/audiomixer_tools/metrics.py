@@ -1,5 +1,6 @@
 """Quality metrics for analysis and rendering: onset F1 and raw pitch accuracy (mir_eval), envelope
-correlation, MFCC timbre distance, true peak and a silence check."""
+correlation, MFCC timbre distance, true peak and a silence check. Used by the benchmarks and the tests
+only, so they live here rather than in the shipped audiomixer.dsp."""
 
 from __future__ import annotations
 
@@ -7,8 +8,8 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from .analysis import SILENCE_DB, db, to_mono
-from .mixer import true_peak_dbtp
+from audiomixer.dsp.analysis import SILENCE_DB, db, to_mono
+from audiomixer.dsp.mixer import true_peak_dbtp
 
 __all__ = [
     "SilenceCheck",
