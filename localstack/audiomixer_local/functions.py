@@ -1,5 +1,11 @@
 """Loads a function's `functions/<dir>/app.py` by path and invokes its handler in-process with a
-LambdaContext look-alike, the way the Lambda runtime would."""
+LambdaContext look-alike, the way the Lambda runtime would.
+
+Each function has its own log context, as each Lambda sandbox has on AWS: powertools' Logger keeps the
+keys that `inject_lambda_context` appends (function_name, request id, cold_start, ...) on one formatter
+shared by every `Logger(service="audiomixer")` in a process, so with every function in this one process the
+last invocation on any thread (a Batch state change, say) stamped its name on the records of all the
+others. `isolate_log_context()` gives that formatter one set of keys per sandbox (function and thread)."""
 
 from __future__ import annotations
 
@@ -10,6 +16,7 @@ import threading
 import time
 import uuid
 from collections.abc import Callable
+from contextvars import ContextVar
 from dataclasses import dataclass, field
 from pathlib import Path
 from types import ModuleType
@@ -20,6 +27,39 @@ from audiomixer_local.resources import FunctionSpec
 
 _lock = threading.Lock()
 _modules: dict[Path, ModuleType] = {}
+# The log keys of the sandbox the current invocation runs in; None outside an invocation.
+# (per formatter: id(formatter) -> its keys in this sandbox)
+_sandbox_keys: ContextVar[dict[int, dict[str, Any]] | None] = ContextVar(
+    "audiomixer_local_sandbox_keys", default=None
+)
+_sandboxes: dict[tuple[str, int], dict[int, dict[str, Any]]] = {}
+
+
+def isolate_log_context() -> None:
+    """Make powertools' formatter keep its appended keys per sandbox instead of per process (idempotent).
+    Outside an invocation (the stack's own threads) it keeps the process-wide keys it always had."""
+    from aws_lambda_powertools.logging.formatter import LambdaPowertoolsFormatter
+
+    if isinstance(LambdaPowertoolsFormatter.__dict__.get("log_format"), property):
+        return
+
+    def get(self: Any) -> dict[str, Any]:
+        shared: dict[str, Any] = self.__dict__["log_format"]
+        sandbox = _sandbox_keys.get()
+        if sandbox is None:
+            return shared
+        # A fresh sandbox starts from the keys the formatter was built with (service, level, ...).
+        per_formatter: dict[str, Any] = sandbox.setdefault(id(self), dict(shared))
+        return per_formatter
+
+    def set_(self: Any, value: dict[str, Any]) -> None:
+        sandbox = _sandbox_keys.get()
+        if sandbox is None or "log_format" not in self.__dict__:
+            self.__dict__["log_format"] = value
+        else:
+            sandbox[id(self)] = value
+
+    LambdaPowertoolsFormatter.log_format = property(get, set_)  # type: ignore[assignment]
 
 
 def module_name(path: Path) -> str:
@@ -106,8 +146,16 @@ def invoke(spec: FunctionSpec, event: Any) -> Invocation:
     killed the way Lambda kills a sandbox. Its AWS calls are checked against the function's policies."""
     handler = load_handler(spec)
     context = make_context(spec)
+    isolate_log_context()
+    with _lock:
+        # One sandbox per function and calling thread: a poller thread is a warm sandbox of its function.
+        keys = _sandboxes.setdefault((spec.name, threading.get_ident()), {})
+    token = _sandbox_keys.set(keys)
     started = time.monotonic()
-    with iam.acting_as(spec.principal):
-        result = handler(event, context)
+    try:
+        with iam.acting_as(spec.principal):
+            result = handler(event, context)
+    finally:
+        _sandbox_keys.reset(token)
     duration = time.monotonic() - started
     return Invocation(result=result, duration_s=duration, timed_out=duration > spec.timeout_s)

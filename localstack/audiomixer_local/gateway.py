@@ -4,9 +4,9 @@
 `apigatewaymanagementapi` client (endpoint `http://host:port/{stage}`).
 
 URLs: `/` (or `/{stage}`) with `?project_id=` / `?mix_id=` as on AWS, plus the seed's `/ws/project/{id}`
-and `/ws/mix/{id}`, mapped to the same query parameters. `token` comes from the query string, or from an
-`Authorization: Bearer` header when the query has none. A `$connect` answer with statusCode >= 400
-refuses the handshake with that HTTP status, as API Gateway does.
+and `/ws/mix/{id}`, mapped to the same query parameters. Credentials (`ticket`, or locally `token`, in the
+query; an `Authorization` header) reach `$connect` exactly as sent, as on AWS. A `$connect` answer with
+statusCode >= 400 refuses the handshake with that HTTP status, as API Gateway does.
 
 On AWS, `$connect` cannot post to the connection it is accepting, so clients send {"action": "sync"} after
 connecting to get the current state. For the seed's /ws/... URLs the gateway does that on the client's
@@ -198,9 +198,6 @@ class WebSocketGateway:
             await self._deny(scope, send, 404, {"message": "Not Found"})
             return
         headers = {_canonical(k.decode("latin-1")): v.decode("latin-1") for k, v in scope.get("headers", [])}
-        auth = headers.get("Authorization", "")
-        if "token" not in query and auth.lower().startswith("bearer "):
-            query["token"] = auth[7:].strip()
         client = scope.get("client") or ("127.0.0.1", 0)
         domain = headers.get("Host", "127.0.0.1")
         conn = Connection(

@@ -15,6 +15,7 @@ import json
 import logging
 import math
 import os
+import re
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -33,6 +34,19 @@ DEFAULT_MEMORY_MB = 128
 LOCAL_PEPPER = "local-dev-pepper"
 
 
+_RATE = re.compile(r"^rate\((\d+) (minute|minutes|hour|hours|day|days)\)$")
+_UNIT_S = {"minute": 60, "hour": 3600, "day": 86400}
+
+
+def rate_seconds(expression: str) -> float:
+    """Seconds between runs of an EventBridge `rate(N unit)` schedule (cron schedules are not run
+    locally)."""
+    match = _RATE.match(expression.strip())
+    if match is None:
+        raise ValueError(f"only rate(...) schedules run locally, not {expression!r}")
+    return float(int(match[1]) * _UNIT_S[match[2].rstrip("s")])
+
+
 def batch_time_scale() -> float:
     """AUDIOMIXER_LOCAL_BATCH_TIME_SCALE: multiplies the job queue's job-state time limits. Separate from
     the queues' scale because local separation runs at CPU speed whatever that scale says."""
@@ -49,6 +63,11 @@ def time_scale() -> float:
     except ValueError:
         return 1.0
     return value if value > 0 else 1.0
+
+
+def scaled_timeout(seconds: float) -> float:
+    """A duration scaled by AUDIOMIXER_LOCAL_TIME_SCALE (never below 1 s)."""
+    return max(1.0, math.ceil(seconds * time_scale()))
 
 
 @dataclass
@@ -90,6 +109,7 @@ class FunctionSpec:
     # Logical id of the queue an event it failed on every try goes to (EventInvokeConfig's OnFailure
     # destination, else its rule's DeadLetterConfig), or None.
     event_dlq: str | None = None
+    schedules_s: list[float] = field(default_factory=list)  # rate(...) Schedule events, in seconds
     # What its code may do (its role's policies); None runs it unchecked.
     principal: iam.Principal | None = None
 
@@ -539,6 +559,8 @@ class _Builder:
                     spec.event_dlq = spec.event_dlq or self._queue_ref(
                         (ep.get("DeadLetterConfig") or {}).get("Arn")
                     )
+                elif event.get("Type") == "Schedule":
+                    spec.schedules_s.append(rate_seconds(str(self.t.resolve(ep.get("Schedule")))))
             on_failure = ((props.get("EventInvokeConfig") or {}).get("DestinationConfig") or {}).get(
                 "OnFailure"
             ) or {}

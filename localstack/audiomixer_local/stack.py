@@ -26,6 +26,7 @@ from audiomixer_local.persistence import STATE_DIR, Restored, StateStore, end_in
 from audiomixer_local.pollers import SqsPoller, build_pollers
 from audiomixer_local.resources import LocalResources, create_resources, describe_queues
 from audiomixer_local.router import LocalRouter
+from audiomixer_local.scheduler import Schedule, build_schedules
 
 log = logging.getLogger("audiomixer_local")
 
@@ -132,6 +133,7 @@ class LocalStack:
         self.ws_url = ""
         self.port = 0
         self.pollers: list[SqsPoller] = []
+        self.schedules: list[Schedule] = []
         self.batch: LocalBatchRunner | None = None
         self.gateway: WebSocketGateway | None = None
         self.server: Any = None
@@ -185,6 +187,8 @@ class LocalStack:
                 "AWS_REGION": "us-east-1",
                 # CloudWatch metric records would only flood the console locally.
                 "POWERTOOLS_METRICS_DISABLED": os.environ.get("POWERTOOLS_METRICS_DISABLED", "true"),
+                # Local development may put the dev key in a WebSocket URL; on AWS only tickets work.
+                "AUDIOMIXER_WS_ALLOW_KEY_IN_URL": os.environ.get("AUDIOMIXER_WS_ALLOW_KEY_IN_URL", "true"),
             }
         )
         sock = _bind(cfg.host, cfg.port)
@@ -216,6 +220,9 @@ class LocalStack:
             )
             for poller in self.pollers:
                 poller.start()
+            self.schedules = build_schedules(self.res)
+            for schedule in self.schedules:
+                schedule.start()
             self.gateway = WebSocketGateway(self.res.websocket, self.res.functions, pool=self._pool)
             self._serve(sock)
             if cfg.seed_dev_tenant:
@@ -263,6 +270,10 @@ class LocalStack:
             ws="websockets-sansio",
             log_level=self.config.log_level,
             timeout_graceful_shutdown=3,
+            # uvicorn closes an idle keep-alive connection after 5 s; a client that pools connections
+            # (httpx) can send on one just as it closes and gets a ReadError. API Gateway keeps idle client
+            # connections far longer, so the local stack does too.
+            timeout_keep_alive=65,
         )
         self.server = uvicorn.Server(config)
         logging.getLogger("uvicorn.error").addFilter(_DenialNoise())
@@ -287,6 +298,8 @@ class LocalStack:
             self._server_thread.join(10)
         for poller in self.pollers:
             poller.stop(timeout=5)
+        for schedule in self.schedules:
+            schedule.stop()
         if self.batch is not None:
             self.batch.stop()
         if self.state is not None and self.moto is not None:
@@ -348,6 +361,7 @@ class LocalStack:
             "endpoint_url": self.endpoint_url,
             "queues": describe_queues(self.res, sqs),
             "pollers": {p.name: p.stats.as_dict() for p in self.pollers},
+            "schedules": {s.spec.logical_id: s.describe() for s in self.schedules},
             "jobs": self.batch.jobs_summary() if self.batch else [],
             # Batch state-change events no function could handle (on AWS: BatchEventsDLQ and its alarm).
             "failed_event_deliveries": list(self.batch.failed_deliveries) if self.batch else [],
@@ -368,7 +382,8 @@ class LocalStack:
             f"  API         {self.api_url}/api/v1   (health: {self.api_url}/health)",
             f"  Docs        {self.api_url}/docs",
             f"  WebSocket   {self.ws_url}/ws/project/{{id}}   {self.ws_url}/ws/mix/{{id}}"
-            f"   (API Gateway form: {self.ws_url}/?project_id={{id}}&token=KEY)",
+            f"   (?ticket= from POST /api/v1/ws-tickets; locally ?token=KEY works too;"
+            f" API Gateway form: {self.ws_url}/?project_id={{id}}&ticket=T)",
             f"  AWS (moto)  {self.endpoint_url}   (AWS_ENDPOINT_URL; credentials testing/testing)",
             f"  Dev tenant  dev   API key: {key}",
             f"  Try         curl -H 'Authorization: Bearer {key}' {self.api_url}/api/v1/projects",

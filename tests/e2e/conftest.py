@@ -30,6 +30,14 @@ class Stack:
     def headers(self, key: str | None = None) -> dict[str, str]:
         return {"Authorization": f"Bearer {key or self.key}"}
 
+    def ticket(self, key: str | None = None) -> str:
+        """A single-use WebSocket ticket (what a browser puts in the URL instead of its API key)."""
+        import httpx
+
+        response = httpx.post(f"{self.api}/api/v1/ws-tickets", headers=self.headers(key), timeout=30)
+        assert response.status_code == 201, response.text
+        return str(response.json()["ticket"])
+
     def new_key(self, tenant: str) -> str:
         out = subprocess.run(
             [

@@ -83,7 +83,7 @@ def test_song_to_stems_to_mix(stack: Stack) -> None:
     )
     assert created.status_code in (200, 201), created.text
     project_id = created.json()["id"]
-    watcher = Watcher(f"{stack.ws}/ws/project/{project_id}?token={stack.key}", {"ready", "failed"})
+    watcher = Watcher(f"{stack.ws}/ws/project/{project_id}?ticket={stack.ticket()}", {"ready", "failed"})
     watcher.start()
     assert watcher.connected.wait(15) and watcher.error is None, watcher.error
     time.sleep(0.3)  # let the immediate `sync` answer arrive before the upload starts work
@@ -132,7 +132,7 @@ def test_song_to_stems_to_mix(stack: Stack) -> None:
     )
     assert mix.status_code in (200, 201, 202), mix.text
     mix_id = mix.json()["mix_id"]
-    mix_watcher = Watcher(f"{stack.ws}/ws/mix/{mix_id}?token={stack.key}", {"completed", "failed"})
+    mix_watcher = Watcher(f"{stack.ws}/ws/mix/{mix_id}?ticket={stack.ticket()}", {"completed", "failed"})
     mix_watcher.start()
     mix_watcher.join(timeout=300)
     assert mix_watcher.error is None, mix_watcher.error
@@ -195,12 +195,13 @@ def test_late_subscriber_gets_the_final_state_and_strangers_are_refused(stack: S
     while client.get(f"/api/v1/projects/{project_id}/status").json()["status"] != "failed":
         assert time.monotonic() < deadline
         time.sleep(0.3)
-    with connect(f"{stack.ws}/ws/project/{project_id}?token={stack.key}", open_timeout=10) as ws:
+    with connect(f"{stack.ws}/ws/project/{project_id}?ticket={stack.ticket()}", open_timeout=10) as ws:
         event = json.loads(ws.recv(timeout=10))
     assert event["status"] == "failed" and event["detail"]
 
     other_key = stack.new_key("someone-else")
     for url in (
+        f"{stack.ws}/ws/project/{project_id}?ticket={stack.ticket(other_key)}",
         f"{stack.ws}/ws/project/{project_id}?token={other_key}",
         f"{stack.ws}/ws/project/{project_id}?token=am_forged",
         f"{stack.ws}/ws/project/{project_id}",

@@ -95,7 +95,8 @@ def test_seed_url_gets_state_at_once_and_events_have_api_gateway_shape(
     assert ctx["apiId"] == stack.res.websocket.api_id  # type: ignore[union-attr]
     assert ctx["identity"]["sourceIp"] == "127.0.0.1"
     assert {"requestId", "connectedAt", "domainName", "requestTimeEpoch"} <= set(ctx)
-    assert connect_event["queryStringParameters"] == {"project_id": "p1", "token": "good"}
+    # Headers reach $connect as headers: the gateway adds nothing to the query string (AWS does not).
+    assert connect_event["queryStringParameters"] == {"project_id": "p1"}
     assert connect_event["headers"]["Authorization"] == "Bearer good"
     assert connect_event["isBase64Encoded"] is False
     assert sync_event["requestContext"]["eventType"] == "MESSAGE"

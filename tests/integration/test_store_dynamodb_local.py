@@ -339,3 +339,46 @@ def test_offline_first_install_is_unavailable_and_leaves_no_partial_install(
         ddbl.install(cache)
     assert ddbl.find_jar(cache) is None
     assert [p.name for p in cache.iterdir()] == [".install.lock"]
+
+
+def test_usage_limits_hold_against_racing_threads_on_a_real_engine(aws: Any) -> None:
+    """The per-tenant job slots and storage counter (audiomixer.store.usage) are conditional writes: on
+    DynamoDB Local, as on moto, 12 threads racing for 3 slots get exactly 3, and 10 racing to reserve
+    300 bytes each of a 1000-byte quota get exactly 3 reservations."""
+    from audiomixer.store import usage
+
+    tenant, barrier = f"race-{new_id()[:8]}", threading.Barrier(12)
+    taken: list[str] = []
+
+    def take(n: int) -> None:
+        barrier.wait(10)
+        try:
+            usage.acquire_job_slot(tenant, f"project#{n}", 3, lambda h, t: usage.Busy(h, h))
+            taken.append(str(n))
+        except usage.JobLimitReached:
+            pass
+
+    threads = [threading.Thread(target=take, args=(n,)) for n in range(12)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join(30)
+    assert len(taken) == 3, taken
+
+    charged: list[int] = []
+    gate = threading.Barrier(10)
+
+    def charge() -> None:
+        gate.wait(10)
+        try:
+            usage.charge_bytes(tenant, 300, 1000)
+            charged.append(300)
+        except usage.QuotaExceeded:
+            pass
+
+    threads = [threading.Thread(target=charge) for _ in range(10)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join(30)
+    assert len(charged) == 3 and usage.stored_bytes(tenant) == 900

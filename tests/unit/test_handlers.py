@@ -194,17 +194,23 @@ def test_ws_connect_subscribes_owners_and_refuses_others(aws, lambda_context):
     key = auth.create_api_key(TENANT)
     Project(TENANT, PID, name="song").save()
     e = event("ws_connect")
-    e["queryStringParameters"]["token"] = key
+    e["queryStringParameters"].pop("token", None)
+    e["queryStringParameters"]["ticket"] = auth.issue_ws_ticket(TENANT)[0]
     assert handler("ws_connect")(e, lambda_context)["statusCode"] == 200
     connection = Connection.get(e["requestContext"]["connectionId"])
     assert connection.subscription == f"{TENANT}#project#{PID}" and connection.expires_at > 0
 
     stranger = copy.deepcopy(e)
-    stranger["queryStringParameters"]["token"] = auth.create_api_key("someone-else")
+    stranger["queryStringParameters"]["ticket"] = auth.issue_ws_ticket("someone-else")[0]
     assert handler("ws_connect")(stranger, lambda_context)["statusCode"] == 404
-    forged = copy.deepcopy(e)
-    forged["queryStringParameters"]["token"] = "am_" + "x" * 43
-    assert handler("ws_connect")(forged, lambda_context)["statusCode"] == 401
+    for refused in ("wst_" + "x" * 43, e["queryStringParameters"]["ticket"]):  # forged; already used
+        forged = copy.deepcopy(e)
+        forged["queryStringParameters"]["ticket"] = refused
+        assert handler("ws_connect")(forged, lambda_context)["statusCode"] == 401
+    in_url = copy.deepcopy(e)
+    del in_url["queryStringParameters"]["ticket"]
+    in_url["queryStringParameters"]["token"] = key  # the API key in the URL: off by default (AWS)
+    assert handler("ws_connect")(in_url, lambda_context)["statusCode"] == 401
 
     assert (
         handler("ws_disconnect")(

@@ -46,6 +46,7 @@ FUNCTIONS: dict[str, tuple[str, int, bool]] = {
     "AnalyseFunction": ("analyse", 600, False),
     "RenderFunction": ("render", 900, False),
     "BatchEventsFunction": ("batch_events", 60, True),
+    "SweepFunction": ("sweep", 300, True),
     "DeadLetterFunction": ("dead_letter", 30, True),
 }
 # queue -> (consumer, batch size)
@@ -343,6 +344,7 @@ def test_globals_environment_is_the_contract() -> None:
         "AUDIOMIXER_API_KEYS_TABLE": "ApiKeysTable",
         "AUDIOMIXER_CONNECTIONS_TABLE": "ConnectionsTable",
         "AUDIOMIXER_IDEMPOTENCY_TABLE": "IdempotencyTable",
+        "AUDIOMIXER_USAGE_TABLE": "UsageTable",
         "AUDIOMIXER_INGEST_QUEUE_URL": "IngestQueue",
         "AUDIOMIXER_SEPARATE_QUEUE_URL": "SeparateQueue",
         "AUDIOMIXER_ANALYSE_QUEUE_URL": "AnalyseQueue",
@@ -429,6 +431,7 @@ TABLES = {
     "ApiKeysTable": [("key_hash", "HASH")],
     "ConnectionsTable": [("connection_id", "HASH")],
     "IdempotencyTable": [("id", "HASH")],
+    "UsageTable": [("usage_key", "HASH")],
 }
 
 
@@ -677,7 +680,10 @@ def test_sam_transform_accepts_the_template(monkeypatch: pytest.MonkeyPatch) -> 
         assert fp["TracingConfig"] == {"Mode": "Active"}
         assert ("Runtime" in fp) == FUNCTIONS[fn][2]
     rules = [v for v in resources.values() if v["Type"] == "AWS::Events::Rule"]
-    assert len(rules) == 1
+    assert len(rules) == 2  # Batch state changes, and the sweep's schedule
+    assert [
+        r["Properties"]["ScheduleExpression"] for r in rules if "ScheduleExpression" in r["Properties"]
+    ] == ["rate(15 minutes)"]
     assert "BatchEventsFunctionBatchStateChange" in resources  # referenced by BatchEventsDLQPolicy
 
 

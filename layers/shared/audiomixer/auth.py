@@ -217,3 +217,53 @@ def principal_from_event(event: Mapping[str, Any] | None, authorization: str | N
     if get_settings().jwt_issuer and _looks_like_jwt(token):
         return principal_from_claims(verify_jwt(token))
     return authenticate(token)
+
+
+# --- WebSocket tickets ---
+
+TICKET_PREFIX = "wst_"
+
+
+def _ticket_key(ticket: str) -> str:
+    return "ticket#" + hashlib.sha256(ticket.encode()).hexdigest()
+
+
+def issue_ws_ticket(tenant_id: str) -> tuple[str, int]:
+    """A new single-use ticket for `tenant_id` and its lifetime in seconds (only its hash is stored)."""
+    import time
+
+    from audiomixer.store.models import WsTicket
+
+    ttl = get_settings().ws_ticket_ttl_s
+    ticket = TICKET_PREFIX + secrets.token_urlsafe(32)
+    WsTicket(_ticket_key(ticket), tenant_id=check_tenant(tenant_id), expires_at=int(time.time()) + ttl).save(
+        condition=WsTicket.usage_key.does_not_exist()
+    )
+    return ticket, ttl
+
+
+def redeem_ws_ticket(ticket: str) -> Principal:
+    """The principal a ticket was issued to; the ticket is used up. AuthError if it is unknown, expired or
+    already used (of two connections racing with one ticket, only one wins the conditional delete)."""
+    import time
+
+    from pynamodb.exceptions import DeleteError
+
+    from audiomixer.store.models import WsTicket
+
+    ticket = ticket.strip()
+    if not ticket.startswith(TICKET_PREFIX) or len(ticket) > 100:
+        raise AuthError("invalid WebSocket ticket; get one from POST /api/v1/ws-tickets")
+    try:
+        item = WsTicket.get(_ticket_key(ticket), consistent_read=True)
+    except DoesNotExist:
+        raise AuthError("WebSocket ticket unknown or already used; get a new one") from None
+    try:
+        item.delete(condition=WsTicket.usage_key.exists())
+    except DeleteError as exc:
+        if exc.cause_response_code != "ConditionalCheckFailedException":
+            raise
+        raise AuthError("WebSocket ticket already used; get a new one") from None
+    if item.expires_at < time.time():  # DynamoDB's TTL removes expired items only eventually
+        raise AuthError("WebSocket ticket expired; get a new one right before connecting")
+    return Principal(tenant_id=item.tenant_id, method="api_key")

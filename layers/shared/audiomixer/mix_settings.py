@@ -7,9 +7,9 @@ Pure pydantic (no numpy): the API imports it without the audio stack.
 
 from __future__ import annotations
 
-from typing import Literal
+from typing import Annotated, Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import BaseModel, BeforeValidator, ConfigDict, Field
 
 GRAIN_MS_DEFAULT = 120
 GRAIN_MS_MIN = 10
@@ -25,6 +25,16 @@ OUTPUT_FORMATS: tuple[OutputFormat, ...] = ("wav", "flac", "mp3")
 StemMode = Literal["auto", "percussive", "tonal"]
 
 
+def _not_a_bool(value: Any) -> Any:
+    # Pydantic takes true for 1 in a number field, which then fails a range check with a misleading message.
+    if isinstance(value, bool):
+        raise ValueError(f"send a number, not {str(value).lower()}")
+    return value
+
+
+NotBool = BeforeValidator(_not_a_bool)
+
+
 class StemConfig(BaseModel):
     """How one stem enters the mix."""
 
@@ -34,7 +44,7 @@ class StemConfig(BaseModel):
     style_sound_id: str | None = Field(
         default=None, description="re-render this stem from this library sound; null keeps the original audio"
     )
-    volume: float = Field(default=1.0, ge=0.0, le=VOLUME_MAX)
+    volume: Annotated[float, NotBool] = Field(default=1.0, ge=0.0, le=VOLUME_MAX, allow_inf_nan=False)
     mode: StemMode = Field(
         default="auto",
         description="how a re-rendered stem is followed: hits trigger grains (percussive) or grains track "
@@ -47,7 +57,9 @@ class MixSettings(BaseModel):
 
     model_config = ConfigDict(extra="forbid")
 
-    grain_duration_ms: int = Field(default=GRAIN_MS_DEFAULT, ge=GRAIN_MS_MIN, le=GRAIN_MS_MAX)
+    grain_duration_ms: Annotated[int, NotBool] = Field(
+        default=GRAIN_MS_DEFAULT, ge=GRAIN_MS_MIN, le=GRAIN_MS_MAX
+    )
     use_pitch_mapping: bool = True
     use_envelope: bool = True
     seed: int = Field(
@@ -57,6 +69,10 @@ class MixSettings(BaseModel):
         description="grain-choice seed: the same stems, sounds and settings give the same audio",
     )
     output_format: OutputFormat = "wav"
-    target_lufs: float | None = Field(
-        default=None, ge=TARGET_LUFS_MIN, le=TARGET_LUFS_MAX, description="loudness target; null: none"
+    target_lufs: Annotated[float | None, NotBool] = Field(
+        default=None,
+        ge=TARGET_LUFS_MIN,
+        le=TARGET_LUFS_MAX,
+        allow_inf_nan=False,
+        description="loudness target; null: none",
     )

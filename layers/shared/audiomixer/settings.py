@@ -8,7 +8,7 @@ import re
 from functools import lru_cache
 from typing import Annotated, Any
 
-from pydantic import AliasChoices, Field, field_validator
+from pydantic import AliasChoices, Field, field_validator, model_validator
 from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
 
 STEMS: tuple[str, ...] = ("drums", "bass", "vocals", "other")
@@ -25,6 +25,7 @@ class Settings(BaseSettings):
     api_keys_table: str = "audiomixer-api-keys"
     connections_table: str = "audiomixer-connections"
     idempotency_table: str = "audiomixer-idempotency"
+    usage_table: str = "audiomixer-usage"  # job slots, storage counters, request windows per tenant
     ingest_queue_url: str = ""
     separate_queue_url: str = ""
     analyse_queue_url: str = ""
@@ -74,6 +75,13 @@ class Settings(BaseSettings):
     jwt_tenant_claim: str | None = None  # a claim users cannot write; None: the tenant is `sub`
     cors_allow_origins: list[str] = ["http://localhost:3000", "http://localhost:5173"]
     presign_expiry_s: int = 900
+    # Requests per tenant, shared by every API container: `rate_limit_burst` per window of
+    # burst / rate seconds (so `rate_limit_per_s` on average).
+    rate_limit_per_s: float = 20.0
+    rate_limit_burst: int = 40
+    # The sweep leaves objects younger than this alone (their row may be about to be written, or the
+    # stage that wrote them about to clean up).
+    sweep_min_age_s: float = 15 * 60.0
     # The web console's static files (web/console in the repository; /opt/console in the API's layer).
     # None: the repository's copy when there is one, else no console.
     web_dir: str | None = None
@@ -104,6 +112,22 @@ class Settings(BaseSettings):
     # --- notifications ---
     progress_min_interval_s: float = 1.0
     connection_ttl_s: int = 2 * 60 * 60
+    # WebSocket `$connect` takes a single-use ticket from POST /api/v1/ws-tickets, valid this long.
+    ws_ticket_ttl_s: int = 60
+    # Also take the API key itself as `?token=` (query strings end up in logs): local development only.
+    ws_allow_key_in_url: bool = False
+
+    @model_validator(mode="after")
+    def _direct_uploads_reach_the_api(self) -> Settings:
+        # API Gateway hands a multipart body to Lambda base64-encoded inside a 6 MB invocation payload:
+        # over that the app never sees the request, and the client gets the gateway's bare 413 instead of
+        # the app's, which points to presigned uploads. Keep the app's limit where it can still answer.
+        if 4 * ((self.multipart_limit_bytes + 2) // 3) + 64 * 1024 > 6 * 1024 * 1024:
+            raise ValueError(
+                f"multipart_limit_bytes {self.multipart_limit_bytes} is over what API Gateway + Lambda "
+                "carry (about 4.6 MB); larger files go through presigned uploads"
+            )
+        return self
 
     @field_validator("served_models", mode="before")
     @classmethod

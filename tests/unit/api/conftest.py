@@ -192,9 +192,11 @@ def make_project(api_env: dict[str, str]) -> Callable[..., Any]:
             stage=fields.pop("stage", "analyse" if status == "ready" else "upload"),
             stems=stems,
             size_bytes=size_bytes,
+            quota_bytes=size_bytes,
             **fields,
         )
         project.save()
+        admit_as_the_api_does(tenant.tenant_id, "project", project.project_id, status, size_bytes)
         for stem, ready in stems.items():
             if ready:
                 blobs.write(
@@ -221,11 +223,41 @@ def make_sound(api_env: dict[str, str]) -> Callable[..., Any]:
             name=fields.pop("name", "kick"),
             status=status,
             size_bytes=size_bytes,
+            quota_bytes=size_bytes,
             duration_s=fields.pop("duration_s", 1.5),
             **fields,
         )
         sound.save()
+        admit_as_the_api_does(tenant.tenant_id, "sound", sound.sound_id, "ready", size_bytes)
         return sound
+
+    return make
+
+
+def admit_as_the_api_does(tenant_id: str, kind: str, object_id: str, status: str, size_bytes: int) -> None:
+    """A row stored straight into the table counts as the API counts what it admits: its bytes against the
+    storage counter, and an unfinished project or mix in one of the tenant's job slots."""
+    from audiomixer.settings import get_settings
+    from audiomixer.store import usage
+
+    usage.charge_bytes(tenant_id, size_bytes, 2**62)
+    if kind != "sound" and status not in ("ready", "failed", "completed"):
+        busy = lambda holder, taken_at: usage.Busy(holder, holder)  # noqa: E731 - every holder counts
+        limit = get_settings().max_concurrent_jobs
+        usage.acquire_job_slot(tenant_id, usage.holder(kind, object_id), limit, busy)
+
+
+@pytest.fixture
+def make_mix(api_env: dict[str, str]) -> Callable[..., Any]:
+    """Store a mix row as the API would leave it (an unfinished one holds a job slot)."""
+    from audiomixer.store.keys import new_id
+    from audiomixer.store.models import Mix
+
+    def make(tenant: Tenant, project_id: str, status: str = "queued", **fields: Any) -> Any:
+        mix = Mix(tenant.tenant_id, new_id(), project_id=project_id, status=status, **fields)
+        mix.save()
+        admit_as_the_api_does(tenant.tenant_id, "mix", mix.mix_id, status, 0)
+        return mix
 
     return make
 

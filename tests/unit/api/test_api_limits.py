@@ -50,14 +50,12 @@ def test_concurrent_jobs_limit_is_429_with_retry_after(
 
 
 def test_running_mixes_count_as_jobs(
-    client: TestClient, tenant_a: Any, make_project: Any, configure: Any
+    client: TestClient, tenant_a: Any, make_project: Any, make_mix: Any, configure: Any
 ) -> None:
-    from audiomixer.store.keys import new_id
-
     configure(max_concurrent_jobs=2)
     project = make_project(tenant_a, status="ready")
-    Mix("tenant-a", new_id(), project_id=project.project_id, status="rendering").save()
-    Mix("tenant-a", new_id(), project_id=project.project_id, status="completed").save()
+    make_mix(tenant_a, project.project_id, status="rendering")
+    make_mix(tenant_a, project.project_id, status="completed")
     assert (
         client.post(
             "/api/v1/mix", json={"project_id": project.project_id}, headers=tenant_a.headers

@@ -12,9 +12,9 @@ from scipy.signal import butter, lfilter, resample_poly
 from audiomixer.dsp.analysis import StemAnalysis, analyse_stem
 from audiomixer.dsp.grains import analyse_style_sound
 from audiomixer.dsp.granular import render_stem
-from audiomixer.dsp.metrics import mfcc_distance, raw_pitch_accuracy, silence_check
 from audiomixer.dsp.mixer import mix_stems
 from audiomixer_tools import signals as S
+from audiomixer_tools.metrics import mfcc_distance, raw_pitch_accuracy, silence_check
 
 SR = 44100
 

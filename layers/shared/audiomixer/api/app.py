@@ -13,10 +13,11 @@ from fastapi.staticfiles import StaticFiles
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from audiomixer.api import docs, errors
-from audiomixer.api.deps import TokenBucketLimiter
-from audiomixer.api.routes import library, mixes, projects, uploads
+from audiomixer.api.deps import RateLimiter
+from audiomixer.api.routes import library, mixes, projects, tickets, uploads
 from audiomixer.api.schemas import Health
 from audiomixer.settings import get_settings
+from audiomixer.store.usage import SharedRateLimiter
 
 logger = Logger(service="audiomixer", child=True)
 
@@ -130,8 +131,9 @@ def mount_console(app: FastAPI, folder: Path | None) -> None:
     app.mount(CONSOLE_PREFIX, StaticFiles(directory=folder), name="console")
 
 
-def create_app(limiter: TokenBucketLimiter | None = None) -> FastAPI:
-    """Build the app. `limiter` replaces the default per-tenant burst limiter (tests use a tiny one)."""
+def create_app(limiter: RateLimiter | None = None) -> FastAPI:
+    """Build the app. `limiter` replaces the default per-tenant request limit, which is counted in
+    DynamoDB and so shared by every API container (tests use an in-memory one)."""
     settings = get_settings()
     app = FastAPI(
         title="Audio Mixer API",
@@ -143,7 +145,11 @@ def create_app(limiter: TokenBucketLimiter | None = None) -> FastAPI:
             500: {"model": errors.ErrorResponse, "description": "A bug: reported with code `internal`"}
         },
     )
-    app.state.limiter = limiter if limiter is not None else TokenBucketLimiter()
+    app.state.limiter = (
+        limiter
+        if limiter is not None
+        else SharedRateLimiter(settings.rate_limit_per_s, settings.rate_limit_burst)
+    )
     errors.install(app)
     docs.install(app)
 
@@ -151,7 +157,7 @@ def create_app(limiter: TokenBucketLimiter | None = None) -> FastAPI:
     def health() -> Health:
         return Health()
 
-    for module in (uploads, projects, library, mixes):
+    for module in (uploads, projects, library, mixes, tickets):
         app.include_router(module.router, responses=errors.COMMON_RESPONSES)
     mount_console(app, console_dir(settings.web_dir))
 

@@ -6,27 +6,40 @@ import math
 import threading
 import time
 from collections import OrderedDict
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from datetime import UTC, datetime
+from typing import Protocol
 
 from fastapi import Request, Security
 from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
+from pynamodb.exceptions import DeleteError, DoesNotExist
 
+from audiomixer import aws
 from audiomixer.api import errors
 from audiomixer.auth import AuthError, Principal, principal_from_event
 from audiomixer.settings import get_settings
+from audiomixer.store import usage
 from audiomixer.store.models import Mix, Project, Sound
-from audiomixer.store.status import terminal
+from audiomixer.store.status import TERMINAL, expire_unused_upload, upload_deadline
 
-# Per-tenant burst limit of one API process. Behind API Gateway the stage throttling is the real limit;
-# this only stops one tenant from monopolising a warm container or the local server.
+# Per-tenant burst limit of one API process (TokenBucketLimiter, for tests and tools); the service itself
+# counts requests in DynamoDB (usage.SharedRateLimiter), so the limit holds across API containers.
 BURST_RATE_PER_S = 20.0
 BURST_CAPACITY = 40
 # What a 429 for too many concurrent jobs suggests as Retry-After: a short job takes about this long.
 CONCURRENCY_RETRY_AFTER_S = 30
+# A job slot is taken just before its row is written; for this long a slot without a row still counts.
+NEW_JOB_GRACE_S = 30.0
 
 _bearer = HTTPBearer(
     auto_error=False, description="API key (`am_…`) or, when deployed, a JWT verified by API Gateway"
 )
+
+
+class RateLimiter(Protocol):
+    def acquire(self, key: str) -> float:
+        """Count one request for `key`; 0 when allowed, else the seconds to wait."""
 
 
 class TokenBucketLimiter:
@@ -71,7 +84,7 @@ def principal(
         who = principal_from_event(request.scope.get("aws.event"), authorization)
     except AuthError as exc:
         raise errors.unauthorized(str(exc)) from None
-    limiter: TokenBucketLimiter | None = getattr(request.app.state, "limiter", None)
+    limiter: RateLimiter | None = getattr(request.app.state, "limiter", None)
     if limiter is not None:
         wait = limiter.acquire(who.tenant_id)
         if wait > 0:
@@ -79,37 +92,117 @@ def principal(
     return who
 
 
-def active_jobs(tenant_id: str) -> int:
-    """Projects still in the pipeline plus mixes still rendering. A presigned upload whose form expired
-    unused is not a job (its row waits for DynamoDB's TTL)."""
-    abandoned = (Project.stage == "upload") & (Project.expires_at < int(time.time()))
-    in_flight = ~Project.status.is_in(*terminal(Project)) & ~abandoned
-    projects = Project.count(tenant_id, filter_condition=in_flight)
-    mixes = Mix.count(tenant_id, filter_condition=~Mix.status.is_in(*terminal(Mix)))
-    return int(projects) + int(mixes)
+def _slot_state(tenant_id: str) -> Callable[[str, float], usage.Busy | None]:
+    """Whether a job slot's holder still counts: a finished, failed or deleted job does not, nor does a
+    presigned upload whose form expired unused (it ends `failed` here, at the first look after expiry)."""
+
+    def still_busy(holder: str, taken_at: float) -> usage.Busy | None:
+        kind, _, object_id = holder.partition("#")
+        model: type[Project] | type[Mix] = Project if kind == "project" else Mix
+        try:
+            item = model.get(tenant_id, object_id, consistent_read=True)
+        except DoesNotExist:
+            # The slot is taken just before the row is written: a young slot without a row still counts.
+            if time.time() - taken_at < NEW_JOB_GRACE_S:
+                return usage.Busy(holder, f"{kind} {object_id} (being created)")
+            return None
+        if item.status in TERMINAL:
+            return None
+        if isinstance(item, Project):
+            if expire_unused_upload(item, aws.client("s3"), get_settings().bucket):
+                return None
+            deadline = upload_deadline(item)
+            if deadline is not None:
+                until = datetime.fromtimestamp(deadline, UTC).strftime("%H:%M:%S UTC")
+                return usage.Busy(
+                    holder,
+                    f"project {object_id} ({item.name!r}, form valid until {until})",
+                    waiting_upload=True,
+                )
+        return usage.Busy(holder, f"{kind} {object_id} ({item.status})")
+
+    return still_busy
 
 
-def stored_bytes(tenant_id: str) -> int:
-    total = 0
-    for model in (Project, Sound, Mix):
-        for item in model.query(tenant_id, attributes_to_get=["size_bytes"]):
-            total += int(getattr(item, "size_bytes", 0) or 0)
-    return total
-
-
-def check_concurrency(tenant_id: str) -> None:
+def take_job_slot(tenant_id: str, kind: str, object_id: str) -> None:
+    """Count a new project or mix against the tenant's job limit, atomically; 429 naming what is in the
+    way (and how to cancel the uploads that are only waiting) when the limit is reached."""
     limit = get_settings().max_concurrent_jobs
-    if active_jobs(tenant_id) >= limit:
-        raise errors.rate_limited(
-            f"too many jobs in progress (limit {limit}); wait for one to finish", CONCURRENCY_RETRY_AFTER_S
+    try:
+        usage.acquire_job_slot(tenant_id, usage.holder(kind, object_id), limit, _slot_state(tenant_id))
+    except usage.JobLimitReached as full:
+        raise errors.rate_limited(_job_limit_message(limit, full.busy), CONCURRENCY_RETRY_AFTER_S) from None
+
+
+def _job_limit_message(limit: int, busy: list[usage.Busy]) -> str:
+    waiting = [b.description for b in busy if b.waiting_upload]
+    running = [b.description for b in busy if not b.waiting_upload]
+    message = f"too many jobs in progress (limit {limit})"
+    if waiting:
+        message += (
+            f"; {len(waiting)} upload(s) are waiting for their file: {', '.join(waiting)}. Upload the file "
+            "with its form, or cancel one with DELETE /api/v1/projects/{project_id} (an unused form stops "
+            "counting when it expires)"
         )
+    if running:
+        message += f"; in progress: {', '.join(running)}; wait for one to finish"
+    return message
 
 
-def check_storage(tenant_id: str, incoming_bytes: int = 0) -> None:
+def release_job_slots(tenant_id: str, kind: str, *object_ids: str) -> None:
+    """A deleted project or mix frees its slot at once."""
+    holders = {usage.holder(kind, object_id) for object_id in object_ids}
+    usage.release_job_slots(tenant_id, holders, get_settings().max_concurrent_jobs)
+
+
+def charge_storage(tenant_id: str, incoming_bytes: int = 0) -> None:
+    """Reserve `incoming_bytes` of the tenant's quota, atomically (403 when it does not fit); with 0, only
+    refuse a tenant already over it."""
     limit = get_settings().max_stored_bytes
-    used = stored_bytes(tenant_id)
-    if used + incoming_bytes > limit:
+    try:
+        usage.charge_bytes(tenant_id, incoming_bytes, limit)
+    except usage.QuotaExceeded as exc:
         raise errors.quota_exceeded(
-            f"storage quota exceeded: {used} bytes stored, {incoming_bytes} more requested, limit {limit}; "
-            "delete projects or library sounds to free space"
-        )
+            f"storage quota exceeded: {exc.used} bytes stored, {exc.requested} more requested, limit "
+            f"{limit}; delete projects or library sounds to free space"
+        ) from None
+
+
+@contextmanager
+def admitted(tenant_id: str, size: int, job: tuple[str, str] | None = None) -> Iterator[None]:
+    """Take a job slot (for `job` = (kind, id)) and reserve `size` bytes; both are given back if the
+    block raises, so a request that fails half-way holds nothing."""
+    if job is not None:
+        take_job_slot(tenant_id, *job)
+    try:
+        charge_storage(tenant_id, size)
+    except BaseException:
+        if job is not None:
+            release_job_slots(tenant_id, job[0], job[1])
+        raise
+    try:
+        yield
+    except BaseException:
+        usage.refund_bytes(tenant_id, size)
+        if job is not None:
+            release_job_slots(tenant_id, job[0], job[1])
+        raise
+
+
+def expire_if_unused(item: Project | Sound) -> None:
+    """An awaited upload read after its form expired ends `failed` now (the sweep does it for the rest)."""
+    if upload_deadline(item) is not None:
+        expire_unused_upload(item, aws.client("s3"), get_settings().bucket)
+
+
+def delete_and_refund(item: Project | Sound) -> None:
+    """Delete a project's or sound's row and give its reserved bytes back, once: of two deletes racing,
+    only the one whose conditional delete wins refunds."""
+    model = type(item)
+    try:
+        item.delete(condition=model.tenant_id.exists(), add_version_condition=False)
+    except DeleteError as exc:
+        if exc.cause_response_code != "ConditionalCheckFailedException":
+            raise
+        return
+    usage.refund_bytes(item.tenant_id, int(item.quota_bytes or 0))

@@ -84,15 +84,48 @@ def _location(loc: tuple[Any, ...]) -> str:
     return ".".join(parts) or str(loc[0] if loc else "request")
 
 
-def _readable(exc: RequestValidationError) -> tuple[int, str, str]:
+# What FastAPI reports when a JSON body arrived as something else (a form, text, nothing parseable).
+_NOT_AN_OBJECT = {"model_attributes_type", "dict_type", "model_type"}
+
+
+def _readable(exc: RequestValidationError, request: Request) -> tuple[int, str, str]:
     errors = exc.errors()
     if any(e.get("type") == "json_invalid" for e in errors):
         return 400, "bad_request", "request body is not valid JSON"
+    content_type = request.headers.get("content-type", "")
+    whole_body = [e for e in errors if tuple(e.get("loc", ())) == ("body",)]
+    if whole_body and "json" not in content_type.lower() and whole_body[0].get("type") in _NOT_AN_OBJECT:
+        return (
+            415,
+            "unsupported_media_type",
+            "send the body as a JSON object with Content-Type: application/json "
+            f"(got {content_type or 'no Content-Type'})",
+        )
     messages = []
     for e in errors[:10]:
-        msg = str(e.get("msg", "invalid"))
+        msg = str(e.get("msg", "invalid")).removeprefix("Value error, ")
         messages.append(f"{_location(tuple(e.get('loc', ())))}: {msg}")
     return 422, "validation_error", "; ".join(messages) or "invalid request"
+
+
+def _multipart_message(exc: StarletteHTTPException) -> str | None:
+    """Say what to send when Starlette could not parse a multipart body (it only says "Invalid multipart
+    data."); the parser's own reason is on the exception chain."""
+    if exc.status_code != 400 or exc.detail != "Invalid multipart data.":
+        return None
+    cause: BaseException | None = exc.__context__
+    while cause is not None and cause.__cause__ is not None:
+        cause = cause.__cause__
+    reason = str(cause) if cause is not None else "unreadable"
+    if "header size" in reason:
+        return (
+            "the multipart form could not be read: a part's headers are over 4 KB (a file name that long?); "
+            "send a file name under 4,000 characters (the first 200 are kept as the display name)"
+        )
+    return (
+        f"the multipart form could not be read ({reason}); send multipart/form-data with the file in the "
+        "documented field (see /docs)"
+    )
 
 
 def install(app: FastAPI) -> None:
@@ -101,14 +134,15 @@ def install(app: FastAPI) -> None:
         return envelope(exc.status, exc.code, exc.message, exc.headers)
 
     @app.exception_handler(RequestValidationError)
-    async def _validation(_: Request, exc: RequestValidationError) -> JSONResponse:
-        status, code, message = _readable(exc)
+    async def _validation(request: Request, exc: RequestValidationError) -> JSONResponse:
+        status, code, message = _readable(exc, request)
         return envelope(status, code, message)
 
     @app.exception_handler(StarletteHTTPException)
     async def _http(_: Request, exc: StarletteHTTPException) -> JSONResponse:
         code = _HTTP_CODES.get(exc.status_code, "internal" if exc.status_code >= 500 else "error")
         message = exc.detail if isinstance(exc.detail, str) else code.replace("_", " ")
+        message = _multipart_message(exc) or message
         return envelope(exc.status_code, code, message, dict(exc.headers or {}))
 
     @app.exception_handler(Exception)
@@ -124,6 +158,7 @@ def _doc(description: str) -> dict[str, Any]:
 COMMON_RESPONSES: dict[int | str, dict[str, Any]] = {
     400: _doc("Malformed request (bad JSON, bad cursor)"),
     401: _doc("Missing or invalid bearer token"),
+    415: _doc("Body sent with a Content-Type the route does not take (send application/json)"),
     422: _doc("Validation error"),
     429: _doc("Too many requests or too many concurrent jobs (see Retry-After)"),
 }

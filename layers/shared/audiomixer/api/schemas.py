@@ -262,3 +262,12 @@ class MixStatusResponse(BaseModel):
 class MixList(BaseModel):
     items: list[MixStatusResponse]
     next_cursor: str | None
+
+
+class WsTicket(BaseModel):
+    model_config = ConfigDict(
+        json_schema_extra={"examples": [{"ticket": "wst_" + "x" * 43, "expires_in": 60}]}
+    )
+
+    ticket: str = Field(description="pass as `?ticket=` when opening the WebSocket; works once")
+    expires_in: int = Field(description="seconds the ticket stays valid")

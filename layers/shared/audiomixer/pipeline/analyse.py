@@ -11,7 +11,7 @@ from pynamodb.exceptions import DoesNotExist
 from audiomixer import aws, notify
 from audiomixer.messages import AnalyseMessage
 from audiomixer.pipeline.audio_files import read_audio, read_json, write_json
-from audiomixer.pipeline.failures import after_retries, fail_stored
+from audiomixer.pipeline.failures import after_retries, fail_stored, forget
 from audiomixer.pipeline.sqs import parse_message
 from audiomixer.settings import Settings, get_settings
 from audiomixer.stem_sets import project_stems
@@ -59,15 +59,35 @@ def stem_summary(analysis: Any) -> dict[str, Any]:
 
 
 def analyse_project(tenant_id: str, project_id: str, s3: S3Client, settings: Settings) -> str:
-    from audiomixer.dsp.analysis import StemAnalysis, analyse_stem
-
+    prefix = keys.project_prefix(tenant_id, project_id)
     try:
         project = Project.get(tenant_id, project_id, consistent_read=True)
     except DoesNotExist:
+        # Deleted while analysis ran (a delivery that wrote, then failed): what it wrote must go too.
+        forget(s3, settings.bucket, prefix)
         return "deleted"
     if project.status != ProjectStatus.ANALYSING:
         notify.announce("project", project)
         return "duplicate"
+    try:
+        summary = _analyse_stems(project, s3, settings)
+    except Exception:
+        if still_exists(project):
+            raise
+        forget(s3, settings.bucket, prefix)  # e.g. NoSuchKey: the delete took the stems mid-analysis
+        return "deleted"
+    if transition(project, ProjectStatus.READY, stage="ready", progress=100, analysis=summary):
+        notify.announce("project", project)
+    elif not still_exists(project):
+        forget(s3, settings.bucket, prefix)
+        return "deleted"
+    return "ready"
+
+
+def _analyse_stems(project: Project, s3: S3Client, settings: Settings) -> dict[str, Any]:
+    from audiomixer.dsp.analysis import StemAnalysis, analyse_stem
+
+    tenant_id, project_id = project.tenant_id, project.project_id
     stored = project.stems.as_dict()
     present = [s for s in project_stems(project, settings.demucs_model) if stored.get(s)]
     summary: dict[str, Any] = {}
@@ -84,30 +104,33 @@ def analyse_project(tenant_id: str, project_id: str, s3: S3Client, settings: Set
         summary[stem_name] = stem_summary(analysis)
         if raise_progress(project, 90 + (10 * done) // (len(present) + 1), ProjectStatus.ANALYSING):
             notify.announce("project", project)
-    if transition(project, ProjectStatus.READY, stage="ready", progress=100, analysis=summary):
-        notify.announce("project", project)
-    elif not still_exists(project):
-        blobs.delete_prefix(s3, settings.bucket, keys.project_prefix(tenant_id, project_id))
-        return "deleted"
-    return "ready"
+    return summary
 
 
 def analyse_sound(tenant_id: str, sound_id: str, s3: S3Client, settings: Settings) -> str:
     from audiomixer.dsp.grains import analyse_style_sound
 
+    prefix = keys.sound_prefix(tenant_id, sound_id)
     try:
         sound = Sound.get(tenant_id, sound_id, consistent_read=True)
     except DoesNotExist:
+        forget(s3, settings.bucket, prefix)
         return "deleted"
     if sound.status != SoundStatus.ANALYSING:
         notify.announce("sound", sound)
         return "duplicate"
-    samples, sample_rate = read_audio(s3, settings.bucket, keys.sound_audio(tenant_id, sound_id))
-    table = analyse_style_sound(samples, sample_rate)
-    write_json(s3, settings.bucket, keys.sound_analysis(tenant_id, sound_id), table.to_dict())
+    try:
+        samples, sample_rate = read_audio(s3, settings.bucket, keys.sound_audio(tenant_id, sound_id))
+        table = analyse_style_sound(samples, sample_rate)
+        write_json(s3, settings.bucket, keys.sound_analysis(tenant_id, sound_id), table.to_dict())
+    except Exception:
+        if still_exists(sound):
+            raise
+        forget(s3, settings.bucket, prefix)
+        return "deleted"
     if transition(sound, SoundStatus.READY, stage="ready", analysis=table.summary()):
         notify.announce("sound", sound)
     elif not still_exists(sound):
-        blobs.delete_prefix(s3, settings.bucket, keys.sound_prefix(tenant_id, sound_id))
+        forget(s3, settings.bucket, prefix)
         return "deleted"
     return "ready"

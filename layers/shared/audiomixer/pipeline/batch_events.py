@@ -9,7 +9,7 @@ from aws_lambda_powertools import Logger
 from pynamodb.exceptions import DoesNotExist
 
 from audiomixer import aws
-from audiomixer.pipeline.failures import fail
+from audiomixer.pipeline.failures import drop_stems, fail, forget
 from audiomixer.settings import get_settings
 from audiomixer.stem_sets import project_stems
 from audiomixer.store import blobs, keys
@@ -45,17 +45,23 @@ def handle(event: dict[str, Any], *, s3: S3Client | None = None) -> str:
     if not tenant_id or not project_id:
         logger.warning("batch event without our parameters", extra={"job_id": detail.get("jobId")})
         return "ignored"
+    settings = get_settings()
+    s3 = s3 or aws.client("s3")
     try:
         project = Project.get(tenant_id, project_id, consistent_read=True)
     except DoesNotExist:
+        # The job may have written after the delete removed the prefix: nothing of it may stay.
+        if keys.is_id(project_id) and keys.is_tenant(tenant_id):  # ids we issue: anything else owns nothing
+            forget(s3, settings.bucket, keys.project_prefix(tenant_id, project_id))
         return "deleted"
     if project.batch_job_id and detail.get("jobId") and project.batch_job_id != detail["jobId"]:
         return "other-job"  # a stale or duplicate job: only the recorded one speaks for the project
     if status == "FAILED":
-        return "failed" if fail(project, failure_reason(detail), "separate") else "unchanged"
+        failed = fail(project, failure_reason(detail), "separate")
+        if project.status == "failed":
+            drop_stems(s3, settings.bucket, tenant_id, project_id)
+        return "failed" if failed else "unchanged"
     if status == "SUCCEEDED":
-        settings = get_settings()
-        s3 = s3 or aws.client("s3")
         missing = [
             s
             for s in project_stems(project, settings.demucs_model)
@@ -66,6 +72,7 @@ def handle(event: dict[str, Any], *, s3: S3Client | None = None) -> str:
                 f"separation job finished but stems are missing: {', '.join(missing)}; upload the song again"
             )
             if fail(project, reason, "separate"):
+                drop_stems(s3, settings.bucket, tenant_id, project_id)
                 return "failed"
         return "ok"
     return "ignored"

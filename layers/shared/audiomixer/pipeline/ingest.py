@@ -13,7 +13,7 @@ from pynamodb.exceptions import DoesNotExist, UpdateError
 
 from audiomixer import aws, notify
 from audiomixer.messages import AnalyseMessage, SeparateMessage, send
-from audiomixer.pipeline.failures import after_retries, fail, kind_of
+from audiomixer.pipeline.failures import after_retries, fail, forget, kind_of
 from audiomixer.pipeline.sqs import PermanentError
 from audiomixer.settings import Settings, get_settings
 from audiomixer.store import blobs, keys
@@ -35,15 +35,32 @@ def s3_records(record: SQSRecord) -> list[tuple[str, str]]:
     except ValueError:
         logger.error("dropping a malformed ingest message", extra={"message_id": record.message_id})
         return []
-    if not isinstance(body, dict):
+    records = body.get("Records", []) if isinstance(body, dict) else None
+    if not isinstance(records, list):
+        _malformed(record, "Records is not a list")
         return []
     out = []
-    for entry in body.get("Records", []):
+    for entry in records:
+        if not isinstance(entry, dict):
+            _malformed(record, "a record is not an object")
+            continue
         if not str(entry.get("eventName", "")).startswith("ObjectCreated"):
             continue
-        s3 = entry["s3"]
-        out.append((s3["bucket"]["name"], unquote_plus(s3["object"]["key"])))
+        try:
+            s3 = entry["s3"]
+            bucket, key = s3["bucket"]["name"], s3["object"]["key"]
+        except (KeyError, TypeError):
+            _malformed(record, "an ObjectCreated record without s3.bucket.name and s3.object.key")
+            continue
+        if not isinstance(bucket, str) or not isinstance(key, str):
+            _malformed(record, "s3.bucket.name or s3.object.key is not a string")
+            continue
+        out.append((bucket, unquote_plus(key)))
     return out
+
+
+def _malformed(record: SQSRecord, why: str) -> None:
+    logger.error("dropping a malformed ingest message", extra={"message_id": record.message_id, "error": why})
 
 
 def process(record: SQSRecord) -> None:
@@ -99,8 +116,11 @@ def ingest_object(
         return "ignored"
     item = _load(upload)
     if item is None:
-        # Deleted while the upload was in flight (or never ours): a no-op, minus the orphan.
+        # Deleted while the upload was in flight (or never ours): a no-op, minus the orphan and whatever
+        # an earlier delivery normalised before the delete.
         blobs.delete(s3, bucket, key)
+        for prefix in _prefixes(upload):
+            forget(s3, bucket, prefix)
         return "deleted"
     stem_done = isinstance(item, Project) and upload.kind == "stem" and item.stems.as_dict().get(upload.stem)
     if item.status != "queued" or stem_done:
@@ -112,17 +132,28 @@ def ingest_object(
     except PermanentError as exc:
         fail(item, str(exc), "ingest", expires_at=None)
         result = "failed"
+    except Exception:
+        if still_exists(item):
+            raise
+        result = "deleted"
     blobs.delete(s3, bucket, key)
     if not still_exists(item):  # deleted while we worked: leave nothing of it behind
-        blobs.delete_prefix(s3, bucket, _prefix(item))
+        for prefix in _prefixes(upload):
+            forget(s3, bucket, prefix)
         return "deleted"
     return result
 
 
-def _prefix(item: Project | Sound) -> str:
-    if isinstance(item, Sound):
-        return keys.sound_prefix(item.tenant_id, item.sound_id)
-    return keys.project_prefix(item.tenant_id, item.project_id)
+def _prefixes(upload: keys.UploadKey) -> list[str]:
+    """Where ingest writes for an upload (the sound's or the project's own prefix), plus the other raw
+    stem uploads of the same project."""
+    if upload.kind == "style-sound":
+        return [keys.sound_prefix(upload.tenant_id, upload.object_id)]
+    out = [keys.project_prefix(upload.tenant_id, upload.object_id)]
+    if upload.kind == "stem":
+        raw = keys.upload(upload.tenant_id, "stem", upload.object_id, upload.stem)
+        out.append(raw.rsplit("/", 1)[0] + "/")
+    return out
 
 
 def _limits(settings: Settings, upload: keys.UploadKey) -> Any:

@@ -15,7 +15,7 @@ from audiomixer import aws, notify
 from audiomixer.messages import RenderMessage
 from audiomixer.mix_settings import GRAIN_MS_DEFAULT, MixSettings, StemConfig
 from audiomixer.pipeline.audio_files import read_audio, read_json, write_json
-from audiomixer.pipeline.failures import after_retries, fail, fail_stored
+from audiomixer.pipeline.failures import after_retries, fail, fail_stored, forget
 from audiomixer.pipeline.sqs import PermanentError, parse_message
 from audiomixer.settings import Settings, get_settings
 from audiomixer.stem_sets import project_stems
@@ -54,9 +54,11 @@ def render(message: RenderMessage, *, s3: S3Client | None = None, settings: Sett
 
     settings = settings or get_settings()
     s3 = s3 or aws.client("s3")
+    prefix = keys.mix_prefix(message.tenant_id, message.mix_id)
     try:
         mix = Mix.get(message.tenant_id, message.mix_id, consistent_read=True)
     except DoesNotExist:
+        forget(s3, settings.bucket, prefix)  # deleted after an earlier delivery wrote its output
         return "deleted"
     if mix.status == MixStatus.QUEUED:
         transition(mix, MixStatus.RENDERING, stage="render", progress=5)
@@ -74,12 +76,17 @@ def render(message: RenderMessage, *, s3: S3Client | None = None, settings: Sett
         logger.exception("the render cannot succeed", extra={"mix_id": mix.mix_id})
         fail(mix, f"{exc}; try another style sound or other settings", "render")
         return "failed"
+    except Exception:
+        if still_exists(mix):
+            raise
+        forget(s3, settings.bucket, prefix)  # deleted mid-render (e.g. its stems went with the project)
+        return "deleted"
     if transition(
         mix, MixStatus.COMPLETED, stage="completed", progress=100, output_key=output_key, size_bytes=size
     ):
         notify.announce("mix", mix)
     elif not still_exists(mix):
-        blobs.delete_prefix(s3, settings.bucket, keys.mix_prefix(mix.tenant_id, mix.mix_id))
+        forget(s3, settings.bucket, prefix)
         return "deleted"
     return "completed"
 

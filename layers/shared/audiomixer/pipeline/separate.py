@@ -18,9 +18,9 @@ from pynamodb.exceptions import DoesNotExist
 
 from audiomixer import aws, notify
 from audiomixer.messages import AnalyseMessage, send
-from audiomixer.pipeline.failures import fail
+from audiomixer.pipeline.failures import drop_stems, fail, forget
 from audiomixer.settings import get_settings
-from audiomixer.store import blobs, keys
+from audiomixer.store import keys
 from audiomixer.store.models import Project, ProjectStatus
 from audiomixer.store.status import raise_progress, still_exists, transition
 
@@ -29,13 +29,29 @@ logger = Logger(service="audiomixer-separation")
 EXIT_OK, EXIT_RETRY, EXIT_FAILED = 0, 1, 2
 
 
+class ProjectGone(Exception):
+    """The project was deleted or failed while its job ran: stop, and keep nothing of it."""
+
+    def __init__(self, status: str) -> None:
+        super().__init__(f"project is {status}; separation stopped")
+        self.status = status
+
+
 class _ProgressReporter:
-    """Writes progress at most about once a second; the last chunk always gets through."""
+    """Before each chunk (the library calls this between chunks, and before download and upload) checks
+    that the project still wants its stems; writes progress at most about once a second, the last chunk
+    always."""
 
     def __init__(self, project: Project, interval_s: float) -> None:
         self.project, self.interval_s, self._last = project, interval_s, 0.0
 
     def __call__(self, percent: int, message: str = "") -> None:
+        # One consistent read per chunk (tens of seconds of audio): a FAILED event or a delete stops the
+        # job within one chunk instead of letting it write stems for a project nobody will use.
+        if not still_exists(self.project):
+            raise ProjectGone("deleted")
+        if self.project.status != "separating":
+            raise ProjectGone(self.project.status)
         now = time.monotonic()
         if percent < 100 and now - self._last < self.interval_s:
             return
@@ -49,10 +65,13 @@ def run(tenant_id: str, project_id: str, source_key: str) -> int:
     from audiomixer.separation import SeparationError, run_separation_job
 
     settings = get_settings()
+    s3 = aws.client("s3")
     try:
         project = Project.get(tenant_id, project_id, consistent_read=True)
     except DoesNotExist:
-        logger.info("project deleted before separation ran; nothing to do")
+        logger.info("project deleted before separation ran; removing what is left of it")
+        if keys.is_id(project_id) and keys.is_tenant(tenant_id):  # ids we issue: anything else owns nothing
+            forget(s3, settings.bucket, keys.project_prefix(tenant_id, project_id))
         return EXIT_OK
     if project.status == ProjectStatus.QUEUED:
         # The job can start before dispatch's bookkeeping lands; the state machine keeps this safe.
@@ -62,6 +81,10 @@ def run(tenant_id: str, project_id: str, source_key: str) -> int:
             stage="separate",
             batch_job_id=os.environ.get("AWS_BATCH_JOB_ID"),
         )
+    if project.status == ProjectStatus.FAILED:
+        drop_stems(s3, settings.bucket, tenant_id, project_id)
+        logger.info("project failed before separation ran; nothing to do")
+        return EXIT_OK
     if project.status != ProjectStatus.SEPARATING:
         logger.info("project is past separation", extra={"status": project.status})
         return EXIT_OK
@@ -80,7 +103,7 @@ def run(tenant_id: str, project_id: str, source_key: str) -> int:
     )
     try:
         stem_keys = run_separation_job(
-            s3=aws.client("s3"),
+            s3=s3,
             bucket=settings.bucket,
             source_key=source_key,
             stems_prefix=keys.stems_prefix(tenant_id, project_id),
@@ -95,9 +118,20 @@ def run(tenant_id: str, project_id: str, source_key: str) -> int:
     except SeparationError as exc:
         # Bad input or a missing model: retrying cannot help, so record why and stop.
         fail(project, str(exc), "separate")
+        drop_stems(s3, settings.bucket, tenant_id, project_id)
         return EXIT_FAILED
-    if not still_exists(project):  # deleted while separating: its stems must not stay behind
-        blobs.delete_prefix(aws.client("s3"), settings.bucket, keys.project_prefix(tenant_id, project_id))
+    except ProjectGone as gone:
+        logger.info("stopping: the project is gone", extra={"status": gone.status})
+        if gone.status == "deleted":
+            forget(s3, settings.bucket, keys.project_prefix(tenant_id, project_id))
+        else:
+            drop_stems(s3, settings.bucket, tenant_id, project_id)
+        return EXIT_OK
+    if not still_exists(project):  # deleted while uploading: its stems must not stay behind
+        forget(s3, settings.bucket, keys.project_prefix(tenant_id, project_id))
+        return EXIT_OK
+    if project.status == "failed":  # failed while uploading (a FAILED event for this job, say)
+        drop_stems(s3, settings.bucket, tenant_id, project_id)
         return EXIT_OK
     stems = dict.fromkeys(stem_keys, True)  # the stem set the model gave
     if transition(project, ProjectStatus.ANALYSING, stage="analyse", progress=90, stems=stems):

@@ -12,7 +12,7 @@ from aws_lambda_powertools import Logger
 from pynamodb.exceptions import DoesNotExist
 
 from audiomixer import aws, notify
-from audiomixer.auth import AuthError, principal_from_event
+from audiomixer.auth import AuthError, Principal, claims_from_event, principal_from_event, redeem_ws_ticket
 from audiomixer.settings import get_settings
 from audiomixer.store import keys
 from audiomixer.store.models import Connection, Mix, Project, Sound
@@ -45,13 +45,8 @@ def _lookup(tenant_id: str, kind: notify.Kind, object_id: str) -> Any | None:
 
 def connect(event: dict[str, Any]) -> dict[str, Any]:
     query = event.get("queryStringParameters") or {}
-    headers = {k.lower(): v for k, v in (event.get("headers") or {}).items()}
-    # Browsers cannot set headers on a WebSocket, so the token travels as a query parameter.
-    authorization = headers.get("authorization") or (
-        f"Bearer {query['token']}" if query.get("token") else None
-    )
     try:
-        principal = principal_from_event(event, authorization)
+        principal = _authenticate(event, query)
     except AuthError as exc:
         return _response(401, str(exc))
     targets = [(name, query[name]) for name in TARGETS if query.get(name)]
@@ -70,6 +65,26 @@ def connect(event: dict[str, Any]) -> dict[str, Any]:
         expires_at=int(time.time()) + get_settings().connection_ttl_s,
     ).save()
     return {"statusCode": 200}
+
+
+def _authenticate(event: dict[str, Any], query: dict[str, str]) -> Principal:
+    """Browsers cannot set headers on a WebSocket, so what proves the caller travels in the URL, where it
+    ends up in logs: a short-lived single-use ticket (POST /api/v1/ws-tickets), not the API key. The key
+    itself is taken as `?token=` only where `ws_allow_key_in_url` is on (local development)."""
+    if query.get("ticket"):
+        return redeem_ws_ticket(query["ticket"])
+    headers = {k.lower(): v for k, v in (event.get("headers") or {}).items()}
+    authorization = headers.get("authorization")
+    if authorization is None and query.get("token"):
+        if not get_settings().ws_allow_key_in_url:
+            raise AuthError(
+                "API keys are not accepted in WebSocket URLs; "
+                "connect with ?ticket= from POST /api/v1/ws-tickets"
+            )
+        authorization = f"Bearer {query['token']}"
+    if authorization is None and not claims_from_event(event):
+        raise AuthError("connect with ?ticket= from POST /api/v1/ws-tickets")
+    return principal_from_event(event, authorization)
 
 
 def disconnect(event: dict[str, Any]) -> dict[str, Any]:

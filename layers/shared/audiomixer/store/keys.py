@@ -29,6 +29,10 @@ def is_id(value: str) -> bool:
     return bool(_ID.match(value))
 
 
+def is_tenant(value: str) -> bool:
+    return bool(_TENANT.match(value))
+
+
 def check_tenant(tenant_id: str) -> str:
     if not _TENANT.match(tenant_id):
         raise ValueError(f"invalid tenant id {tenant_id!r}: use lowercase letters, digits and '-'")

@@ -84,6 +84,9 @@ class Project(Model):
     analysis = JSONAttribute(null=True)  # per-stem summary
     # Epoch seconds (DynamoDB TTL) while a presigned upload is awaited; ingest clears it.
     expires_at = NumberAttribute(null=True)
+    # Bytes charged to the tenant's storage counter (store.usage) when the upload was admitted; refunded
+    # once, by whoever deletes the row (or ends an upload that never arrived).
+    quota_bytes = NumberAttribute(default=0)
     created_at = UTCDateTimeAttribute(default=utcnow)
     updated_at = UTCDateTimeAttribute(default=utcnow)
     version = VersionAttribute()
@@ -106,6 +109,7 @@ class Sound(Model):
     content_hash = UnicodeAttribute(null=True)
     analysis = JSONAttribute(null=True)  # summary of the grain table
     expires_at = NumberAttribute(null=True)  # as Project.expires_at
+    quota_bytes = NumberAttribute(default=0)  # as Project.quota_bytes
     created_at = UTCDateTimeAttribute(default=utcnow)
     updated_at = UTCDateTimeAttribute(default=utcnow)
     version = VersionAttribute()
@@ -168,7 +172,65 @@ class Connection(Model):
     created_at = UTCDateTimeAttribute(default=utcnow)
 
 
-ALL_MODELS: tuple[type[Model], ...] = (Project, Sound, Mix, ApiKey, Connection)
+class JobSlot(Model):
+    """One of a tenant's `max_concurrent_jobs` slots (`slot#{tenant}#{n}`), held by the project or mix
+    that took it with a conditional write; a slot whose holder has finished is taken over the same way."""
+
+    class Meta:
+        table_name = "audiomixer-usage"
+
+    usage_key = UnicodeAttribute(hash_key=True)
+    tenant_id = UnicodeAttribute()
+    holder = UnicodeAttribute()  # "project#{id}" or "mix#{id}"
+    taken_at = NumberAttribute()  # epoch seconds
+
+
+class StoredBytes(Model):
+    """A tenant's storage counter (`bytes#{tenant}`): raised before an upload is admitted, only while it
+    stays within the quota (a conditional ADD), lowered when a project or sound is deleted."""
+
+    class Meta:
+        table_name = "audiomixer-usage"
+
+    usage_key = UnicodeAttribute(hash_key=True)
+    used = NumberAttribute(default=0)
+
+
+class RequestWindow(Model):
+    """Requests of one tenant in one fixed window (`rate#{tenant}#{window}`), shared by every API
+    container; DynamoDB's TTL removes old windows."""
+
+    class Meta:
+        table_name = "audiomixer-usage"
+
+    usage_key = UnicodeAttribute(hash_key=True)
+    requests = NumberAttribute(default=0)
+    expires_at = NumberAttribute()
+
+
+class WsTicket(Model):
+    """A short-lived, single-use WebSocket ticket (`ticket#{sha256 of the ticket}`): what a browser puts in
+    the `$connect` URL instead of its long-lived API key (query strings end up in logs)."""
+
+    class Meta:
+        table_name = "audiomixer-usage"
+
+    usage_key = UnicodeAttribute(hash_key=True)
+    tenant_id = UnicodeAttribute()
+    expires_at = NumberAttribute()  # epoch seconds; also DynamoDB's TTL
+
+
+ALL_MODELS: tuple[type[Model], ...] = (
+    Project,
+    Sound,
+    Mix,
+    ApiKey,
+    Connection,
+    JobSlot,
+    StoredBytes,
+    RequestWindow,
+    WsTicket,
+)
 
 
 def configure() -> None:
@@ -180,6 +242,10 @@ def configure() -> None:
         Mix: s.mixes_table,
         ApiKey: s.api_keys_table,
         Connection: s.connections_table,
+        JobSlot: s.usage_table,
+        StoredBytes: s.usage_table,
+        RequestWindow: s.usage_table,
+        WsTicket: s.usage_table,
     }
     for model, table in names.items():
         binding = (table, s.region, s.dynamodb_endpoint_url)

@@ -4,11 +4,15 @@ attribute makes each update conditional; on a conflict we re-read and re-decide)
 
 from __future__ import annotations
 
+import time
+from datetime import UTC, datetime
 from typing import Any, TypeVar
 
 from pynamodb.exceptions import DoesNotExist, UpdateError
 from pynamodb.models import Model
 
+from audiomixer.settings import STEMS, get_settings
+from audiomixer.store import keys, usage
 from audiomixer.store.models import Mix, MixStatus, Project, ProjectStatus, Sound, SoundStatus, utcnow
 
 P, S, X = ProjectStatus, SoundStatus, MixStatus
@@ -38,6 +42,9 @@ def terminal(model: type[Model]) -> set[str]:
     """The statuses a row of `model` never leaves (the ends of its machine)."""
     return {status for status, targets in MACHINES[model].items() if not targets}
 
+
+# Every status some row never leaves.
+TERMINAL: set[str] = set().union(*(terminal(model) for model in MACHINES))
 
 # The statuses that mean "done, and it worked" (every other end is a failure).
 SUCCEEDED: set[str] = {P.READY, S.READY, X.COMPLETED}
@@ -118,3 +125,41 @@ def still_exists(item: Model) -> bool:
         return True
     except DoesNotExist:
         return False
+
+
+def upload_deadline(item: Project | Sound) -> float | None:
+    """When the presigned form of a still-awaited upload expires (epoch seconds); None for anything else."""
+    if item.status != "queued" or item.stage != "upload" or item.expires_at is None:
+        return None
+    return item.created_at.timestamp() + get_settings().presign_expiry_s
+
+
+def expire_unused_upload(item: Project | Sound, s3: Any, bucket: str, now: float | None = None) -> bool:
+    """End an awaited upload whose form expired unused as `failed` ("upload never arrived") and refund
+    the bytes it reserved. True when the item is no longer awaited (ended here or by someone else).
+    An upload that reached S3 in time but waits for ingest is left alone."""
+    deadline = upload_deadline(item)
+    now = time.time() if now is None else now
+    if deadline is None or now < deadline:
+        return False
+    if isinstance(item, Sound):
+        raw = keys.upload(item.tenant_id, "style-sound", item.sound_id)
+    elif item.source_kind == "stems":  # any stem that reached S3 in time is still to be ingested
+        raw = keys.upload(item.tenant_id, "stem", item.project_id, STEMS[0]).rsplit("/", 1)[0] + "/"
+    else:
+        raw = keys.upload(item.tenant_id, "base-track", item.project_id)
+    if s3.list_objects_v2(Bucket=bucket, Prefix=raw, MaxKeys=1).get("KeyCount", 0):
+        return False
+    expired = datetime.fromtimestamp(deadline, UTC).strftime("%Y-%m-%d %H:%M:%S UTC")
+    reason = (
+        f"upload never arrived: its form expired unused at {expired} (or S3 refused the file, e.g. larger "
+        "than declared); request a new upload with POST /api/v1/uploads"
+    )
+    missing = [] if isinstance(item, Sound) else [s for s, done in item.stems.as_dict().items() if not done]
+    if isinstance(item, Project) and item.source_kind == "stems" and missing:
+        reason = f"stem {', '.join(missing)} never arrived; " + reason.removeprefix("upload never arrived: ")
+    charged = int(item.quota_bytes or 0)
+    if transition(item, "failed", failure_reason=reason, stage="upload", quota_bytes=0):
+        usage.refund_bytes(item.tenant_id, charged)
+        return True
+    return item.status in TERMINAL

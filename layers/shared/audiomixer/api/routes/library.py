@@ -21,9 +21,11 @@ def load_sound(tenant_id: str, sound_id: str) -> Sound:
     if not keys.is_id(sound_id):
         raise errors.not_found("sound")
     try:
-        return Sound.get(tenant_id, sound_id)
+        sound = Sound.get(tenant_id, sound_id)
     except DoesNotExist:
         raise errors.not_found("sound") from None
+    deps.expire_if_unused(sound)
+    return sound
 
 
 def summary(sound: Sound) -> SoundSummary:
@@ -68,7 +70,7 @@ def get_sound(sound_id: str, principal: Principal = Depends(deps.principal)) -> 
 )
 def delete_sound(sound_id: str, principal: Principal = Depends(deps.principal)) -> Response:
     sound = load_sound(principal.tenant_id, sound_id)
-    sound.delete(add_version_condition=False)
+    deps.delete_and_refund(sound)
     s3, bucket = aws.client("s3"), get_settings().bucket
     blobs.delete_prefix(s3, bucket, keys.sound_prefix(principal.tenant_id, sound_id))
     blobs.delete_prefix(s3, bucket, keys.upload(principal.tenant_id, "style-sound", sound_id))

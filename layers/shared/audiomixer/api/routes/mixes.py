@@ -53,6 +53,13 @@ def describe(mix: Mix) -> MixStatusResponse:
 def _validate(principal: Principal, body: MixRequest) -> dict[str, dict[str, Any]]:
     """Everything a render needs must exist, be the caller's and be ready before anything is queued."""
     project = load_project(principal, body.project_id)
+    if project.status == "failed":
+        # Waiting never helps a failed project: say why it failed and what to do instead.
+        reason = project.failure_reason or "no reason was recorded"
+        raise errors.conflict(
+            f"project {project.project_id} failed ({reason}); it cannot be mixed: upload the song again "
+            "as a new project (and DELETE this one to free its space)"
+        )
     # The stem set is known from the project's options before it is ready: a wrong name is a 422 at once.
     stems = project_stems(project, get_settings().demucs_model)
     unknown = [stem for stem in body.config.root if stem not in stems]
@@ -98,11 +105,12 @@ def create_mix(
         from audiomixer.messages import RenderMessage, send
 
         config = _validate(principal, body)
-        deps.check_concurrency(principal.tenant_id)
-        deps.check_storage(principal.tenant_id)
+        mix_id = keys.new_id()
+        deps.charge_storage(principal.tenant_id)  # a mix reserves nothing; a tenant over quota gets none
+        deps.take_job_slot(principal.tenant_id, "mix", mix_id)
         mix = Mix(
             principal.tenant_id,
-            keys.new_id(),
+            mix_id,
             project_id=body.project_id,
             config=config,
             settings=body.settings.model_dump(),
@@ -118,6 +126,7 @@ def create_mix(
             )
         except Exception:
             mix.delete(add_version_condition=False)  # nothing will ever render it
+            deps.release_job_slots(principal.tenant_id, "mix", mix.mix_id)
             raise
         return 202, MixAccepted(mix_id=mix.mix_id).model_dump()
 

@@ -38,9 +38,11 @@ def load_project(principal: Principal, project_id: str) -> Project:
     if not keys.is_id(project_id):
         raise errors.not_found("project")
     try:
-        return Project.get(principal.tenant_id, project_id)
+        project = Project.get(principal.tenant_id, project_id)
     except DoesNotExist:
         raise errors.not_found("project") from None
+    deps.expire_if_unused(project)
+    return project
 
 
 def stem_flags(project: Project) -> dict[str, bool]:
@@ -191,7 +193,8 @@ def delete_project(project_id: str, principal: Principal = Depends(deps.principa
     project = load_project(principal, project_id)
     tenant = principal.tenant_id
     # The row goes first: a stage that still holds a message then finds nothing and stops.
-    project.delete(add_version_condition=False)
+    deps.delete_and_refund(project)
+    deps.release_job_slots(tenant, "project", project_id)
     if project.status == ProjectStatus.SEPARATING and project.batch_job_id:
         _stop_separation(project.batch_job_id)
     s3, bucket = aws.client("s3"), get_settings().bucket
@@ -199,9 +202,12 @@ def delete_project(project_id: str, principal: Principal = Depends(deps.principa
     blobs.delete_prefix(s3, bucket, keys.upload(tenant, "base-track", project_id))
     blobs.delete_prefix(s3, bucket, keys.upload(tenant, "stem", project_id, STEMS[0]).rsplit("/", 1)[0] + "/")
     # Mixes of the project go with it (their audio was rendered from its stems).
+    mix_ids = []
     for mix in Mix.query(tenant, filter_condition=Mix.project_id == project_id):
         mix.delete(add_version_condition=False)
         blobs.delete_prefix(s3, bucket, keys.mix_prefix(tenant, mix.mix_id))
+        mix_ids.append(mix.mix_id)
+    deps.release_job_slots(tenant, "mix", *mix_ids)
     return Response(status_code=204)
 
 

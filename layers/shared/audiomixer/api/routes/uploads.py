@@ -26,8 +26,8 @@ from audiomixer.api.schemas import (
 from audiomixer.auth import Principal
 from audiomixer.settings import STEMS, get_settings
 from audiomixer.stem_sets import SeparationOptionError, check_options
-from audiomixer.store import blobs, keys
-from audiomixer.store.models import Project, Sound
+from audiomixer.store import blobs, keys, usage
+from audiomixer.store.models import Project, Sound, SoundStatus
 
 router = APIRouter(prefix="/api/v1", tags=["uploads"])
 
@@ -70,6 +70,7 @@ def _separation_options(model: str | None, two_stems: str | None) -> None:
 
 def _create_project(
     principal: Principal,
+    project_id: str,
     name: str,
     source_kind: str,
     size: int,
@@ -80,12 +81,13 @@ def _create_project(
 ) -> Project:
     project = Project(
         principal.tenant_id,
-        keys.new_id(),
+        project_id,
         name=name,
         stage="upload",
         source_kind=source_kind,
         stems=stems,
         size_bytes=size,
+        quota_bytes=size,
         expires_at=expires_at,
         separation_model=model,
         two_stems=two_stems,
@@ -132,11 +134,13 @@ def upload_base_track(
     name = storage.display_name(project_name, file.filename)
 
     def work() -> tuple[int, dict[str, Any]]:
-        deps.check_concurrency(principal.tenant_id)
-        deps.check_storage(principal.tenant_id, len(data))
-        project = _create_project(principal, name, "song", len(data), {}, model=model, two_stems=two_stems)
-        key = keys.upload(principal.tenant_id, "base-track", project.project_id)
-        _put_or_forget(project, [(key, data, file.content_type)])
+        project_id = keys.new_id()
+        with deps.admitted(principal.tenant_id, len(data), job=("project", project_id)):
+            project = _create_project(
+                principal, project_id, name, "song", len(data), {}, model=model, two_stems=two_stems
+            )
+            key = keys.upload(principal.tenant_id, "base-track", project.project_id)
+            _put_or_forget(project, [(key, data, file.content_type)])
         body = UploadAccepted(
             project_id=project.project_id,
             message=f"Upload received ({len(data)} bytes); processing will start shortly",
@@ -177,18 +181,20 @@ def upload_stems(
     name = storage.display_name(project_name, first.filename)
 
     def work() -> tuple[int, dict[str, Any]]:
-        deps.check_concurrency(principal.tenant_id)
-        deps.check_storage(principal.tenant_id, total)
-        project = _create_project(principal, name, "stems", total, dict.fromkeys(contents, False))
-        uploads = [
-            (
-                keys.upload(principal.tenant_id, "stem", project.project_id, stem),
-                data,
-                given[stem].content_type,
+        project_id = keys.new_id()
+        with deps.admitted(principal.tenant_id, total, job=("project", project_id)):
+            project = _create_project(
+                principal, project_id, name, "stems", total, dict.fromkeys(contents, False)
             )
-            for stem, data in contents.items()
-        ]
-        _put_or_forget(project, uploads)
+            uploads = [
+                (
+                    keys.upload(principal.tenant_id, "stem", project.project_id, stem),
+                    data,
+                    given[stem].content_type,
+                )
+                for stem, data in contents.items()
+            ]
+            _put_or_forget(project, uploads)
         body = UploadAccepted(
             project_id=project.project_id,
             message=f"Stems received ({', '.join(contents)}); analysis will start shortly",
@@ -222,22 +228,31 @@ def upload_style_sounds(
     _too_large_for_api(total)
 
     def work() -> tuple[int, dict[str, Any]]:
-        deps.check_storage(principal.tenant_id, total)
+        deps.charge_storage(principal.tenant_id, total)
         accepted = []
-        for data, f in contents:
-            sound = Sound(
-                principal.tenant_id,
-                keys.new_id(),
-                name=storage.display_name(None, f.filename),
-                stage="upload",
-                size_bytes=len(data),
+        for n, (data, f) in enumerate(contents):
+            try:
+                sound = Sound(
+                    principal.tenant_id,
+                    keys.new_id(),
+                    name=storage.display_name(None, f.filename),
+                    status="queued",
+                    stage="upload",
+                    size_bytes=len(data),
+                    quota_bytes=len(data),
+                )
+                sound.save(condition=Sound.sound_id.does_not_exist())
+                _put_or_forget(
+                    sound,
+                    [(keys.upload(principal.tenant_id, "style-sound", sound.sound_id), data, f.content_type)],
+                )
+            except BaseException:
+                # The sounds already stored keep their share; the rest is given back.
+                usage.refund_bytes(principal.tenant_id, sum(len(d) for d, _ in contents[n:]))
+                raise
+            accepted.append(
+                SoundAccepted(sound_id=sound.sound_id, name=sound.name, status=SoundStatus.QUEUED)
             )
-            sound.save(condition=Sound.sound_id.does_not_exist())
-            _put_or_forget(
-                sound,
-                [(keys.upload(principal.tenant_id, "style-sound", sound.sound_id), data, f.content_type)],
-            )
-            accepted.append(SoundAccepted(sound_id=sound.sound_id, name=sound.name))
         body = StyleSoundsAccepted(
             sounds=accepted,
             count=len(accepted),
@@ -276,18 +291,25 @@ def create_upload(
 
     def work() -> tuple[int, dict[str, Any]]:
         tenant = principal.tenant_id
-        deps.check_storage(tenant, body.size)
-        # A form that is never used leaves a row that DynamoDB's TTL removes a day after the form expired.
+        # A form that is never used ends `failed` when it expires (it stops holding a job slot then), and
+        # DynamoDB's TTL removes its row a day later.
         expires_at = int(time.time()) + settings.presign_expiry_s + ABANDONED_UPLOAD_GRACE_S
+        object_id = keys.new_id()
         item: Project | Sound
         if body.kind == "stems":
             assert body.stems is not None  # the model checked it
-            deps.check_concurrency(tenant)
             name = storage.display_name(body.project_name, body.filename)
-            # The project waits (queued) until every announced stem has been ingested.
-            item = _create_project(
-                principal, name, "stems", body.size, dict.fromkeys(body.stems, False), expires_at=expires_at
-            )
+            with deps.admitted(tenant, body.size, job=("project", object_id)):
+                # The project waits (queued) until every announced stem has been ingested.
+                item = _create_project(
+                    principal,
+                    object_id,
+                    name,
+                    "stems",
+                    body.size,
+                    dict.fromkeys(body.stems, False),
+                    expires_at=expires_at,
+                )
             s3 = aws.client("s3")
             forms = {
                 stem: blobs.presigned_post(
@@ -314,30 +336,32 @@ def create_upload(
                 max_bytes=max_bytes,
             )
             return 201, response.model_dump()
-        if body.kind == "base-track":
-            deps.check_concurrency(tenant)
-            item = _create_project(
-                principal,
-                storage.display_name(body.project_name, body.filename),
-                "song",
-                body.size,
-                {},
-                expires_at=expires_at,
-                model=body.model,
-                two_stems=body.two_stems,
-            )
-            object_id = item.project_id
-        else:
-            item = Sound(
-                tenant,
-                keys.new_id(),
-                name=storage.display_name(body.project_name, body.filename),
-                stage="upload",
-                size_bytes=body.size,
-                expires_at=expires_at,
-            )
-            item.save(condition=Sound.sound_id.does_not_exist())
-            object_id = item.sound_id
+        job = ("project", object_id) if body.kind == "base-track" else None
+        with deps.admitted(tenant, body.size, job=job):
+            if body.kind == "base-track":
+                item = _create_project(
+                    principal,
+                    object_id,
+                    storage.display_name(body.project_name, body.filename),
+                    "song",
+                    body.size,
+                    {},
+                    expires_at=expires_at,
+                    model=body.model,
+                    two_stems=body.two_stems,
+                )
+            else:
+                item = Sound(
+                    tenant,
+                    object_id,
+                    name=storage.display_name(body.project_name, body.filename),
+                    status="queued",
+                    stage="upload",
+                    size_bytes=body.size,
+                    quota_bytes=body.size,
+                    expires_at=expires_at,
+                )
+                item.save(condition=Sound.sound_id.does_not_exist())
         post = blobs.presigned_post(
             aws.client("s3"),
             settings.bucket,
