@@ -10,8 +10,11 @@ from pathlib import Path
 SIX_SOURCES = ["drums", "bass", "other", "vocals", "guitar", "piano"]
 
 
-def save_tiny_model(repo: Path, name: str, sources: list[str], seed: int = 0) -> Path:
-    """Save an HDemucs with 4 channels (demucs_unittest's size) and these `sources` as model `name`."""
+def save_tiny_model(
+    repo: Path, name: str, sources: list[str], seed: int = 0, segment_s: float | None = None
+) -> Path:
+    """Save an HDemucs with 4 channels (demucs_unittest's size) and these `sources` as model `name`;
+    `segment_s` shortens its 40 s segment (so a short song spans several separation chunks)."""
     import torch
     import yaml
     from demucs.hdemucs import HDemucs
@@ -20,7 +23,8 @@ def save_tiny_model(repo: Path, name: str, sources: list[str], seed: int = 0) ->
     repo.mkdir(parents=True, exist_ok=True)
     with torch.random.fork_rng(devices=[]):
         torch.manual_seed(seed)
-        model = HDemucs(channels=4, sources=list(sources))
+        extra = {"segment": segment_s} if segment_s is not None else {}
+        model = HDemucs(channels=4, sources=list(sources), **extra)
     args, kwargs = model._init_args_kwargs  # recorded by demucs' @capture_init
     sig = hashlib.sha256(f"{name}:{','.join(sources)}:{seed}".encode()).hexdigest()[:8]
     package = {

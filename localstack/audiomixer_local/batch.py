@@ -46,6 +46,8 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
+import boto3
+
 from audiomixer_local import functions, iam
 from audiomixer_local.events import matches
 from audiomixer_local.resources import FunctionSpec, LocalResources
@@ -662,6 +664,24 @@ class LocalBatchRunner:
         if targets:
             self._events.submit(self._deliver, event, targets)
 
+    def _dead_letter(self, target: FunctionSpec, event: dict[str, Any], exc: Exception) -> None:
+        """As EventBridge's DeadLetterConfig does on AWS: the raw event, with why it failed as message
+        attributes, goes to the function's event DLQ (for the dead-letter consumer to end its project)."""
+        if target.event_dlq is None or target.event_dlq not in self.res.queues:
+            return
+        sqs = boto3.client("sqs", region_name=self.res.region, endpoint_url=self.res.endpoint_url)
+        try:
+            sqs.send_message(
+                QueueUrl=self.res.queues[target.event_dlq].url,
+                MessageBody=json.dumps(event),
+                MessageAttributes={
+                    "ERROR_CODE": {"DataType": "String", "StringValue": type(exc).__name__},
+                    "ERROR_MESSAGE": {"DataType": "String", "StringValue": str(exc)[:256] or "-"},
+                },
+            )
+        except Exception:
+            log.exception("local batch: could not dead-letter the %s event", event["detail"]["status"])
+
     def _deliver(self, event: dict[str, Any], targets: list[FunctionSpec]) -> None:
         for target in targets:
             for attempt in range(self.event_retries + 1):
@@ -679,6 +699,7 @@ class LocalBatchRunner:
                                     "error": f"{type(exc).__name__}: {exc}",
                                 }
                             )
+                        self._dead_letter(target, event, exc)
                     log.exception(
                         "local batch: %s failed on %s event (try %d)",
                         target.logical_id,

@@ -106,6 +106,9 @@ class FunctionSpec:
     environment: dict[str, str] = field(default_factory=dict)
     sqs_sources: list[SqsSource] = field(default_factory=list)
     event_patterns: list[dict[str, Any]] = field(default_factory=list)
+    # Logical id of the queue an event it failed on every try goes to (EventInvokeConfig's OnFailure
+    # destination, else its rule's DeadLetterConfig), or None.
+    event_dlq: str | None = None
     schedules_s: list[float] = field(default_factory=list)  # rate(...) Schedule events, in seconds
     # What its code may do (its role's policies); None runs it unchecked.
     principal: iam.Principal | None = None
@@ -553,8 +556,16 @@ class _Builder:
                     spec.sqs_sources.append(self._sqs_source(ep.get("Queue"), ep))
                 elif event.get("Type") in ("EventBridgeRule", "CloudWatchEvent"):
                     spec.event_patterns.append(self.t.resolve(ep.get("Pattern") or {}))
+                    spec.event_dlq = spec.event_dlq or self._queue_ref(
+                        (ep.get("DeadLetterConfig") or {}).get("Arn")
+                    )
                 elif event.get("Type") == "Schedule":
                     spec.schedules_s.append(rate_seconds(str(self.t.resolve(ep.get("Schedule")))))
+            on_failure = ((props.get("EventInvokeConfig") or {}).get("DestinationConfig") or {}).get(
+                "OnFailure"
+            ) or {}
+            if on_failure.get("Type") == "SQS":
+                spec.event_dlq = self._queue_ref(on_failure.get("Destination")) or spec.event_dlq
             self.res.functions[lid] = spec
         for r in self.t.of_type("AWS::Lambda::EventSourceMapping").values():
             props = dict(r.get("Properties") or {})
@@ -569,6 +580,9 @@ class _Builder:
                 fn = self._function_ref(target.get("Arn"))
                 if fn:
                     self.res.functions[fn].event_patterns.append(self.t.resolve(props["EventPattern"]))
+
+    def _queue_ref(self, node: Any) -> str | None:
+        return next((i for i in referenced_ids(node) if i in self.res.queues), None)
 
     def _function_ref(self, node: Any) -> str | None:
         return next((i for i in referenced_ids(node) if i in self.res.functions), None)
@@ -670,6 +684,10 @@ class _Builder:
                 if key in env and env[key] != value:
                     log.warning("%s overrides %s locally shared by all functions", spec.logical_id, key)
                 env.setdefault(key, value)
+        if "AUDIOMIXER_SERVED_MODELS" not in os.environ:
+            # Local separation runs any model Demucs knows (fetched on first use), not only those an
+            # AWS deployment's image holds: no restriction unless asked for.
+            env.pop("AUDIOMIXER_SERVED_MODELS", None)
         scale = time_scale()
         if scale != 1 and "AUDIOMIXER_RETRY_BACKOFF_S" not in os.environ:
             # Retry delays shrink with the visibility timeouts, so a test sees backoff in seconds.

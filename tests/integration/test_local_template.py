@@ -163,8 +163,10 @@ def test_repository_template_resolves_every_resource_variable() -> None:
         assert spec.module_file.parent.parent.name == "functions", spec
     consumers = {s.queue: f.logical_id for f, s in res.sqs_mappings()}
     work = {"IngestQueue", "SeparateQueue", "AnalyseQueue", "RenderQueue"}
-    assert set(consumers) == work | {f"{q.removesuffix('Queue')}DLQ" for q in work}
+    assert set(consumers) == work | {f"{q.removesuffix('Queue')}DLQ" for q in work} | {"BatchEventsDLQ"}
     for queue_id in work:
         assert res.queues[queue_id].dlq is not None
         assert consumers[res.queues[queue_id].dlq] == "DeadLetterFunction"
+    assert consumers["BatchEventsDLQ"] == "DeadLetterFunction"
+    assert res.function("BatchEventsFunction").event_dlq == "BatchEventsDLQ"
     assert res.websocket is not None and {"$connect", "$disconnect", "sync"} <= set(res.websocket.routes)

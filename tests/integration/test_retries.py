@@ -129,7 +129,7 @@ def test_the_dead_letter_consumer_ends_each_kind_of_job_failed(aws: Any) -> None
     spec = aws.function("DeadLetterFunction")
     # Wired like every SQS mapping: one poller per dead-letter queue of the template.
     mapped = {p.queue.logical_id for p in build_pollers(aws) if p.function is spec}
-    assert mapped == {"IngestDLQ", "SeparateDLQ", "AnalyseDLQ", "RenderDLQ"}
+    assert mapped == {"IngestDLQ", "SeparateDLQ", "AnalyseDLQ", "RenderDLQ", "BatchEventsDLQ"}
     for _ in range(2):  # a redelivered dead letter changes nothing the second time
         for queue, body in letters:
             event = {"Records": [_record(aws.queues[queue], aws.region, json.dumps(body))]}
@@ -152,3 +152,56 @@ def test_a_dead_letter_of_a_finished_job_leaves_it_alone(aws: Any) -> None:
     functions.invoke(aws.function("DeadLetterFunction"), event)
     done.refresh(consistent_read=True)
     assert (done.status, done.failure_reason) == ("ready", None)
+
+
+def test_a_dead_lettered_batch_event_ends_a_project_still_waiting_on_it(aws: Any) -> None:
+    """BatchEventsDLQ holds raw EventBridge events and Lambda's on-failure records (the event as
+    `requestPayload`): a FAILED job fails its project with the job's reason; a SUCCEEDED one only a project
+    still `separating`; another job's event leaves the project alone."""
+    from audiomixer.store import keys
+    from audiomixer.store.models import Project
+
+    def project(status: str, job: str) -> Project:
+        item = Project("bdlq", keys.new_id(), name="p", status=status, stage="separate", batch_job_id=job)
+        item.save()
+        return item
+
+    def event(item: Project, status: str, job: str) -> dict[str, Any]:
+        detail = {
+            "jobId": job,
+            "status": status,
+            "statusReason": "Essential container in task exited",
+            "parameters": {"tenant_id": "bdlq", "project_id": item.project_id},
+            "attempts": [{"container": {"exitCode": 137}}],
+        }
+        return {"detail-type": "Batch Job State Change", "source": "aws.batch", "detail": detail}
+
+    failed_job = project("separating", "j1")
+    succeeded_stuck = project("separating", "j2")
+    succeeded_moved_on = project("analysing", "j3")
+    stale = project("separating", "j4")
+    letters = [
+        event(failed_job, "FAILED", "j1"),
+        {
+            "version": "1.0",
+            "requestPayload": event(succeeded_stuck, "SUCCEEDED", "j2"),
+            "responsePayload": {},
+        },
+        event(succeeded_moved_on, "SUCCEEDED", "j3"),
+        event(stale, "FAILED", "an-older-job"),
+    ]
+    spec = aws.function("DeadLetterFunction")
+    assert "BatchEventsDLQ" in {p.queue.logical_id for p in build_pollers(aws) if p.function is spec}
+    for _ in range(2):  # a redelivered dead letter changes nothing the second time
+        for body in letters:
+            record = _record(aws.queues["BatchEventsDLQ"], aws.region, json.dumps(body))
+            assert functions.invoke(spec, {"Records": [record]}).result == {"batchItemFailures": []}
+    for item in (failed_job, succeeded_stuck, succeeded_moved_on, stale):
+        item.refresh(consistent_read=True)
+    assert failed_job.status == "failed"
+    assert failed_job.failure_reason.startswith("separation job failed: Essential container in task exited")
+    assert "(exit code 137)" in failed_job.failure_reason
+    assert succeeded_stuck.status == "failed"
+    assert "checking the separated stems did not finish" in succeeded_stuck.failure_reason
+    assert (succeeded_moved_on.status, succeeded_moved_on.failure_reason) == ("analysing", None)
+    assert (stale.status, stale.failure_reason) == ("separating", None)

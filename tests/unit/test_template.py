@@ -60,6 +60,8 @@ QUEUES: dict[str, tuple[str, int]] = {
     "SeparateDLQ": ("DeadLetterFunction", 10),
     "AnalyseDLQ": ("DeadLetterFunction", 10),
     "RenderDLQ": ("DeadLetterFunction", 10),
+    # Batch state changes BatchEventsFunction failed on every try: a FAILED job's project ends `failed`.
+    "BatchEventsDLQ": ("DeadLetterFunction", 10),
 }
 HEAVY_PACKAGES = {
     "numpy",
@@ -126,6 +128,16 @@ def test_every_consumed_queue_has_a_dlq_that_has_none() -> None:
         for res in queues.values()
         if (ref := getatt((res.get("Properties", {}).get("RedrivePolicy") or {}).get("deadLetterTargetArn")))
     }
+    # Where EventBridge and Lambda put the events a function failed on every try: DLQs too.
+    for fn in of_type("AWS::Serverless::Function"):
+        on_failure = ((props(fn).get("EventInvokeConfig") or {}).get("DestinationConfig") or {}).get(
+            "OnFailure"
+        )
+        dlqs = [(on_failure or {}).get("Destination")] + [
+            (ev.get("Properties", {}).get("DeadLetterConfig") or {}).get("Arn")
+            for ev in (props(fn).get("Events") or {}).values()
+        ]
+        targets |= {ref[0] for node in dlqs if (ref := getatt(node))}
     consumed = {queue for _fn, queue, _ in sqs_events()} - targets  # work queues (DLQs may be consumed too)
     assert consumed, "no SQS event sources found"
     for queue in consumed:
@@ -727,6 +739,28 @@ def test_docker_layers_put_what_changes_often_last_and_the_context_stays_small()
     }
     assert {".git", ".venv", ".aws-sam", "tests"} <= ignored
     assert not ignored & {"pyproject.toml", "README.md", "layers", "functions", "gpu_batch"}
+
+
+def test_the_api_serves_the_models_the_separation_image_holds() -> None:
+    """template.yaml's ServedDemucsModels reaches the API and is the Dockerfile's DEMUCS_MODELS list,
+    which holds the default model and is downloaded once, before any source."""
+    import re as _re
+
+    from audiomixer.settings import Settings
+
+    params = TEMPLATE["Parameters"]
+    served = params["ServedDemucsModels"]["Default"].split()
+    assert params["DemucsModel"]["Default"] in served
+    env = props("ApiFunction")["Environment"]["Variables"]
+    assert env["AUDIOMIXER_SERVED_MODELS"] == {"Ref": "ServedDemucsModels"}
+    gpu = (ROOT / "gpu_batch" / "Dockerfile").read_text()
+    (arg,) = _re.findall(r'^ARG DEMUCS_MODELS="([^"]+)"$', gpu, flags=_re.M)
+    assert arg.split() == served
+    assert _re.search(r"^ARG DEMUCS_MODEL=(\S+)$", gpu, flags=_re.M)[1] == params["DemucsModel"]["Default"]  # type: ignore[index]
+    assert Settings(served_models=" ".join(served)).served_models == served  # the env var's format
+    lines = gpu.splitlines()
+    download = next(i for i, line in enumerate(lines) if "for model in ${DEMUCS_MODELS}" in line)
+    assert download < next(i for i, line in enumerate(lines) if line.startswith("COPY layers/shared"))
 
 
 # ------------------------------------------------------------------------------------------- events

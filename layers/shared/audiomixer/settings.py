@@ -4,10 +4,12 @@ same template, so the two cannot drift."""
 
 from __future__ import annotations
 
+import re
 from functools import lru_cache
+from typing import Annotated, Any
 
-from pydantic import AliasChoices, Field, model_validator
-from pydantic_settings import BaseSettings, SettingsConfigDict
+from pydantic import AliasChoices, Field, field_validator, model_validator
+from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
 
 STEMS: tuple[str, ...] = ("drums", "bass", "vocals", "other")
 
@@ -92,6 +94,10 @@ class Settings(BaseSettings):
     demucs_repo: str | None = Field(
         default=None, validation_alias=AliasChoices("DEMUCS_REPO", "AUDIOMIXER_DEMUCS_REPO")
     )
+    # The models this deployment's separation image holds (template.yaml's ServedDemucsModels, the same
+    # list as gpu_batch/Dockerfile's DEMUCS_MODELS build arg), space- or comma-separated. Empty (local
+    # runs): every model Demucs knows is allowed, fetched on first use.
+    served_models: Annotated[list[str], NoDecode] = []
     separation_chunk_s: float = 30.0
     separation_overlap_s: float = 1.0
 
@@ -122,6 +128,11 @@ class Settings(BaseSettings):
                 "carry (about 4.6 MB); larger files go through presigned uploads"
             )
         return self
+
+    @field_validator("served_models", mode="before")
+    @classmethod
+    def _split_names(cls, value: Any) -> Any:
+        return [n for n in re.split(r"[\s,]+", value) if n] if isinstance(value, str) else value
 
 
 @lru_cache(maxsize=1)

@@ -105,13 +105,24 @@ def model_choices(repo: str | Path | None = None, default: str | None = None) ->
 
 
 def check_options(
-    model: str | None, two_stems: str | None, *, repo: str | Path | None = None, default: str | None = None
+    model: str | None,
+    two_stems: str | None,
+    *,
+    repo: str | Path | None = None,
+    default: str | None = None,
+    served: Sequence[str] = (),
 ) -> None:
     """Raise SeparationOptionError, naming the choices, for a model or two-stem mode we cannot run.
 
     `model` None means the deployment's default; `repo` adds the models of a DEMUCS_REPO folder.
+    `served`, when not empty, is all a deployment's separation image holds (settings.served_models).
     `two_stems` is checked against the model's sources when they are known before loading it."""
     name = model or default
+    if model is not None and served and model not in served:
+        raise SeparationOptionError(
+            f"Demucs model {model!r} is not served by this deployment: choose one of {', '.join(served)} "
+            "(gpu_batch/README.md says how to add a model to the separation image)"
+        )
     if model is not None:
         choices = model_choices(repo, default)
         if model not in choices:

@@ -124,3 +124,43 @@ def test_mix_config_is_checked_against_the_projects_stems(
     mix = Mix.get("tenant-a", response.json()["mix_id"])
     assert set(mix.config) == {"vocals", "no_vocals"}
     assert (mix.config["vocals"]["enabled"], mix.config["no_vocals"]["enabled"]) == (False, True)
+
+
+@pytest.fixture
+def served(monkeypatch: pytest.MonkeyPatch) -> Any:
+    """A deployment whose separation image holds three models (template.yaml's ServedDemucsModels)."""
+    from audiomixer.settings import get_settings
+
+    monkeypatch.setenv("AUDIOMIXER_SERVED_MODELS", "htdemucs_ft htdemucs,htdemucs_6s")
+    get_settings.cache_clear()
+    yield get_settings()
+    monkeypatch.delenv("AUDIOMIXER_SERVED_MODELS")
+    get_settings.cache_clear()
+
+
+def test_a_model_the_deployment_does_not_serve_is_422_naming_the_served_ones(
+    client: TestClient, tenant_a: Any, bucket_keys: Any, served: Any
+) -> None:
+    assert served.served_models == ["htdemucs_ft", "htdemucs", "htdemucs_6s"]
+    for response in (
+        _upload(client, tenant_a, model="mdx_extra"),
+        _presign(client, tenant_a, model="mdx_extra"),
+    ):
+        assert response.status_code == 422, response.text
+        message = response.json()["error"]["message"]
+        assert "'mdx_extra' is not served by this deployment" in message, message
+        assert "htdemucs_ft, htdemucs, htdemucs_6s" in message, message
+    assert list(Project.query("tenant-a")) == []
+    assert bucket_keys("") == []
+    ok = _presign(client, tenant_a, model="htdemucs_6s")  # a served one still goes through
+    assert ok.status_code == 201, ok.text
+
+
+def test_without_a_served_list_every_model_demucs_knows_is_allowed() -> None:
+    from audiomixer.settings import Settings
+
+    assert Settings().served_models == []  # locally (and in tests) nothing restricts the choice
+    response_model = "mdx_extra"
+    from audiomixer.stem_sets import check_options
+
+    check_options(response_model, None, default="htdemucs_ft")  # does not raise

@@ -111,7 +111,7 @@ def test_remix_separates_an_m4a_song_and_its_bar_reaches_100(
     assert bar.n == bar.total  # 100 %
     # Separation moved the bar chunk by chunk (one 40 s segment here) before the later steps.
     labels = [text for _, text in updates]
-    assert labels[0] == "separated chunk 1/1" and labels[1] == "stems", updates
+    assert labels[0] == "separated chunk 1 of 1" and labels[1] == "stems", updates
     assert [n for n, text in updates if text == "stems"] == [100]
 
 

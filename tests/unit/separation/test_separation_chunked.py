@@ -190,3 +190,24 @@ def test_grid_rejects_bad_parameters() -> None:
     # A large overlap request raises Demucs' overlap fraction (more context at every boundary).
     _, overlap = make_grid(model, SR * 10, chunk_s=2, overlap_s=0.5, segment=1.0)
     assert overlap == 0.5
+
+
+def test_progress_messages_say_which_chunk_and_the_time_left() -> None:
+    from audiomixer.separation.chunked import _ChunkClock, progress_message, time_left_text
+
+    assert progress_message(1, 7, 125.0) == "separating chunk 3 of 7, about 2 min left"
+    assert progress_message(0, 7, None) == "separating chunk 2 of 7"  # nothing timed yet (all resumed)
+    assert progress_message(6, 7, 0.0) == "separated chunk 7 of 7"
+    assert [time_left_text(s) for s in (3, 44, 89, 90, 150, 600)] == [
+        "a few seconds left",
+        "about 40 s left",
+        "about 90 s left",
+        "about 2 min left",
+        "about 2 min left",
+        "about 10 min left",
+    ]
+    clock = _ChunkClock(7)
+    assert clock.left_s(1) is None
+    clock.computed(20.0)
+    clock.computed(30.0)  # 25 s a chunk, measured
+    assert clock.left_s(2) == 125.0  # five chunks still to compute

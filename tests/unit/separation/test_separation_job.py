@@ -89,7 +89,7 @@ def test_job_writes_stems_that_sum_to_source_and_cleans_up(
 
     def kill_after_first_chunk(percent: int, message: str) -> None:
         progress.append((percent, message))
-        if message.startswith("separated chunk 1/"):
+        if message.startswith("separating chunk 2 of"):
             raise Killed(message)
 
     with pytest.raises(Killed):

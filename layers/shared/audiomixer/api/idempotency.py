@@ -8,23 +8,17 @@ from __future__ import annotations
 
 import hashlib
 from collections.abc import Callable
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-from aws_lambda_powertools.utilities.idempotency import (
-    DynamoDBPersistenceLayer,
-    IdempotencyConfig,
-    idempotent_function,
-)
-from aws_lambda_powertools.utilities.idempotency.exceptions import (
-    IdempotencyAlreadyInProgressError,
-    IdempotencyValidationError,
-)
 from fastapi import Header, Request
 from fastapi.responses import JSONResponse
 
 from audiomixer import aws
 from audiomixer.api import errors
 from audiomixer.settings import get_settings
+
+if TYPE_CHECKING:
+    from aws_lambda_powertools.utilities.idempotency import DynamoDBPersistenceLayer, IdempotencyConfig
 
 EXPIRES_AFTER_S = 24 * 60 * 60
 # Without a Lambda context (local server), an in-progress record expires after the API's timeout.
@@ -56,6 +50,8 @@ def fingerprint(*parts: bytes | str) -> str:
 
 
 def _config(request: Request) -> IdempotencyConfig:
+    from aws_lambda_powertools.utilities.idempotency import IdempotencyConfig
+
     config = IdempotencyConfig(
         event_key_jmespath="[tenant, route, key]",
         payload_validation_jmespath="fingerprint",
@@ -67,6 +63,8 @@ def _config(request: Request) -> IdempotencyConfig:
 
 
 def _persistence() -> DynamoDBPersistenceLayer:
+    from aws_lambda_powertools.utilities.idempotency import DynamoDBPersistenceLayer
+
     return DynamoDBPersistenceLayer(
         table_name=get_settings().idempotency_table, boto3_client=aws.client("dynamodb")
     )
@@ -83,6 +81,13 @@ def run(
     if key is None:
         status, body = work()
         return JSONResponse(body, status_code=status)
+
+    # Imported on the first keyed POST, not at the API function's cold start.
+    from aws_lambda_powertools.utilities.idempotency import idempotent_function
+    from aws_lambda_powertools.utilities.idempotency.exceptions import (
+        IdempotencyAlreadyInProgressError,
+        IdempotencyValidationError,
+    )
 
     route = f"{request.method} {request.url.path}"
 

@@ -5,7 +5,8 @@ no project, sound or mix is left waiting behind a dead letter. Failing a job tha
 changes nothing, so a message the stage did record is simply consumed.
 
 Messages are told apart by their shape (each stage's message model forbids extra fields; ingest's are
-S3 notifications), so one function serves every dead-letter queue."""
+S3 notifications; BatchEventsDLQ holds Batch "Job State Change" events, raw from EventBridge or wrapped
+as `requestPayload` by Lambda's on-failure destination), so one function serves every dead-letter queue."""
 
 from __future__ import annotations
 
@@ -15,13 +16,17 @@ from typing import Any
 from aws_lambda_powertools import Logger
 from aws_lambda_powertools.utilities.data_classes.sqs_event import SQSRecord
 from pydantic import BaseModel, ValidationError
+from pynamodb.exceptions import DoesNotExist
 from pynamodb.models import Model
 
+from audiomixer import notify
 from audiomixer.messages import AnalyseMessage, RenderMessage, SeparateMessage
-from audiomixer.pipeline.failures import fail_stored
+from audiomixer.pipeline.batch_events import failure_reason
+from audiomixer.pipeline.failures import fail, fail_stored
 from audiomixer.pipeline.ingest import s3_records
 from audiomixer.store import keys
 from audiomixer.store.models import Mix, Project, Sound
+from audiomixer.store.status import update_fields
 
 logger = Logger(service="audiomixer", child=True)
 
@@ -38,6 +43,56 @@ def _parse(body: str, model: type[BaseModel]) -> Any:
         return model.model_validate_json(body)
     except ValidationError:
         return None
+
+
+BATCH_EVENT = "Batch Job State Change"
+
+
+def batch_event(body: str) -> dict[str, Any] | None:
+    """The Batch state-change event a BatchEventsDLQ message holds, or None for any other message."""
+    try:
+        data = json.loads(body)
+    except ValueError:
+        return None
+    if isinstance(data, dict) and isinstance(data.get("requestPayload"), dict):
+        data = data["requestPayload"]  # Lambda's on-failure destination wraps the event it gave up on
+    if (
+        isinstance(data, dict)
+        and data.get("detail-type") == BATCH_EVENT
+        and isinstance(data.get("detail"), dict)
+    ):
+        return data
+    return None
+
+
+def fail_batch_project(event: dict[str, Any]) -> str:
+    """End the project of a dead-lettered Batch event `failed`, found from the job's parameters as
+    batch_events.handle does; returns what happened. A FAILED job gives its own reason. A SUCCEEDED job
+    whose handling never got through (so nobody checked its stems) fails the project only while it is
+    still `separating`: one the job already moved on to analysis is left to that stage."""
+    detail = event["detail"]
+    params = detail.get("parameters") or {}
+    tenant_id, project_id = params.get("tenant_id"), params.get("project_id")
+    if not tenant_id or not project_id:
+        return "ignored"
+    try:
+        project = Project.get(str(tenant_id), str(project_id), consistent_read=True)
+    except DoesNotExist:
+        return "deleted"
+    if project.batch_job_id and detail.get("jobId") and project.batch_job_id != detail["jobId"]:
+        return "other-job"  # only the recorded job speaks for the project
+    status = detail.get("status")
+    if status == "FAILED":
+        return "failed" if fail(project, failure_reason(detail), "separate") else "unchanged"
+    if status == "SUCCEEDED":
+        text = reason("checking the separated stems", "upload the song again")
+        if update_fields(
+            project, only_in={"separating"}, status="failed", failure_reason=text, stage="separate"
+        ):
+            notify.announce("project", project)
+            return "failed"
+        return "unchanged"
+    return "ignored"
 
 
 def targets(record: SQSRecord) -> list[tuple[type[Model], str, str, str, str]]:
@@ -70,6 +125,17 @@ def targets(record: SQSRecord) -> list[tuple[type[Model], str, str, str, str]]:
 
 
 def process(record: SQSRecord) -> None:
+    if (event := batch_event(record.body or "")) is not None:
+        outcome = fail_batch_project(event)
+        logger.warning(
+            "dead-lettered batch event",
+            extra={
+                "message_id": record.message_id,
+                "job_id": event["detail"].get("jobId"),
+                "outcome": outcome,
+            },
+        )
+        return
     found = targets(record)
     if not found:
         logger.error("dead letter for no known job; dropped", extra={"message_id": record.message_id})

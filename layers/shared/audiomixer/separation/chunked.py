@@ -457,6 +457,7 @@ def separate_to_files(
         )
         norm_std = std if std > 1e-8 else 1.0
         weight = grid.weight()
+        eta = _ChunkClock(grid.n_chunks)
         assembler = _Assembler(src, result.paths, sr, channels, stems)
         try:
             with sf.SoundFile(str(src)) as reader, ThreadPoolExecutor(1, "separation-io") as pool:
@@ -468,9 +469,11 @@ def separate_to_files(
                         logger.warning("checkpoint of chunk %d has the wrong shape; recomputing", k)
                         saved = None
                     if saved is None:
+                        started = time.perf_counter()
                         outputs = _run_segments(
                             model, reader, grid, k, stem_index, mean, norm_std, segment, dev
                         )
+                        eta.computed(time.perf_counter() - started)
                         result.computed_chunks += 1
                     else:
                         outputs = None
@@ -478,13 +481,13 @@ def separate_to_files(
                     # Model work on chunk k+1 overlaps the encoding/upload/writing of chunk k.
                     if pending is not None:
                         pending.result()
-                        _report(on_progress, k - 1, grid.n_chunks)
+                        _report(on_progress, k - 1, grid.n_chunks, eta.left_s(k + 1))
                     pending = pool.submit(
                         _finish_chunk, k, grid, weight, outputs, saved, stems, store, assembler, result
                     )
                 assert pending is not None
                 pending.result()
-                _report(on_progress, grid.n_chunks - 1, grid.n_chunks)
+                _report(on_progress, grid.n_chunks - 1, grid.n_chunks, 0.0)
         finally:
             assembler.close()
         result.clipped_samples += assembler.clipped
@@ -507,9 +510,45 @@ def _valid_checkpoint(saved: Stems, stems: StemSet, frames: int, channels: int) 
     return set(saved) == set(stems.model_stems) and all(v.shape == (frames, channels) for v in saved.values())
 
 
-def _report(on_progress: ProgressCallback | None, k: int, n: int) -> None:
+class _ChunkClock:
+    """Time left from the measured model time per chunk (resumed chunks cost nothing and don't count)."""
+
+    def __init__(self, n_chunks: int) -> None:
+        self.n_chunks, self.seconds, self.count = n_chunks, 0.0, 0
+
+    def computed(self, seconds: float) -> None:
+        self.seconds += seconds
+        self.count += 1
+
+    def left_s(self, through: int) -> float | None:
+        """Model seconds left once chunks 0 .. `through` - 1 are computed; None before any chunk was
+        timed."""
+        if self.count == 0:
+            return None
+        return self.seconds / self.count * (self.n_chunks - through)
+
+
+def time_left_text(seconds: float) -> str:
+    """'about 2 min left' / 'about 40 s left' / 'a few seconds left', rounded as a person would read it."""
+    if seconds < 10:
+        return "a few seconds left"
+    if seconds < 90:
+        return f"about {max(10, round(seconds / 10) * 10)} s left"
+    return f"about {round(seconds / 60)} min left"
+
+
+def progress_message(k: int, n: int, left_s: float | None) -> str:
+    """What a person sees after chunk `k` (0-based) of `n` is finished, e.g. 'separating chunk 3 of 7,
+    about 2 min left'."""
+    if k + 1 >= n:
+        return f"separated chunk {n} of {n}"
+    text = f"separating chunk {k + 2} of {n}"
+    return f"{text}, {time_left_text(left_s)}" if left_s is not None else text
+
+
+def _report(on_progress: ProgressCallback | None, k: int, n: int, left_s: float | None) -> None:
     if on_progress is not None:
-        on_progress(int(100 * (k + 1) / n), f"separated chunk {k + 1}/{n}")
+        on_progress(int(100 * (k + 1) / n), progress_message(k, n, left_s))
 
 
 def _run_segments(

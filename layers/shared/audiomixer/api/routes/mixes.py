@@ -14,7 +14,6 @@ from audiomixer.api.routes.library import load_sound
 from audiomixer.api.routes.projects import load_project
 from audiomixer.api.schemas import MixAccepted, MixList, MixRequest, MixStatusResponse
 from audiomixer.auth import Principal
-from audiomixer.messages import RenderMessage, send
 from audiomixer.settings import get_settings
 from audiomixer.stem_sets import project_stems
 from audiomixer.store import blobs, keys
@@ -102,6 +101,9 @@ def create_mix(
     idempotency_key: str | None = idempotency.IdempotencyKey,
 ) -> JSONResponse:
     def work() -> tuple[int, dict[str, Any]]:
+        # The stage messages' models are only needed here: not imported at the API's cold start.
+        from audiomixer.messages import RenderMessage, send
+
         config = _validate(principal, body)
         mix_id = keys.new_id()
         deps.charge_storage(principal.tenant_id)  # a mix reserves nothing; a tenant over quota gets none

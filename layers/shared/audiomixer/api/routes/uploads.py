@@ -57,7 +57,13 @@ def _separation_options(model: str | None, two_stems: str | None) -> None:
     """A 422 naming the choices for a model or two-stem mode the separation job cannot run."""
     settings = get_settings()
     try:
-        check_options(model, two_stems, repo=settings.demucs_repo, default=settings.demucs_model)
+        check_options(
+            model,
+            two_stems,
+            repo=settings.demucs_repo,
+            default=settings.demucs_model,
+            served=settings.served_models,
+        )
     except SeparationOptionError as exc:
         raise errors.validation_error(str(exc)) from None
 
