@@ -112,7 +112,18 @@ def test_api_keys_and_jwts_both_work_on_the_api_and_on_connect(aws: Any, jwt_mod
             assert response.status_code == 200, response.text
             assert [p["project_id"] for p in response.json()["items"]] == [project.project_id]
         assert client.get("/api/v1/projects", headers={"Authorization": "Bearer a.b.c"}).status_code == 401
-    for credential in (key, token()):
+        # $connect: a browser cannot send headers, so either credential buys a single-use ticket for the URL.
+        tickets = []
+        for credential in (key, token()):
+            response = client.post("/api/v1/ws-tickets", headers={"Authorization": f"Bearer {credential}"})
+            assert response.status_code == 201, response.text
+            tickets.append(response.json()["ticket"])
+    for ticket in tickets:
         event = json.loads((EVENTS / "ws_connect.json").read_text())
-        event["queryStringParameters"] = {"token": credential, "project_id": project.project_id}
+        event["queryStringParameters"] = {"ticket": ticket, "project_id": project.project_id}
         assert websocket.connect(event)["statusCode"] == 200
+    # A JWT sent as a header (non-browser clients) is accepted on $connect as well.
+    event = json.loads((EVENTS / "ws_connect.json").read_text())
+    event["queryStringParameters"] = {"project_id": project.project_id}
+    event["headers"] = {**(event.get("headers") or {}), "Authorization": f"Bearer {token()}"}
+    assert websocket.connect(event)["statusCode"] == 200
