@@ -4,23 +4,11 @@ project `failed` with the job's reason instead of leaving it `separating` for ev
 
 from __future__ import annotations
 
-import time
-from collections.abc import Callable
 from typing import Any
 
 import boto3
 import pytest
-
-
-def wait_for(predicate: Callable[[], Any], timeout: float, what: str) -> Any:
-    deadline = time.monotonic() + timeout
-    while True:
-        value = predicate()
-        if value:
-            return value
-        if time.monotonic() > deadline:
-            raise AssertionError(f"timed out waiting for {what}")
-        time.sleep(0.1)
+from polling import wait_for
 
 
 def test_a_failed_job_whose_event_handling_always_fails_ends_its_project_failed(

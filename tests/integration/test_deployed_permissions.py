@@ -6,26 +6,14 @@ sounds table) and 4 (batch:TerminateJob when a project is deleted)."""
 from __future__ import annotations
 
 import json
-import time
-from collections.abc import Callable
 from typing import Any
 
 import httpx
 import pytest
 from audio_helpers import synth_song, synth_style
+from polling import wait_for
 
 pytestmark = pytest.mark.timeout(300)
-
-
-def wait_for(predicate: Callable[[], Any], timeout: float, what: str) -> Any:
-    deadline = time.monotonic() + timeout
-    while True:
-        value = predicate()
-        if value:
-            return value
-        if time.monotonic() > deadline:
-            raise AssertionError(f"timed out after {timeout} s waiting for {what}")
-        time.sleep(0.1)
 
 
 def tenant_client(stack: Any, tenant: str) -> tuple[httpx.Client, str]:

@@ -21,6 +21,7 @@ import boto3
 import httpx
 import pytest
 from audio_helpers import insert_ready_project, stem_flac, synth_song
+from polling import wait_for
 
 logging.getLogger("werkzeug").setLevel(logging.WARNING)  # moto's request log drowns every failure
 
@@ -31,15 +32,6 @@ MIX_ORDER = ["queued", "rendering", "completed"]
 
 
 # --- helpers ------------------------------------------------------------------------------------------
-def wait_for(predicate: Callable[[], Any], timeout: float, what: str, interval: float = 0.05) -> Any:
-    deadline = time.monotonic() + timeout
-    while True:
-        value = predicate()
-        if value:
-            return value
-        if time.monotonic() > deadline:
-            raise AssertionError(f"timed out after {timeout} s waiting for {what}")
-        time.sleep(interval)
 
 
 def new_tenant(name: str) -> tuple[str, str]:

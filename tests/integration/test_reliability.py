@@ -13,28 +13,18 @@ import math
 import threading
 import time
 import uuid
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from typing import Any
 
 import boto3
 import pytest
 from api_client import Api, post_form
 from audio_helpers import insert_ready_project, synth_song
+from polling import wait_for
 
 logging.getLogger("werkzeug").setLevel(logging.WARNING)
 
 pytestmark = pytest.mark.timeout(300)
-
-
-def wait_for(predicate: Callable[[], Any], timeout: float, what: str, interval: float = 0.1) -> Any:
-    deadline = time.monotonic() + timeout
-    while True:
-        value = predicate()
-        if value:
-            return value
-        if time.monotonic() > deadline:
-            raise AssertionError(f"timed out after {timeout} s waiting for {what}")
-        time.sleep(interval)
 
 
 class World:
