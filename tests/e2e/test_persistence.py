@@ -4,21 +4,17 @@ starts empty."""
 
 from __future__ import annotations
 
-import json
-import os
-import signal
 import subprocess
-import sys
 import time
 from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
-import httpx
 import pytest
 from audio_helpers import synth_song, synth_style
-from conftest import ROOT, _free_port
+from conftest import running_dev
 
 from audiomixer_tools.client import ApiError, Client
 
@@ -33,56 +29,21 @@ class Dev:
     log: Path
 
 
+def _has_dev_key(state: dict[str, Any]) -> bool:
+    return bool(state.get("dev_api_key"))
+
+
 @contextmanager
 def dev(data_dir: Path, *extra: str) -> Iterator[Dev]:
     """One run of `audiomixer dev` on `data_dir`, stopped with Ctrl-C (SIGINT) as a user would."""
-    port = _free_port()
-    env = {k: v for k, v in os.environ.items() if not k.startswith("AUDIOMIXER_") and k != "AWS_ENDPOINT_URL"}
-    env.update({"AUDIOMIXER_SEPARATION_CHUNK_S": "2", "AUDIOMIXER_SEPARATION_OVERLAP_S": "0.25"})
-    log_path = data_dir / f"dev-{port}.log"
-    with log_path.open("wb") as log:
-        process = subprocess.Popen(
-            [
-                sys.executable,
-                "-m",
-                "audiomixer_tools.cli",
-                "dev",
-                "--port",
-                str(port),
-                "--data-dir",
-                str(data_dir),
-                "--demucs-model",
-                "demucs_unittest",
-                *extra,
-            ],
-            cwd=ROOT,
-            env=env,
-            stdout=log,
-            stderr=subprocess.STDOUT,
-        )
-        api = f"http://127.0.0.1:{port}"
-        try:
-            deadline = time.monotonic() + 120
-            state_file = data_dir / "stack.json"
-            while True:
-                if process.poll() is not None or time.monotonic() > deadline:
-                    raise RuntimeError(f"audiomixer dev did not start: {log_path.read_text()[-3000:]}")
-                try:
-                    if state_file.exists() and httpx.get(f"{api}/health", timeout=2).status_code == 200:
-                        key = json.loads(state_file.read_text()).get("dev_api_key")
-                        if key:
-                            break
-                except httpx.HTTPError:
-                    pass
-                time.sleep(0.2)
-            yield Dev(api, key, process, log_path)
-        finally:
-            process.send_signal(signal.SIGINT)
-            try:
-                process.wait(timeout=60)
-            except subprocess.TimeoutExpired:
-                process.kill()
-                process.wait()
+    log_path = data_dir / f"dev-{time.monotonic_ns()}.log"
+    with running_dev(data_dir, log_path, *extra, ready=_has_dev_key, stop_timeout_s=60) as (
+        process,
+        api,
+        _,
+        state,
+    ):
+        yield Dev(api, state["dev_api_key"], process, log_path)
 
 
 def test_restart_keeps_projects_mixes_library_and_keys(tmp_path: Path) -> None:
