@@ -41,6 +41,17 @@ KINDS = ("create", "status", "list", "mix")
 
 
 # --- audio --------------------------------------------------------------------------------------------
+def _mono_wav(pcm16: bytes, sample_rate: int) -> bytes:
+    """A mono 16-bit WAV file around little-endian PCM samples."""
+    buf = io.BytesIO()
+    with wave.open(buf, "wb") as w:
+        w.setnchannels(1)
+        w.setsampwidth(2)
+        w.setframerate(sample_rate)
+        w.writeframes(pcm16)
+    return buf.getvalue()
+
+
 def tiny_wav(seconds: float = 0.5, sample_rate: int = 22_050, freq: float = 440.0) -> bytes:
     """A short mono 16-bit sine: valid audio for ingest, a few tens of KB."""
     frames = int(seconds * sample_rate)
@@ -48,13 +59,7 @@ def tiny_wav(seconds: float = 0.5, sample_rate: int = 22_050, freq: float = 440.
     for n in range(frames):
         value = int(0.3 * 32767 * math.sin(2 * math.pi * freq * n / sample_rate))
         samples += value.to_bytes(2, "little", signed=True)
-    buf = io.BytesIO()
-    with wave.open(buf, "wb") as w:
-        w.setnchannels(1)
-        w.setsampwidth(2)
-        w.setframerate(sample_rate)
-        w.writeframes(bytes(samples))
-    return buf.getvalue()
+    return _mono_wav(bytes(samples), sample_rate)
 
 
 def seed_song(seconds: float, sample_rate: int = 44_100) -> bytes:
@@ -69,13 +74,7 @@ def seed_song(seconds: float, sample_rate: int = 44_100) -> bytes:
         pad = 0.1 * math.sin(2 * math.pi * 440 * t)
         value = int(max(-1.0, min(1.0, 0.5 * (0.5 * kick + bass + pad))) * 32767)
         samples += value.to_bytes(2, "little", signed=True)
-    buf = io.BytesIO()
-    with wave.open(buf, "wb") as w:
-        w.setnchannels(1)
-        w.setsampwidth(2)
-        w.setframerate(sample_rate)
-        w.writeframes(bytes(samples))
-    return buf.getvalue()
+    return _mono_wav(bytes(samples), sample_rate)
 
 
 # --- results ------------------------------------------------------------------------------------------
