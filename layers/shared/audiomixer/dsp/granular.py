@@ -538,9 +538,11 @@ def _render_tonal(
         if plain.size:
             # Untransposed: whole-sample reads (the phase shift is rounded, < half a sample).
             idx = np.minimum(np.round(s0[plain]).astype(np.int64), n_style)[:, None] + np.arange(length)
-            loop_p = np.round(loop[plain]).astype(np.int64)[:, None]
-            over = np.where(pitched[plain, None], idx - last_ok[plain, None].astype(np.int64), 0)
-            idx -= -(-np.maximum(over, 0) // loop_p) * loop_p
+            wrap = np.nonzero(pitched[plain] & (idx[:, -1] > last_ok[plain]))[0]
+            if wrap.size:
+                loop_p = np.round(loop[plain][wrap]).astype(np.int64)[:, None]
+                over = np.maximum(idx[wrap] - last_ok[plain][wrap, None].astype(np.int64), 0)
+                idx[wrap] -= -(-over // loop_p) * loop_p
             idx += bank_offset[plain].astype(np.int64)[:, None]
             for ch in range(n_channels):
                 grains[ch, plain] = bank[ch, idx]
@@ -552,8 +554,12 @@ def _render_tonal(
             integral_win = np.lib.stride_tricks.sliding_window_view(integral_span, length)
             rel = integral_win[out_start[rows] - lo] - integral_at_start[rows, None]
             pos = rel / f0_grain[rows, None] + s0[rows, None]
-            over = np.maximum(pos - last_ok[rows, None], 0.0)
-            pos -= np.ceil(over / loop[rows, None]) * loop[rows, None]
+            # Reads only move forward: a row's last position is its furthest.
+            wrap = np.nonzero(pos[:, -1] > last_ok[rows])[0]
+            if wrap.size:
+                loop_r = loop[rows][wrap, None]
+                over = np.maximum(pos[wrap] - last_ok[rows][wrap, None], 0.0)
+                pos[wrap] -= np.ceil(over / loop_r) * loop_r
             pos += bank_offset[rows, None]
             i0 = pos.astype(np.int64)
             frac = (pos - i0).astype(np.float32)
