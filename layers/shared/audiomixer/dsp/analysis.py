@@ -69,6 +69,20 @@ NOTE_CONFIDENT_DEPTH = 0.45
 NOTE_MIN_CONFIDENT = 0.15
 NOTE_RANGE_DB = 35.0
 ATTACK_MERGE_FRAMES = 4
+# Octave check of a low note's pitch on the spectrum of its steady part. A component an octave below a
+# harmonic series (sampled slap basses whose loop holds two slightly different periods have one; so do
+# octavers) makes the waveform repeat only every two periods, so YIN (and pYIN) report that octave. Below
+# SUB_OCTAVE_CHECK_MAX_HZ the ear does not follow such a fundamental but the harmonics above it (the
+# dominance region of pitch lies around harmonics 3-5); what a candidate f0 has beyond its octave above is
+# its odd harmonics, so when those sit ODD_HARMONICS_MIN_DB under its even ones and the fundamental is
+# weaker than the even ones, the note is the octave above. On the bench corpus the slapped notes read an
+# octave low have odd harmonics 8-17 dB and fundamentals 1-11 dB under their even ones; correctly read
+# acoustic-bass notes with weak odd harmonics (-16 dB) have fundamentals 2-7 dB above them.
+SUB_OCTAVE_CHECK_MAX_HZ = 100.0
+ODD_HARMONICS_MIN_DB = 10.0
+HARMONICS_MAX_HZ = 5000.0
+NOTE_SPECTRUM_MIN = 2048  # samples at ANALYSIS_SR: 93 ms, the analysis frame
+NOTE_SPECTRUM_MAX = 8192  # 370 ms of a long note's steady part is plenty
 # Onsets are refined to the transient, which the frame grid's centred frames already hear earlier.
 ONSET_LEAD_S = 0.01
 
@@ -222,12 +236,69 @@ def voicing(features: FrameFeatures, silence_db: float = SILENCE_DB) -> tuple[np
     return f0.astype(np.float32), prob.astype(np.float32)
 
 
+def harmonic_powers(
+    power: np.ndarray, bin_hz: float, f0_hz: float, max_hz: float = HARMONICS_MAX_HZ
+) -> tuple[float, float, float]:
+    """Peak power of the fundamental, of the odd harmonics 3, 5, 7, ... and of the even harmonics 2, 4,
+    6, ... of `f0_hz` in a power spectrum; each partial is the largest bin within a quarter of f0 of k*f0
+    (room for a string's inharmonicity, never reaching the next partial).
+
+    Parameters
+    ----------
+    power : np.ndarray
+        Power spectrum (rfft bins).
+    bin_hz : float
+        Width of one bin, Hz.
+    f0_hz : float
+        Candidate fundamental, Hz.
+    max_hz : float
+        Partials above this are ignored.
+
+    Returns
+    -------
+    fundamental, odd, even : float
+        Power of the fundamental, summed power of the odd harmonics above it and of the even harmonics.
+    """
+    n_harm = int(min(max_hz, (power.size - 1) * bin_hz) / f0_hz)
+    half = max(1, int(0.25 * f0_hz / bin_hz))
+    peaks = np.zeros(n_harm + 1)
+    for k in range(1, n_harm + 1):
+        centre = int(round(k * f0_hz / bin_hz))
+        peaks[k] = float(power[max(0, centre - half) : min(power.size, centre + half + 1)].max(initial=0.0))
+    return float(peaks[1]) if n_harm else 0.0, float(peaks[3::2].sum()), float(peaks[2::2].sum())
+
+
+def octave_checked_pitch(segment: np.ndarray, sr: int, log2_f0: float) -> float:
+    """The note's log2 f0 moved up an octave when the candidate's harmonic series is only its octave's
+    series plus a lone sub-octave component (see ODD_HARMONICS_MIN_DB); unchanged otherwise.
+
+    Parameters
+    ----------
+    segment : np.ndarray
+        The note's steady part, mono, at `sr`.
+    sr : int
+        Sample rate, Hz.
+    log2_f0 : float
+        Candidate pitch, log2 of Hz.
+    """
+    if segment.size < 16 or 2.0**log2_f0 >= SUB_OCTAVE_CHECK_MAX_HZ:
+        return log2_f0
+    n_fft = max(1 << 14, 1 << int(np.ceil(np.log2(4 * segment.size))))
+    power = np.abs(sfft.rfft(segment * np.hanning(segment.size), n_fft)) ** 2
+    fundamental, odd, even = harmonic_powers(power, sr / n_fft, 2.0**log2_f0)
+    if odd < even * 10 ** (-ODD_HARMONICS_MIN_DB / 10) and fundamental < even:
+        return log2_f0 + 1.0
+    return log2_f0
+
+
 def note_level_f0(
     f0_hz: np.ndarray,
     aperiodicity: np.ndarray,
     level_db: np.ndarray,
     onset_frames: np.ndarray,
     silence_db: float = SILENCE_DB,
+    *,
+    y: np.ndarray | None = None,
 ) -> tuple[np.ndarray, np.ndarray, float]:
     """One pitch per note, as note transcribers do: frame trackers' errors sit at note changes and in
     plucked notes' noisy attacks and decays, where a note's steady part knows its pitch.
@@ -250,6 +321,9 @@ def note_level_f0(
         Frame index of each onset.
     silence_db : float
         Frames below this level are silent (and end a note).
+    y : np.ndarray, optional
+        The mono signal at ANALYSIS_SR on whose frames (hop HOP, centred) the features were taken: when
+        given, each note's pitch is octave-checked on its steady part's spectrum.
 
     Returns
     -------
@@ -293,6 +367,14 @@ def note_level_f0(
         note = float(np.median(pitches))
         offsets = pitches - note
         note += float(np.median(offsets - np.round(offsets)))
+        if y is not None:
+            steady_frames = np.nonzero(confident)[0] + a
+            lo = int(steady_frames[0]) * HOP
+            hi = min(int(steady_frames[-1]) * HOP + HOP, lo + NOTE_SPECTRUM_MAX)
+            if hi - lo < NOTE_SPECTRUM_MIN:
+                mid = (lo + hi) // 2
+                lo, hi = max(0, mid - NOTE_SPECTRUM_MIN // 2), mid + NOTE_SPECTRUM_MIN // 2
+            note = octave_checked_pitch(np.asarray(y[lo:hi], np.float64), ANALYSIS_SR, note)
         away = log_f0[a:b] - note
         legato = confident & (np.abs(away) > 1 / 12) & (np.abs(np.abs(away) - 1.0) > 1 / 12)
         steady += int(np.sum(confident & (np.abs(away) <= 1 / 24)))
@@ -592,7 +674,7 @@ def analyse_stem(samples: np.ndarray, sample_rate: int, *, silence_db: float = S
     ]
     onset_frames = np.round((note_onsets - ONSET_LEAD_S) * ANALYSIS_SR / HOP).astype(np.int64)
     f0, note_voiced, steady = note_level_f0(
-        feats.f0_hz, feats.aperiodicity, level_db, onset_frames, silence_db
+        feats.f0_hz, feats.aperiodicity, level_db, onset_frames, silence_db, y=y
     )
     # The frame voicing probability, raised inside voiced notes and lowered outside them.
     prob = np.where(note_voiced, np.maximum(frame_prob, 0.75), np.minimum(frame_prob, 0.25))
