@@ -69,6 +69,8 @@ NOTE_CONFIDENT_DEPTH = 0.45
 NOTE_MIN_CONFIDENT = 0.15
 NOTE_RANGE_DB = 35.0
 ATTACK_MERGE_FRAMES = 4
+# A frame centred within half an analysis frame of a note's start hears the previous note too.
+LEGATO_GUARD_FRAMES = N_FFT // (2 * HOP)
 # Octave check of a low note's pitch on the spectrum of its steady part. A component an octave below a
 # harmonic series (sampled slap basses whose loop holds two slightly different periods have one; so do
 # octavers) makes the waveform repeat only every two periods, so YIN (and pYIN) report that octave. Below
@@ -291,6 +293,29 @@ def octave_checked_pitch(segment: np.ndarray, sr: int, log2_f0: float) -> float:
     return log2_f0
 
 
+def note_pitch(log2_f0: np.ndarray) -> float:
+    """One pitch (log2 Hz) for a note's confident frame pitches: their pitch class by a circular mean
+    refined by the median of the octave-folded deviations, in the octave that most frames are in.
+
+    A plain median of pitches split between two octaves (a sub-octave read on half the frames) lands
+    between them, a tritone from both; folding by octaves first keeps the note on its pitch class.
+
+    Parameters
+    ----------
+    log2_f0 : np.ndarray
+        log2 of the frames' f0 (Hz), at least one.
+    """
+    angle = float(np.angle(np.mean(np.exp(2j * np.pi * log2_f0))))
+    pitch_class = angle / (2 * np.pi)
+    folded = log2_f0 - pitch_class
+    deviation = folded - np.round(folded)
+    pitch_class += float(np.median(deviation))
+    octaves = np.round(log2_f0 - pitch_class)
+    # The median octave; between two equally held octaves, the lower (YIN's errors go both ways).
+    octave = float(np.sort(octaves)[(octaves.size - 1) // 2])
+    return pitch_class + octave
+
+
 def note_level_f0(
     f0_hz: np.ndarray,
     aperiodicity: np.ndarray,
@@ -363,10 +388,7 @@ def note_level_f0(
         confident = confident_all[a:b]
         if confident.sum() < max(2.0, NOTE_MIN_CONFIDENT * (b - a)):
             continue
-        pitches = log_f0[a:b][confident]
-        note = float(np.median(pitches))
-        offsets = pitches - note
-        note += float(np.median(offsets - np.round(offsets)))
+        note = note_pitch(log_f0[a:b][confident])
         if y is not None:
             steady_frames = np.nonzero(confident)[0] + a
             lo = int(steady_frames[0]) * HOP
@@ -377,6 +399,8 @@ def note_level_f0(
             note = octave_checked_pitch(np.asarray(y[lo:hi], np.float64), ANALYSIS_SR, note)
         away = log_f0[a:b] - note
         legato = confident & (np.abs(away) > 1 / 12) & (np.abs(np.abs(away) - 1.0) > 1 / 12)
+        # The first frames' windows still hear the previous note: its pitch there is no legato change.
+        legato[:LEGATO_GUARD_FRAMES] = False
         steady += int(np.sum(confident & (np.abs(away) <= 1 / 24)))
         sounding = level_db[a:b] > float(level_db[a:b].max()) - NOTE_RANGE_DB
         voiced[a:b] = sounding
