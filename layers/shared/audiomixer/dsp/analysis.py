@@ -71,18 +71,21 @@ NOTE_RANGE_DB = 35.0
 ATTACK_MERGE_FRAMES = 4
 # A frame centred within half an analysis frame of a note's start hears the previous note too.
 LEGATO_GUARD_FRAMES = N_FFT // (2 * HOP)
+# An onset where the level falls is still a note when the pitch across it changes, judged on this many
+# frames (70 ms) each side.
+PITCH_CHANGE_FRAMES = 6
 # Octave check of a low note's pitch on the spectrum of its steady part. A component an octave below a
 # harmonic series (sampled slap basses whose loop holds two slightly different periods have one; so do
 # octavers) makes the waveform repeat only every two periods, so YIN (and pYIN) report that octave. Below
 # SUB_OCTAVE_CHECK_MAX_HZ the ear does not follow such a fundamental but the harmonics above it (the
 # dominance region of pitch lies around harmonics 3-5); what a candidate f0 has beyond its octave above is
-# its odd harmonics, so when those sit ODD_HARMONICS_MIN_DB under its even ones and the fundamental is
-# weaker than the even ones, the note is the octave above. On the bench corpus the slapped notes read an
-# octave low have odd harmonics 8-17 dB and fundamentals 1-11 dB under their even ones; correctly read
-# acoustic-bass notes with weak odd harmonics (-16 dB) have fundamentals 2-7 dB above them.
+# its odd harmonics, so when those sit ODD_HARMONICS_MIN_DB under its even ones (medians over the first
+# OCTAVE_CHECK_PARTIALS partials: one stray partial moves neither) and the fundamental is weaker than the
+# even ones together, the note is the octave above. On the bench corpus the slapped notes read an octave
+# low have odd partials 18-27 dB under their even ones; correctly read notes at most 12 dB.
 SUB_OCTAVE_CHECK_MAX_HZ = 100.0
-ODD_HARMONICS_MIN_DB = 10.0
-HARMONICS_MAX_HZ = 5000.0
+ODD_HARMONICS_MIN_DB = 15.0
+OCTAVE_CHECK_PARTIALS = 12
 NOTE_SPECTRUM_MIN = 2048  # samples at ANALYSIS_SR: 93 ms, the analysis frame
 NOTE_SPECTRUM_MAX = 8192  # 370 ms of a long note's steady part is plenty
 # Onsets are refined to the transient, which the frame grid's centred frames already hear earlier.
@@ -238,12 +241,9 @@ def voicing(features: FrameFeatures, silence_db: float = SILENCE_DB) -> tuple[np
     return f0.astype(np.float32), prob.astype(np.float32)
 
 
-def harmonic_powers(
-    power: np.ndarray, bin_hz: float, f0_hz: float, max_hz: float = HARMONICS_MAX_HZ
-) -> tuple[float, float, float]:
-    """Peak power of the fundamental, of the odd harmonics 3, 5, 7, ... and of the even harmonics 2, 4,
-    6, ... of `f0_hz` in a power spectrum; each partial is the largest bin within a quarter of f0 of k*f0
-    (room for a string's inharmonicity, never reaching the next partial).
+def partial_levels_db(power: np.ndarray, bin_hz: float, f0_hz: float, n_partials: int) -> np.ndarray:
+    """Level (dB) of the partials 1..n_partials of `f0_hz` in a power spectrum: each is the largest bin
+    within a quarter of f0 of k*f0 (room for a string's inharmonicity, never reaching the next partial).
 
     Parameters
     ----------
@@ -253,26 +253,22 @@ def harmonic_powers(
         Width of one bin, Hz.
     f0_hz : float
         Candidate fundamental, Hz.
-    max_hz : float
-        Partials above this are ignored.
-
-    Returns
-    -------
-    fundamental, odd, even : float
-        Power of the fundamental, summed power of the odd harmonics above it and of the even harmonics.
+    n_partials : int
+        How many partials; those above the spectrum's top read as silent.
     """
-    n_harm = int(min(max_hz, (power.size - 1) * bin_hz) / f0_hz)
     half = max(1, int(0.25 * f0_hz / bin_hz))
-    peaks = np.zeros(n_harm + 1)
-    for k in range(1, n_harm + 1):
+    peaks = np.zeros(n_partials)
+    for k in range(1, n_partials + 1):
         centre = int(round(k * f0_hz / bin_hz))
-        peaks[k] = float(power[max(0, centre - half) : min(power.size, centre + half + 1)].max(initial=0.0))
-    return float(peaks[1]) if n_harm else 0.0, float(peaks[3::2].sum()), float(peaks[2::2].sum())
+        peaks[k - 1] = float(power[max(0, centre - half) : min(power.size, centre + half + 1)].max(initial=0.0))
+    return np.asarray(10.0 * np.log10(peaks + 1e-20))
 
 
 def octave_checked_pitch(segment: np.ndarray, sr: int, log2_f0: float) -> float:
-    """The note's log2 f0 moved up an octave when the candidate's harmonic series is only its octave's
-    series plus a lone sub-octave component (see ODD_HARMONICS_MIN_DB); unchanged otherwise.
+    """The note's log2 f0 moved up an octave when, below SUB_OCTAVE_CHECK_MAX_HZ, the candidate's harmonic
+    series is only its octave's series plus a lone sub-octave component: its odd partials above the
+    fundamental (median level) ODD_HARMONICS_MIN_DB under its even ones, and its fundamental weaker than
+    the even ones together. Unchanged otherwise.
 
     Parameters
     ----------
@@ -287,8 +283,10 @@ def octave_checked_pitch(segment: np.ndarray, sr: int, log2_f0: float) -> float:
         return log2_f0
     n_fft = max(1 << 14, 1 << int(np.ceil(np.log2(4 * segment.size))))
     power = np.abs(sfft.rfft(segment * np.hanning(segment.size), n_fft)) ** 2
-    fundamental, odd, even = harmonic_powers(power, sr / n_fft, 2.0**log2_f0)
-    if odd < even * 10 ** (-ODD_HARMONICS_MIN_DB / 10) and fundamental < even:
+    levels = partial_levels_db(power, sr / n_fft, 2.0**log2_f0, OCTAVE_CHECK_PARTIALS)
+    odd, even = levels[2::2], levels[1::2]
+    even_total_db = 10.0 * np.log10(np.sum(10.0 ** (even / 10.0)))
+    if np.median(odd) < np.median(even) - ODD_HARMONICS_MIN_DB and levels[0] < even_total_db:
         return log2_f0 + 1.0
     return log2_f0
 
@@ -595,6 +593,41 @@ def level_holds_after(level_db: np.ndarray, onset_frames: np.ndarray) -> np.ndar
     return np.asarray(after >= before - RELEASE_DROP_DB, bool)
 
 
+def pitch_changes_at(f0_hz: np.ndarray, aperiodicity: np.ndarray, onset_frames: np.ndarray) -> np.ndarray:
+    """bool per onset: the confident pitch (median over up to PITCH_CHANGE_FRAMES frames) after the onset
+    differs by more than half a semitone from the one before it, octave changes included.
+
+    A note struck while the previous one's release still rings louder (a slapped octave "pop" after a
+    thumbed root) lowers the level across its onset like a release does; its new pitch tells it apart.
+    The frames after it are taken from LEGATO_GUARD_FRAMES on, where the analysis windows no longer hear
+    the previous note, and not past the next onset.
+
+    Parameters
+    ----------
+    f0_hz : np.ndarray
+        YIN's f0 per frame, Hz.
+    aperiodicity : np.ndarray
+        YIN's trough depth per frame; frames below NOTE_CONFIDENT_DEPTH count.
+    onset_frames : np.ndarray
+        Onset positions in (fractional) analysis frames, ascending.
+    """
+    n = f0_hz.size
+    idx = np.round(np.asarray(onset_frames, np.float64)).astype(np.int64)
+    log_f0 = np.log2(np.maximum(np.nan_to_num(f0_hz, nan=1e-3), 1e-3))
+    confident = aperiodicity < NOTE_CONFIDENT_DEPTH
+    out = np.zeros(idx.size, bool)
+    for k, i in enumerate(idx.tolist()):
+        nxt = int(idx[k + 1]) if k + 1 < idx.size else n
+        lo_b, hi_b = max(0, i - PITCH_CHANGE_FRAMES), min(n, max(0, i))
+        lo_a = i + LEGATO_GUARD_FRAMES
+        hi_a = min(n, nxt, lo_a + PITCH_CHANGE_FRAMES)
+        before = log_f0[lo_b:hi_b][confident[lo_b:hi_b]]
+        after = log_f0[lo_a:hi_a][confident[lo_a:hi_a]] if hi_a > lo_a else before[:0]
+        if before.size and after.size:
+            out[k] = abs(float(np.median(after)) - float(np.median(before))) > 1 / 24
+    return out
+
+
 def refine_onsets(
     mono: np.ndarray, sample_rate: int, peak_times_s: np.ndarray, fallback_s: np.ndarray
 ) -> np.ndarray:
@@ -690,11 +723,13 @@ def analyse_stem(samples: np.ndarray, sample_rate: int, *, silence_db: float = S
     pitched = pitched_share(feats.aperiodicity, active)
     noisy = noisy_share(feats.flatness, active)
     kind = classify(sustain, pitched, noisy)
-    # Notes start where the level rises or holds (a legato change): flux at a note's end (the release's
-    # spectral splatter) would open a "note" in the rest that follows. The onsets themselves are kept.
+    # Notes start where the level rises or holds (a legato change) or the pitch changes: flux at a note's
+    # end (the release's spectral splatter) would open a "note" in the rest that follows. The onsets
+    # themselves are kept.
     note_onsets = onset_times[
         level_holds_after(level_db, onset_times / hop_s)
         | (np.asarray(strengths)[: onset_times.size] >= NOTE_ONSET_STRENGTH)
+        | pitch_changes_at(feats.f0_hz, feats.aperiodicity, onset_times / hop_s)
     ]
     onset_frames = np.round((note_onsets - ONSET_LEAD_S) * ANALYSIS_SR / HOP).astype(np.int64)
     f0, note_voiced, steady = note_level_f0(
