@@ -71,6 +71,9 @@ NOTE_RANGE_DB = 35.0
 ATTACK_MERGE_FRAMES = 4
 # A frame centred within half an analysis frame of a note's start hears the previous note too.
 LEGATO_GUARD_FRAMES = N_FFT // (2 * HOP)
+# A legato change (a new pitch without an onset) lasts; shorter excursions are a plucked string's attack
+# glide or a frame's octave error.
+LEGATO_MIN_FRAMES = 4
 # An onset where the level falls is still a note when the pitch across it changes, judged on this many
 # frames (70 ms) each side.
 PITCH_CHANGE_FRAMES = 6
@@ -291,6 +294,17 @@ def octave_checked_pitch(segment: np.ndarray, sr: int, log2_f0: float) -> float:
     return log2_f0
 
 
+def lasting(mask: np.ndarray, min_frames: int) -> np.ndarray:
+    """`mask` with its runs of True shorter than `min_frames` cleared."""
+    padded = np.concatenate([[False], mask, [False]])
+    edges = np.flatnonzero(padded[1:] != padded[:-1])
+    out = np.zeros(mask.size, bool)
+    for start, stop in zip(edges[::2].tolist(), edges[1::2].tolist(), strict=True):
+        if stop - start >= min_frames:
+            out[start:stop] = True
+    return out
+
+
 def note_pitch(log2_f0: np.ndarray) -> float:
     """One pitch (log2 Hz) for a note's confident frame pitches: their pitch class by a circular mean
     refined by the median of the octave-folded deviations, in the octave that most frames are in.
@@ -399,6 +413,7 @@ def note_level_f0(
         legato = confident & (np.abs(away) > 1 / 12) & (np.abs(np.abs(away) - 1.0) > 1 / 12)
         # The first frames' windows still hear the previous note: its pitch there is no legato change.
         legato[:LEGATO_GUARD_FRAMES] = False
+        legato = lasting(legato, LEGATO_MIN_FRAMES)
         steady += int(np.sum(confident & (np.abs(away) <= 1 / 24)))
         sounding = level_db[a:b] > float(level_db[a:b].max()) - NOTE_RANGE_DB
         voiced[a:b] = sounding
