@@ -64,8 +64,10 @@ REFINE_BACK_S = 0.04
 REFINE_AHEAD_S = 0.02
 # Note-level pitch: a frame is a confident pitch when YIN's trough is this deep; a note (the frames between
 # two onsets or silences) is voiced when at least NOTE_MIN_CONFIDENT of its frames are; it stays voiced
-# while within NOTE_RANGE_DB of its own loudest frame.
-NOTE_CONFIDENT_DEPTH = 0.45
+# while within NOTE_RANGE_DB of its own loudest frame. Noise sits above ~0.6; short slapped notes whose
+# level falls 6 dB within the analysis frame, or that carry a sub-octave, reach 0.43-0.55 on every frame
+# with the right period (the note's pitch is then octave-checked on its spectrum).
+NOTE_CONFIDENT_DEPTH = 0.5
 NOTE_MIN_CONFIDENT = 0.15
 NOTE_RANGE_DB = 35.0
 ATTACK_MERGE_FRAMES = 4
@@ -341,10 +343,12 @@ def note_level_f0(
     plucked notes' noisy attacks and decays, where a note's steady part knows its pitch.
 
     The stem is cut into notes at its onsets and silences; a note with enough confident frames (YIN
-    trough below NOTE_CONFIDENT_DEPTH) takes the median of their log-f0, folded by octaves onto that
-    median (an octave blip does not move it), and every frame of the note within NOTE_RANGE_DB of its
-    loudest is voiced at that pitch, except confident frames more than a semitone away and not an octave
-    away (a legato change without an onset keeps its own pitch).
+    trough below NOTE_CONFIDENT_DEPTH) takes their pitch (`note_pitch`: pitch class first, then the
+    octave most of them are in, so an octave blip does not move it), octave-checked on the spectrum of
+    its steady part when `y` is given (`octave_checked_pitch`), and every frame of the note within
+    NOTE_RANGE_DB of its loudest is voiced at that pitch, except runs of at least LEGATO_MIN_FRAMES
+    confident frames more than a semitone away and not an octave away, past the note's first
+    LEGATO_GUARD_FRAMES (a legato change without an onset keeps its own pitch).
 
     Parameters
     ----------
