@@ -404,9 +404,14 @@ def note_level_f0(
         confident = confident_all[a:b]
         if confident.sum() < max(2.0, NOTE_MIN_CONFIDENT * (b - a)):
             continue
-        note = note_pitch(log_f0[a:b][confident])
+        # The steady part: past the first frames, whose windows still hear the previous note.
+        steady_part = confident.copy()
+        steady_part[:LEGATO_GUARD_FRAMES] = False
+        if steady_part.sum() < 2:
+            steady_part = confident
+        note = note_pitch(log_f0[a:b][steady_part])
         if y is not None:
-            steady_frames = np.nonzero(confident)[0] + a
+            steady_frames = np.nonzero(steady_part)[0] + a
             lo = int(steady_frames[0]) * HOP
             hi = min(int(steady_frames[-1]) * HOP + HOP, lo + NOTE_SPECTRUM_MAX)
             if hi - lo < NOTE_SPECTRUM_MIN:
