@@ -138,6 +138,27 @@ def test_attack_glide_is_no_legato_change_but_a_held_new_pitch_is() -> None:
     np.testing.assert_allclose(out[20:], 55.0, rtol=0.01)
 
 
+def test_note_pitch_comes_from_its_steady_part() -> None:
+    # A short note whose onset came early: its first four frames still hear the previous G1 (their
+    # windows reach back before the note), the three after are E2. The note is E2 throughout.
+    f0, ap, level = _frames([49.0] * 4 + [82.4] * 3)
+    out, voiced, _ = A.note_level_f0(f0, ap, level, np.array([0]))
+    assert voiced.all()
+    np.testing.assert_allclose(out, 82.4, rtol=0.01)
+
+
+def test_short_slapped_note_is_voiced_but_noise_is_not() -> None:
+    # A short slapped note's frames reach YIN troughs of 0.43-0.55 at the right period; noise sits above
+    # 0.6 with a random period.
+    f0, ap, level = _frames([73.4] * 10, depth=0.47)
+    out, voiced, _ = A.note_level_f0(f0, ap, level, np.array([0]))
+    assert voiced.all()
+    np.testing.assert_allclose(out, 73.4, rtol=0.01)
+    noise_f0 = np.random.default_rng(0).uniform(40.0, 800.0, 10)
+    _, voiced, _ = A.note_level_f0(noise_f0, np.full(10, 0.65), np.full(10, -20.0), np.array([0]))
+    assert not voiced.any()
+
+
 def _spectrum_segment(partials: dict[float, float], seconds: float = 0.2) -> np.ndarray:
     t = np.arange(round(seconds * A.ANALYSIS_SR)) / A.ANALYSIS_SR
     return np.asarray(sum(amp * np.sin(2 * np.pi * f * t) for f, amp in partials.items()))
@@ -153,5 +174,5 @@ def test_octave_check_moves_only_a_lone_sub_octave_up() -> None:
     assert up(_spectrum_segment(a1), A.ANALYSIS_SR, np.log2(55.0)) == np.log2(55.0)
     # A pure sine, and a tone above the bass register with weak odd harmonics, are left alone.
     assert up(_spectrum_segment({55.0: 1.0}), A.ANALYSIS_SR, np.log2(55.0)) == np.log2(55.0)
-    high = _spectrum_segment({262.0: 1.0, 524.0: 1.5, 1048.0: 0.8})
+    high = _spectrum_segment({262.0: 0.6} | {524.0 * k: 1.0 / k for k in range(1, 6)})
     assert up(high, A.ANALYSIS_SR, np.log2(262.0)) == np.log2(262.0)

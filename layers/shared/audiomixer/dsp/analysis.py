@@ -264,8 +264,9 @@ def partial_levels_db(power: np.ndarray, bin_hz: float, f0_hz: float, n_partials
     half = max(1, int(0.25 * f0_hz / bin_hz))
     peaks = np.zeros(n_partials)
     for k in range(1, n_partials + 1):
-        centre = int(round(k * f0_hz / bin_hz))
-        peaks[k - 1] = float(power[max(0, centre - half) : min(power.size, centre + half + 1)].max(initial=0.0))
+        centre = round(k * f0_hz / bin_hz)
+        lo, hi = max(0, centre - half), min(power.size, centre + half + 1)
+        peaks[k - 1] = float(power[lo:hi].max(initial=0.0))
     return np.asarray(10.0 * np.log10(peaks + 1e-20))
 
 
