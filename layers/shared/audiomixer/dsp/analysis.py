@@ -3,7 +3,9 @@ percussive-vs-tonal decision.
 
 Everything runs at 22.05 kHz on one frame grid (hop 256, ~11.6 ms, frames centred) and in blocks of
 frames, so memory stays bounded for long songs. Pitch is a vectorised YIN (librosa.pyin is ~9x real time,
-far from the 20x budget) whose trough depth gives the voicing confidence.
+far from the 20x budget) whose trough depth gives the voicing confidence; the stem's f0 is then taken per
+note (cut at onsets, silences and pitch changes), one pitch from each note's steady part, octave-checked
+on its spectrum (`note_level_f0`).
 """
 
 from __future__ import annotations
@@ -80,8 +82,9 @@ LEGATO_MIN_FRAMES = 4
 # frames (70 ms) each side.
 PITCH_CHANGE_FRAMES = 6
 # Octave check of a low note's pitch on the spectrum of its steady part. A component an octave below a
-# harmonic series (sampled slap basses whose loop holds two slightly different periods have one; so do
-# octavers) makes the waveform repeat only every two periods, so YIN (and pYIN) report that octave. Below
+# harmonic series (the bench corpus' sampled slap bass carries one, 4-11 dB under the series, on many
+# notes; octave pedals add one) makes the waveform repeat only every two periods, so YIN (and pYIN) report
+# that octave. Below
 # SUB_OCTAVE_CHECK_MAX_HZ the ear does not follow such a fundamental but the harmonics above it (the
 # dominance region of pitch lies around harmonics 3-5); what a candidate f0 has beyond its octave above is
 # its odd harmonics, so when those sit ODD_HARMONICS_MIN_DB under its even ones (medians over the first
@@ -326,7 +329,8 @@ def note_pitch(log2_f0: np.ndarray) -> float:
     deviation = folded - np.round(folded)
     pitch_class += float(np.median(deviation))
     octaves = np.round(log2_f0 - pitch_class)
-    # The median octave; between two equally held octaves, the lower (YIN's errors go both ways).
+    # The median octave; between two equally held octaves the lower, which the spectral octave check
+    # (`octave_checked_pitch`) moves up when it is a sub-octave.
     octave = float(np.sort(octaves)[(octaves.size - 1) // 2])
     return pitch_class + octave
 
