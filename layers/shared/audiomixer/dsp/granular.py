@@ -530,8 +530,9 @@ def _render_tonal(
         s0 = s0 - back
         # Where the note is still too short (a short note read far up), the read loops over its last
         # whole periods, as a sampler's sustain loop: no jump in phase, and never into the next note.
-        loop = np.where(pitched, np.floor((last_ok - first_ok) / period) * period, last_ok - first_ok)
-        loop = np.maximum(loop, 1.0)
+        note_len = np.maximum(last_ok - first_ok, 1.0)
+        loop = np.where(pitched, np.floor(note_len / period) * period, note_len)
+        loop = np.where(loop >= 1.0, loop, note_len)  # a note shorter than its period loops whole
 
         grains = np.empty((n_channels, m, length), np.float32)
         plain = np.nonzero(~moving)[0]
