@@ -29,6 +29,7 @@ from .audio_io import resample
 from .envelope_shift import EnvelopeShifter
 from .grains import GrainTable
 from .mixer import limit_true_peak
+from .polyphony import chord_voices, voice_analyses
 
 Mode = StemMode
 ENV_BLOCK_S = 0.005
@@ -570,18 +571,24 @@ def render_stem(
     if kind == "percussive":
         out = _render_percussive(mono, sample_rate, analysis, style, starts, grain_table, length, rng)
     else:
-        out = _render_tonal(
-            mono,
-            sample_rate,
-            analysis,
-            style,
-            starts,
-            grain_table,
-            length,
-            rng,
-            use_pitch_mapping=use_pitch_mapping,
-            use_envelope=use_envelope,
-        )
+        # A chord stem is rendered as one grain voice per note (a single-f0 track of a chord is a
+        # virtual pitch an octave or more below it); a single line as one voice, from its analysis.
+        voices = chord_voices(x2, sample_rate)
+        parts = [analysis] if voices is None else voice_analyses(analysis, voices)
+        out = np.zeros((style.shape[1], n), np.float32)
+        for part in parts:
+            out += _render_tonal(
+                mono,
+                sample_rate,
+                part,
+                style,
+                starts,
+                grain_table,
+                length,
+                rng,
+                use_pitch_mapping=use_pitch_mapping,
+                use_envelope=use_envelope,
+            )
     # Percussive grains already carry each hit's level (a drum replacer's velocity): the envelope may
     # only lower them, never lift a transient's surroundings; only the pan envelope and the gate apply.
     res = _shape_output(
