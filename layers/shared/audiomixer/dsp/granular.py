@@ -573,7 +573,7 @@ def render_stem(
     else:
         # A chord stem is rendered as one grain voice per note (a single-f0 track of a chord is a
         # virtual pitch an octave or more below it); a single line as one voice, from its analysis.
-        voices = chord_voices(x2, sample_rate)
+        voices = chord_voices(mono, sample_rate)
         parts = [analysis] if voices is None else voice_analyses(analysis, voices)
         out = np.zeros((style.shape[1], n), np.float32)
         for part in parts:

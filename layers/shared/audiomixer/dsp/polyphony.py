@@ -17,7 +17,7 @@ import numpy as np
 from scipy import sparse
 from scipy.ndimage import median_filter
 
-from .analysis import SILENCE_DB, StemAnalysis
+from .analysis import SILENCE_DB, StemAnalysis, to_mono
 from .audio_io import resample
 
 MULTIPITCH_SR = 11025
@@ -188,9 +188,12 @@ def estimate_voices(
     Voices
         Per frame up to `max_voices` notes, lowest first, with their amplitude shares.
     """
-    x = np.asarray(samples, np.float32)
-    mono = x if x.ndim == 1 else x.mean(axis=1)
-    y = resample(mono, sample_rate, MULTIPITCH_SR)
+    y = resample(to_mono(samples), sample_rate, MULTIPITCH_SR)
+    return _estimate(y, max_voices=max_voices, frame_step=frame_step)
+
+
+def _estimate(y: np.ndarray, *, max_voices: int, frame_step: int) -> Voices:
+    """`estimate_voices` on a mono signal at MULTIPITCH_SR."""
     hop = round(HOP_S * MULTIPITCH_SR)
     frames = np.arange(0, 1 + y.size // hop if y.size else 0, max(1, frame_step))
     n_frames = frames.size
@@ -254,12 +257,22 @@ def estimate_voices(
 def chord_voices(samples: np.ndarray, sample_rate: int) -> Voices | None:
     """The notes of a stem that plays chords, or None for a single line (a bass, a lead, a voice).
 
+    Parameters
+    ----------
+    samples : np.ndarray
+        The stem, (n,) or (n, channels) float at `sample_rate`.
+    sample_rate : int
+        Its sample rate in Hz.
+
+    Notes
+    -----
     The decision is taken on every DECISION_FRAME_STEP-th frame (cheap: most stems are single lines);
     only a chord stem is then estimated on every frame.
     """
-    if not estimate_voices(samples, sample_rate, frame_step=DECISION_FRAME_STEP).is_polyphonic:
+    y = resample(to_mono(samples), sample_rate, MULTIPITCH_SR)
+    if not _estimate(y, max_voices=MAX_VOICES, frame_step=DECISION_FRAME_STEP).is_polyphonic:
         return None
-    return estimate_voices(samples, sample_rate)
+    return _estimate(y, max_voices=MAX_VOICES, frame_step=1)
 
 
 def voice_analyses(analysis: StemAnalysis, voices: Voices) -> list[StemAnalysis]:
