@@ -153,3 +153,23 @@ def test_a_chord_styled_with_a_bright_lead_plays_each_note_in_the_lead_s_timbre(
     # barely moved: 300 against the source's 310), and the stem's dynamics are kept.
     assert mfcc_distance(out, lead, SR) < 0.5 * mfcc_distance(stem, lead, SR)
     assert envelope_correlation(stem, out, SR) >= 0.8
+
+
+def test_drums_forced_to_tonal_stay_one_voice(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Drum noise reads as several "notes" on most frames: voices per note would follow noise, so a stem
+    the analysis calls percussive is rendered as one voice even when the user forces tonal."""
+    import audiomixer.dsp.granular as granular
+
+    # Hi-hat-like noise bursts, four a second.
+    t = np.arange(6 * SR)
+    noise = np.random.default_rng(0).standard_normal(t.size)
+    drums = (0.1 * noise * np.exp(-(t % (SR // 4)) / (0.05 * SR))).astype(np.float32)
+    analysis = analyse_stem(drums, SR)
+    assert analysis.kind == "percussive"
+    assert chord_voices(drums, SR) is not None  # what the estimator alone says of drums
+    tone = S.style_tone(SR, f0_hz=220.0, duration_s=2.0, timbre="square")
+    table = analyse_style_sound(tone, SR)
+    forced = render_stem(drums, SR, analysis, tone, SR, table, mode="tonal", seed=0)
+    monkeypatch.setattr(granular, "chord_voices", lambda *_args: None)
+    one_voice = render_stem(drums, SR, analysis, tone, SR, table, mode="tonal", seed=0)
+    np.testing.assert_array_equal(forced, one_voice)

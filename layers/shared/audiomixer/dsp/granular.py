@@ -572,8 +572,9 @@ def render_stem(
         out = _render_percussive(mono, sample_rate, analysis, style, starts, grain_table, length, rng)
     else:
         # A chord stem is rendered as one grain voice per note (a single-f0 track of a chord is a
-        # virtual pitch an octave or more below it); a single line as one voice, from its analysis.
-        voices = chord_voices(mono, sample_rate)
+        # virtual pitch an octave or more below it); a single line as one voice, from its analysis. Drums
+        # forced to tonal stay one voice: their noise reads as many "notes" (80-100 % of frames).
+        voices = chord_voices(mono, sample_rate) if analysis.kind == "tonal" else None
         parts = [analysis] if voices is None else voice_analyses(analysis, voices)
         out = np.zeros((style.shape[1], n), np.float32)
         for part in parts:
