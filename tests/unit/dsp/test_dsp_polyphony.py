@@ -173,3 +173,18 @@ def test_drums_forced_to_tonal_stay_one_voice(monkeypatch: pytest.MonkeyPatch) -
     monkeypatch.setattr(granular, "chord_voices", lambda *_args: None)
     one_voice = render_stem(drums, SR, analysis, tone, SR, table, mode="tonal", seed=0)
     np.testing.assert_array_equal(forced, one_voice)
+
+
+def test_a_chord_with_its_octave_doubled_keeps_its_root() -> None:
+    """C4 E4 G4 C5, the doubling loudest (as a guitar or organ voicing often is): its pick takes the root's
+    even partials, yet the voices are the triad, root included, and the doubling is the note left out."""
+    n = round(4.0 * SR)
+    x = np.zeros(n)
+    for level, note in zip((0.7, 0.8, 0.8, 1.0), (60, 64, 67, 72), strict=True):
+        x += level * S.harmonic_tone(np.full(n, float(S.midi_to_hz(note))), SR, n_harmonics=8)
+    voices = estimate_voices((0.3 * x / np.max(np.abs(x))).astype(np.float32), SR)
+    inside = (np.arange(voices.f0_hz.shape[0]) * voices.hop_s > 0.3) & (
+        np.arange(voices.f0_hz.shape[0]) * voices.hop_s < 3.7
+    )
+    midi = 69.0 + 12.0 * np.log2(np.maximum(voices.f0_hz[inside], 1e-9) / 440.0)
+    assert np.mean(np.all(np.abs(midi - np.array([60, 64, 67])) < 0.3, axis=1)) >= 0.9

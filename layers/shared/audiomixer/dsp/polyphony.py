@@ -6,7 +6,8 @@ below its lowest note (on the corpus of `audiomixer bench quality`, chords of C4
 per frame, the notes themselves: harmonic-sum salience over a log-frequency grid with iterative
 estimation and cancellation (Klapuri, "Multiple fundamental frequency estimation by summing harmonic
 amplitudes", ISMIR 2006): the most salient pitch is taken, its harmonics are removed from the spectrum,
-and the next is sought, up to MAX_VOICES. The granular engine then renders one grain voice per note.
+and the next is sought, up to MAX_NOTES. The granular engine then renders one grain voice per note, up to
+MAX_VOICES of them (an octave doubling is the first note left out).
 """
 
 from __future__ import annotations
@@ -36,13 +37,18 @@ HARMONIC_SPREAD_BINS = 2
 # plus one bin. (A width growing with frequency, for a stiff string's sharp partials, also took other chord
 # notes' partials: lower note recall on the corpus.)
 CANCEL_HZ = 5 * MULTIPITCH_SR / N_FFT
-MAX_VOICES = 3  # a triad; a fourth note is mostly an octave doubling, whose partials the root cancels
+# Notes sought per frame, and voices kept: a chord's four notes are often a triad and an octave doubling
+# (whose pick cancels the root's even partials, so the root is found last); the doubling is dropped,
+# never the root.
+MAX_NOTES = 4
+MAX_VOICES = 3
 # A further note counts when its salience is at least this share of the frame's strongest note's.
 VOICE_MIN_RELATIVE_SALIENCE = 0.4
+VOICE_MIN_RELATIVE_SALIENCE_BELOW_OCTAVE = 0.15
 # A stem plays chords when two or more notes sound on at least POLYPHONIC_SHARE of its sounding frames.
-# Measured on the corpus of `audiomixer bench quality`: chord stems (clavinet, overdriven, distorted and
-# clean guitars, piano, pad, strings, organ, e-piano) 1.0; bass lines 0.03-0.54 (a slap bass's
-# partials), leads 0.07-0.37.
+# Measured on the corpus of `audiomixer bench quality` (decision grid): chord stems (clavinet, overdriven,
+# distorted and clean guitars, piano, pad, strings, organ, e-piano) 1.0; bass lines 0.0-0.49 (a slap
+# bass's partials), leads 0.10-0.36; its drums 0.83-1.0 (noise), hence chords only on tonal stems.
 POLYPHONIC_SHARE = 0.8
 # A chord's notes lie within two octaves of its strongest (a keyboard or guitar voicing): further
 # "notes" are a low note's upper harmonics or another part's bleed.
@@ -168,7 +174,12 @@ def _magnitudes(y: np.ndarray, frames: np.ndarray, hop: int) -> tuple[np.ndarray
 
 
 def estimate_voices(
-    samples: np.ndarray, sample_rate: int, *, max_voices: int = MAX_VOICES, frame_step: int = 1
+    samples: np.ndarray,
+    sample_rate: int,
+    *,
+    max_notes: int = MAX_NOTES,
+    max_voices: int = MAX_VOICES,
+    frame_step: int = 1,
 ) -> Voices:
     """Estimate the notes sounding in each frame of a tonal stem.
 
@@ -178,8 +189,10 @@ def estimate_voices(
         The stem, (n,) or (n, channels) float at `sample_rate`.
     sample_rate : int
         Its sample rate in Hz.
+    max_notes : int
+        Most simultaneous notes sought per frame.
     max_voices : int
-        Most simultaneous notes reported per frame.
+        Most notes reported per frame (octave doublings, then the least salient, are left out).
     frame_step : int
         Analyse every `frame_step`-th frame only (a cheaper, coarser look: HOP_S * frame_step apart).
 
@@ -189,16 +202,38 @@ def estimate_voices(
         Per frame up to `max_voices` notes, lowest first, with their amplitude shares.
     """
     y = resample(to_mono(samples), sample_rate, MULTIPITCH_SR)
-    return _estimate(y, max_voices=max_voices, frame_step=frame_step)
+    return _estimate(y, max_notes=max_notes, max_voices=max_voices, frame_step=frame_step)
 
 
-def _estimate(y: np.ndarray, *, max_voices: int, frame_step: int) -> Voices:
+def _octave_above(f0: np.ndarray) -> np.ndarray:
+    """(notes, frames, notes) bool: note j sounds one or two octaves (within half a semitone) above note k
+    of the same frame, at [j, :, k]."""
+    midi = np.where(f0 > 0, 12.0 * np.log2(np.maximum(f0, 1e-9) / 440.0), np.nan)
+    interval = midi.T[:, :, None] - midi[None, :, :]  # [j, frame, k] = midi_j - midi_k
+    return np.asarray(
+        (interval > 6.0) & (interval < 30.0) & (np.abs(interval - 12.0 * np.round(interval / 12.0)) < 0.5)
+    )
+
+
+def _keep_voices(f0: np.ndarray, sal: np.ndarray, max_voices: int) -> tuple[np.ndarray, np.ndarray]:
+    """(f0, salience) of at most `max_voices` notes per frame, lowest first: where more sound, a note an
+    octave (or two) above another goes first, then the least salient."""
+    doubling = _octave_above(f0).any(axis=2).T  # [frame, j]: note j doubles a lower note
+    # Rank: sounding notes by (not a doubling, salience); keep the best max_voices.
+    score = np.where(f0 > 0, sal + np.where(doubling, 0.0, 1.0 + sal.max(initial=0.0)), -np.inf)
+    keep = np.argsort(-score, axis=1, kind="stable")[:, :max_voices]
+    f0, sal = np.take_along_axis(f0, keep, axis=1), np.take_along_axis(sal, keep, axis=1)
+    order = np.argsort(np.where(f0 > 0, f0, np.inf), axis=1)
+    return np.take_along_axis(f0, order, axis=1), np.take_along_axis(sal, order, axis=1)
+
+
+def _estimate(y: np.ndarray, *, max_notes: int, max_voices: int, frame_step: int) -> Voices:
     """`estimate_voices` on a mono signal at MULTIPITCH_SR."""
     hop = round(HOP_S * MULTIPITCH_SR)
     frames = np.arange(0, 1 + y.size // hop if y.size else 0, max(1, frame_step))
     n_frames = frames.size
-    f0 = np.zeros((n_frames, max_voices))
-    sal = np.zeros((n_frames, max_voices))
+    f0 = np.zeros((n_frames, max_notes))
+    sal = np.zeros((n_frames, max_notes))
     level = np.zeros(n_frames)
     candidates = _candidate_hz()
     n_bins = N_FFT // 2 + 1
@@ -211,7 +246,7 @@ def _estimate(y: np.ndarray, *, max_voices: int, frame_step: int) -> Voices:
         mag, level[block] = _magnitudes(y, frames[block], hop)
         mag = _whiten(mag, bands, back)
         rows = np.arange(mag.shape[0])
-        for v in range(max_voices):
+        for v in range(max_notes):
             salience = np.asarray(weights.T @ mag.T).T  # (frames, candidates)
             if v:
                 spread = np.abs(12.0 * np.log2(candidates[None, :] / f0[block, :1]))
@@ -232,16 +267,19 @@ def _estimate(y: np.ndarray, *, max_voices: int, frame_step: int) -> Voices:
             chosen = f0[block, v].astype(np.float32)[:, None]
             nearest = np.maximum(np.round(bin_freqs[None, :] / chosen), 1.0) * chosen
             mag[np.abs(bin_freqs[None, :] - nearest) <= CANCEL_HZ] = 0.0
-    # A note counts when it is salient beside the frame's strongest, in a frame above silence.
+    # A note counts when it is salient beside the frame's strongest, in a frame above silence; a note an
+    # octave below a note already taken kept only its odd partials, and is judged on a lower bar.
     strongest = sal[:, :1]
     audible = level[:, None] > 10 ** (SILENCE_DB / 20.0)
-    present = (sal >= VOICE_MIN_RELATIVE_SALIENCE * strongest) & (strongest > 0) & audible
+    bar = np.where(
+        _octave_above(f0).any(axis=0), VOICE_MIN_RELATIVE_SALIENCE_BELOW_OCTAVE, VOICE_MIN_RELATIVE_SALIENCE
+    )
+    present = (sal >= bar * strongest) & (strongest > 0) & audible
     f0 = np.where(present, f0, 0.0)
     sal = np.where(present, sal, 0.0)
-    # Lowest note first, then each voice's pitch smoothed over a few frames where it sounds throughout.
-    order = np.argsort(np.where(f0 > 0, f0, np.inf), axis=1)
-    f0 = np.take_along_axis(f0, order, axis=1)
-    sal = np.take_along_axis(sal, order, axis=1)
+    # Lowest note first (octave doublings left out), then each voice's pitch smoothed over a few frames
+    # where it sounds throughout.
+    f0, sal = _keep_voices(f0, sal, max_voices)
     if n_frames >= MEDIAN_FRAMES:
         smooth = median_filter(f0, size=(MEDIAN_FRAMES, 1), mode="nearest")
         steady = median_filter((f0 > 0).astype(np.uint8), size=(MEDIAN_FRAMES, 1), mode="nearest") > 0
@@ -270,9 +308,11 @@ def chord_voices(samples: np.ndarray, sample_rate: int) -> Voices | None:
     only a chord stem is then estimated on every frame.
     """
     y = resample(to_mono(samples), sample_rate, MULTIPITCH_SR)
-    if not _estimate(y, max_voices=MAX_VOICES, frame_step=DECISION_FRAME_STEP).is_polyphonic:
+    if not _estimate(
+        y, max_notes=MAX_NOTES, max_voices=MAX_VOICES, frame_step=DECISION_FRAME_STEP
+    ).is_polyphonic:
         return None
-    return _estimate(y, max_voices=MAX_VOICES, frame_step=1)
+    return _estimate(y, max_notes=MAX_NOTES, max_voices=MAX_VOICES, frame_step=1)
 
 
 def voice_analyses(analysis: StemAnalysis, voices: Voices) -> list[StemAnalysis]:
