@@ -23,7 +23,7 @@ from .audio_io import resample
 
 MULTIPITCH_SR = 11025
 WINDOW = 2048  # 186 ms: resolves semitones down to C2 through the harmonics
-N_FFT = 2048
+N_FFT = WINDOW  # 5.4 Hz bins (zero padding bought no accuracy on the corpus and cost twice the time)
 HOP_S = 512 / MULTIPITCH_SR  # 46 ms, four analysis hops: chords change slower than that
 MIDI_MIN, MIDI_MAX = 24.0, 96.0  # C1 (33 Hz) .. C7 (2093 Hz): a bass line is one voice, not its harmonics
 CANDIDATES_PER_SEMITONE = 3  # refined between candidates by a parabola
@@ -33,9 +33,9 @@ N_HARMONICS = 10  # summed into a candidate's salience
 WEIGHT_ALPHA_HZ, WEIGHT_BETA_HZ = 27.0, 320.0
 # A harmonic is read over +-HARMONIC_SPREAD_BINS around its place (mistuning, inharmonicity), tapered.
 HARMONIC_SPREAD_BINS = 2
-# A chosen note's partials are cancelled within a Hann window's main lobe (+-4 bins at this zero padding),
-# plus one bin. (A width growing with frequency, for a stiff string's sharp partials, also took other chord
-# notes' partials: lower note recall on the corpus.)
+# A chosen note's partials are cancelled within +-5 bins (+-27 Hz): a Hann window's main lobe (+-2 bins)
+# and some mistuning. (A width growing with frequency, for a stiff string's sharp partials, also took
+# other chord notes' partials: lower note recall on the corpus.)
 CANCEL_HZ = 5 * MULTIPITCH_SR / N_FFT
 # Notes sought per frame, and voices kept: a chord's four notes are often a triad and an octave doubling
 # (whose pick cancels the root's even partials, so the root is found last); the doubling is dropped,
