@@ -575,10 +575,10 @@ def render_stem(
         # virtual pitch an octave or more below it); a single line as one voice, from its analysis. Drums
         # forced to tonal stay one voice: their noise reads as many "notes" (80-100 % of frames).
         voices = chord_voices(mono, sample_rate) if analysis.kind == "tonal" else None
-        parts = [analysis] if voices is None else voice_analyses(analysis, voices)
-        out = np.zeros((style.shape[1], n), np.float32)
-        for part in parts:
-            out += _render_tonal(
+        parts = (voice_analyses(analysis, voices) if voices is not None else []) or [analysis]
+
+        def voice(part: StemAnalysis) -> np.ndarray:
+            return _render_tonal(
                 mono,
                 sample_rate,
                 part,
@@ -590,6 +590,10 @@ def render_stem(
                 use_pitch_mapping=use_pitch_mapping,
                 use_envelope=use_envelope,
             )
+
+        out = voice(parts[0])
+        for part in parts[1:]:
+            out += voice(part)
     # Percussive grains already carry each hit's level (a drum replacer's velocity): the envelope may
     # only lower them, never lift a transient's surroundings; only the pan envelope and the gate apply.
     res = _shape_output(
