@@ -173,3 +173,18 @@ def test_notes_two_octaves_from_the_style_are_reached(target_hz: float, why: str
     f0 = yin_f0(out, 25.0, 2000.0)[20:-20]
     cents = 1200.0 * np.log2(f0 / target_hz)
     assert np.mean(np.abs(cents) <= 50.0) >= 0.95, (why, np.round(np.median(f0), 1))
+
+
+def test_a_note_shorter_than_its_period_still_sounds_the_pitch() -> None:
+    # 10 ms grains, and one pitched grain only: its note (10 ms) is shorter than one period (12 ms).
+    style = (0.5 * bright_note(82.4, 1.0, decay_s=30.0)).astype(np.float32)
+    table = analyse_style_sound(style, SR, grain_ms=10)
+    pitched = np.nonzero(table.f0_hz > 0)[0]
+    table.f0_hz[:] = 0.0
+    table.f0_hz[pitched[pitched.size // 2]] = 82.4
+    stem = (0.5 * bright_note(55.0, 2.0, decay_s=30.0)).astype(np.float32)
+    out = render_stem(stem, SR, analyse_stem(stem, SR), style, SR, table, grain_ms=10.0)
+    seg = out[SR // 2 : 3 * SR // 2]
+    spectrum = np.abs(np.fft.rfft(seg * np.hanning(seg.size)))
+    assert spectrum[:5].sum() < 0.01 * spectrum.sum()  # no DC from reading one sample over and over
+    assert np.median(yin_f0(out, 25.0, 2000.0)[20:-20]) == pytest.approx(55.0, rel=0.02)
