@@ -152,10 +152,10 @@ def test_every_consumed_queue_has_a_dlq_that_has_none() -> None:
 def test_handlers_read_the_max_receive_count_the_queues_use() -> None:
     """The handlers tell the last delivery by AUDIOMIXER_MAX_RECEIVE_COUNT: it must be the very value
     (the same reference) every RedrivePolicy uses, or a job could sit in a DLQ without a failure."""
-    from audiomixer.settings import Settings
+    from audiomixer.settings import ENV_PREFIX, Settings
 
     env = GLOBALS_FN["Environment"]["Variables"]
-    name = (Settings.model_config.get("env_prefix") or "") + "max_receive_count"
+    name = ENV_PREFIX + "max_receive_count"
     assert "max_receive_count" in Settings.model_fields
     value = env[name.upper()]
     for queue, res in of_type("AWS::SQS::Queue").items():
@@ -324,7 +324,7 @@ def test_core_deps_pins_agree_with_pyproject() -> None:
         for r in pyproject["dependencies"] + pyproject["optional-dependencies"]["api"]
     }
     reqs = {r.name.lower(): r for r in _requirements(ROOT / "layers" / "core_deps" / "requirements.txt")}
-    for name in ("fastapi", "mangum", "pydantic", "pydantic-settings", "pynamodb", "python-multipart"):
+    for name in ("fastapi", "mangum", "pydantic", "pynamodb", "python-multipart"):
         assert name in reqs, f"{name} missing from the core deps layer"
     assert "aws-lambda-powertools" in reqs and "tracer" in reqs["aws-lambda-powertools"].extras
     for name, req in reqs.items():
