@@ -294,8 +294,11 @@ def test_light_functions_use_exactly_the_two_layers() -> None:
             assert props(fn)["Layers"] == [{"Ref": "SharedLayer"}, {"Ref": "CoreDepsLayer"}, *console], fn
     for layer in ("SharedLayer", "CoreDepsLayer"):
         assert RESOURCES[layer]["Type"] == "AWS::Serverless::LayerVersion"
-        assert RESOURCES[layer]["Metadata"]["BuildMethod"] == "python3.11"
         assert props(layer)["CompatibleRuntimes"] == ["python3.11"]
+    # The package ships with its bytecode (layers/shared/Makefile); the dependencies are pip-installed.
+    assert RESOURCES["SharedLayer"]["Metadata"]["BuildMethod"] == "makefile"
+    assert "build-SharedLayer:" in (ROOT / "layers" / "shared" / "Makefile").read_text()
+    assert RESOURCES["CoreDepsLayer"]["Metadata"]["BuildMethod"] == "python3.11"
     assert props("SharedLayer")["ContentUri"].rstrip("/") == "layers/shared"
     assert (ROOT / "layers" / "shared" / "audiomixer" / "__init__.py").is_file()
     assert props("CoreDepsLayer")["ContentUri"].rstrip("/") == "layers/core_deps"
