@@ -183,7 +183,7 @@ def component_schemas() -> dict[str, Any]:
 
 
 # What every route may answer on failure; `responses=` of the app.
-SERVER_ERROR = {500: _doc("A bug: reported with code `internal`")}
+SERVER_ERROR: dict[int | str, dict[str, Any]] = {500: _doc("A bug: reported with code `internal`")}
 
 
 COMMON_RESPONSES: dict[int | str, dict[str, Any]] = {
