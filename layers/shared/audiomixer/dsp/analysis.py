@@ -3,7 +3,9 @@ percussive-vs-tonal decision.
 
 Everything runs at 22.05 kHz on one frame grid (hop 256, ~11.6 ms, frames centred) and in blocks of
 frames, so memory stays bounded for long songs. Pitch is a vectorised YIN (librosa.pyin is ~9x real time,
-far from the 20x budget) whose trough depth gives the voicing confidence.
+far from the 20x budget) whose trough depth gives the voicing confidence; the stem's f0 is then taken per
+note (cut at onsets, silences and pitch changes), one pitch from each note's steady part, octave-checked
+on its spectrum (`note_level_f0`).
 """
 
 from __future__ import annotations
@@ -64,11 +66,36 @@ REFINE_BACK_S = 0.04
 REFINE_AHEAD_S = 0.02
 # Note-level pitch: a frame is a confident pitch when YIN's trough is this deep; a note (the frames between
 # two onsets or silences) is voiced when at least NOTE_MIN_CONFIDENT of its frames are; it stays voiced
-# while within NOTE_RANGE_DB of its own loudest frame.
-NOTE_CONFIDENT_DEPTH = 0.45
+# while within NOTE_RANGE_DB of its own loudest frame. Noise sits above ~0.6; short slapped notes whose
+# level falls 6 dB within the analysis frame, or that carry a sub-octave, reach 0.43-0.55 on every frame
+# with the right period (the note's pitch is then octave-checked on its spectrum).
+NOTE_CONFIDENT_DEPTH = 0.5
 NOTE_MIN_CONFIDENT = 0.15
 NOTE_RANGE_DB = 35.0
 ATTACK_MERGE_FRAMES = 4
+# A frame centred within half an analysis frame of a note's start hears the previous note too.
+LEGATO_GUARD_FRAMES = N_FFT // (2 * HOP)
+# A legato change (a new pitch without an onset) lasts; shorter excursions are a plucked string's attack
+# glide or a frame's octave error.
+LEGATO_MIN_FRAMES = 4
+# An onset where the level falls is still a note when the pitch across it changes, judged on this many
+# frames (70 ms) each side.
+PITCH_CHANGE_FRAMES = 6
+# Octave check of a low note's pitch on the spectrum of its steady part. A component an octave below a
+# harmonic series (the bench corpus' sampled slap bass carries one, 4-11 dB under the series, on many
+# notes; octave pedals add one) makes the waveform repeat only every two periods, so YIN (and pYIN) report
+# that octave. Below
+# SUB_OCTAVE_CHECK_MAX_HZ the ear does not follow such a fundamental but the harmonics above it (the
+# dominance region of pitch lies around harmonics 3-5); what a candidate f0 has beyond its octave above is
+# its odd harmonics, so when those sit ODD_HARMONICS_MIN_DB under its even ones (medians over the first
+# OCTAVE_CHECK_PARTIALS partials: one stray partial moves neither) and the fundamental is weaker than the
+# even ones together, the note is the octave above. On the bench corpus the slapped notes read an octave
+# low have odd partials 18-27 dB under their even ones; correctly read notes at most 12 dB.
+SUB_OCTAVE_CHECK_MAX_HZ = 100.0
+ODD_HARMONICS_MIN_DB = 15.0
+OCTAVE_CHECK_PARTIALS = 12
+NOTE_SPECTRUM_MIN = 2048  # samples at ANALYSIS_SR: 93 ms, the analysis frame
+NOTE_SPECTRUM_MAX = 8192  # 370 ms of a long note's steady part is plenty
 # Onsets are refined to the transient, which the frame grid's centred frames already hear earlier.
 ONSET_LEAD_S = 0.01
 
@@ -222,21 +249,111 @@ def voicing(features: FrameFeatures, silence_db: float = SILENCE_DB) -> tuple[np
     return f0.astype(np.float32), prob.astype(np.float32)
 
 
+def partial_levels_db(power: np.ndarray, bin_hz: float, f0_hz: float, n_partials: int) -> np.ndarray:
+    """Level (dB) of the partials 1..n_partials of `f0_hz` in a power spectrum: each is the largest bin
+    within a quarter of f0 of k*f0 (room for a string's inharmonicity, never reaching the next partial).
+
+    Parameters
+    ----------
+    power : np.ndarray
+        Power spectrum (rfft bins).
+    bin_hz : float
+        Width of one bin, Hz.
+    f0_hz : float
+        Candidate fundamental, Hz.
+    n_partials : int
+        How many partials; those above the spectrum's top read as silent.
+    """
+    half = max(1, int(0.25 * f0_hz / bin_hz))
+    peaks = np.zeros(n_partials)
+    for k in range(1, n_partials + 1):
+        centre = round(k * f0_hz / bin_hz)
+        lo, hi = max(0, centre - half), min(power.size, centre + half + 1)
+        peaks[k - 1] = float(power[lo:hi].max(initial=0.0))
+    return np.asarray(10.0 * np.log10(peaks + 1e-20))
+
+
+def octave_checked_pitch(segment: np.ndarray, sr: int, log2_f0: float) -> float:
+    """The note's log2 f0 moved up an octave when, below SUB_OCTAVE_CHECK_MAX_HZ, the candidate's harmonic
+    series is only its octave's series plus a lone sub-octave component: its odd partials above the
+    fundamental (median level) ODD_HARMONICS_MIN_DB under its even ones, and its fundamental weaker than
+    the even ones together. Unchanged otherwise.
+
+    Parameters
+    ----------
+    segment : np.ndarray
+        The note's steady part, mono, at `sr`.
+    sr : int
+        Sample rate, Hz.
+    log2_f0 : float
+        Candidate pitch, log2 of Hz.
+    """
+    if segment.size < 16 or 2.0**log2_f0 >= SUB_OCTAVE_CHECK_MAX_HZ:
+        return log2_f0
+    n_fft = max(1 << 14, 1 << int(np.ceil(np.log2(4 * segment.size))))
+    power = np.abs(sfft.rfft(segment * np.hanning(segment.size), n_fft)) ** 2
+    levels = partial_levels_db(power, sr / n_fft, 2.0**log2_f0, OCTAVE_CHECK_PARTIALS)
+    odd, even = levels[2::2], levels[1::2]
+    even_total_db = 10.0 * np.log10(np.sum(10.0 ** (even / 10.0)))
+    if np.median(odd) < np.median(even) - ODD_HARMONICS_MIN_DB and levels[0] < even_total_db:
+        return log2_f0 + 1.0
+    return log2_f0
+
+
+def lasting(mask: np.ndarray, min_frames: int) -> np.ndarray:
+    """`mask` with its runs of True shorter than `min_frames` cleared."""
+    padded = np.concatenate([[False], mask, [False]])
+    edges = np.flatnonzero(padded[1:] != padded[:-1])
+    out = np.zeros(mask.size, bool)
+    for start, stop in zip(edges[::2].tolist(), edges[1::2].tolist(), strict=True):
+        if stop - start >= min_frames:
+            out[start:stop] = True
+    return out
+
+
+def note_pitch(log2_f0: np.ndarray) -> float:
+    """One pitch (log2 Hz) for a note's confident frame pitches: their pitch class by a circular mean
+    refined by the median of the octave-folded deviations, in the octave that most frames are in.
+
+    A plain median of pitches split between two octaves (a sub-octave read on half the frames) lands
+    between them, a tritone from both; folding by octaves first keeps the note on its pitch class.
+
+    Parameters
+    ----------
+    log2_f0 : np.ndarray
+        log2 of the frames' f0 (Hz), at least one.
+    """
+    angle = float(np.angle(np.mean(np.exp(2j * np.pi * log2_f0))))
+    pitch_class = angle / (2 * np.pi)
+    folded = log2_f0 - pitch_class
+    deviation = folded - np.round(folded)
+    pitch_class += float(np.median(deviation))
+    octaves = np.round(log2_f0 - pitch_class)
+    # The median octave; between two equally held octaves the lower, which the spectral octave check
+    # (`octave_checked_pitch`) moves up when it is a sub-octave.
+    octave = float(np.sort(octaves)[(octaves.size - 1) // 2])
+    return pitch_class + octave
+
+
 def note_level_f0(
     f0_hz: np.ndarray,
     aperiodicity: np.ndarray,
     level_db: np.ndarray,
     onset_frames: np.ndarray,
     silence_db: float = SILENCE_DB,
+    *,
+    y: np.ndarray | None = None,
 ) -> tuple[np.ndarray, np.ndarray, float]:
     """One pitch per note, as note transcribers do: frame trackers' errors sit at note changes and in
     plucked notes' noisy attacks and decays, where a note's steady part knows its pitch.
 
     The stem is cut into notes at its onsets and silences; a note with enough confident frames (YIN
-    trough below NOTE_CONFIDENT_DEPTH) takes the median of their log-f0, folded by octaves onto that
-    median (an octave blip does not move it), and every frame of the note within NOTE_RANGE_DB of its
-    loudest is voiced at that pitch, except confident frames more than a semitone away and not an octave
-    away (a legato change without an onset keeps its own pitch).
+    trough below NOTE_CONFIDENT_DEPTH) takes their pitch (`note_pitch`: pitch class first, then the
+    octave most of them are in, so an octave blip does not move it), octave-checked on the spectrum of
+    its steady part when `y` is given (`octave_checked_pitch`), and every frame of the note within
+    NOTE_RANGE_DB of its loudest is voiced at that pitch, except runs of at least LEGATO_MIN_FRAMES
+    confident frames more than a semitone away and not an octave away, past the note's first
+    LEGATO_GUARD_FRAMES (a legato change without an onset keeps its own pitch).
 
     Parameters
     ----------
@@ -250,6 +367,9 @@ def note_level_f0(
         Frame index of each onset.
     silence_db : float
         Frames below this level are silent (and end a note).
+    y : np.ndarray, optional
+        The mono signal at ANALYSIS_SR on whose frames (hop HOP, centred) the features were taken: when
+        given, each note's pitch is octave-checked on its steady part's spectrum.
 
     Returns
     -------
@@ -289,12 +409,25 @@ def note_level_f0(
         confident = confident_all[a:b]
         if confident.sum() < max(2.0, NOTE_MIN_CONFIDENT * (b - a)):
             continue
-        pitches = log_f0[a:b][confident]
-        note = float(np.median(pitches))
-        offsets = pitches - note
-        note += float(np.median(offsets - np.round(offsets)))
+        # The steady part: past the first frames, whose windows still hear the previous note.
+        steady_part = confident.copy()
+        steady_part[:LEGATO_GUARD_FRAMES] = False
+        if steady_part.sum() < 2:
+            steady_part = confident
+        note = note_pitch(log_f0[a:b][steady_part])
+        if y is not None:
+            steady_frames = np.nonzero(steady_part)[0] + a
+            lo = int(steady_frames[0]) * HOP
+            hi = min(int(steady_frames[-1]) * HOP + HOP, lo + NOTE_SPECTRUM_MAX)
+            if hi - lo < NOTE_SPECTRUM_MIN:
+                mid = (lo + hi) // 2
+                lo, hi = max(0, mid - NOTE_SPECTRUM_MIN // 2), mid + NOTE_SPECTRUM_MIN // 2
+            note = octave_checked_pitch(np.asarray(y[lo:hi], np.float64), ANALYSIS_SR, note)
         away = log_f0[a:b] - note
         legato = confident & (np.abs(away) > 1 / 12) & (np.abs(np.abs(away) - 1.0) > 1 / 12)
+        # The first frames' windows still hear the previous note: its pitch there is no legato change.
+        legato[:LEGATO_GUARD_FRAMES] = False
+        legato = lasting(legato, LEGATO_MIN_FRAMES)
         steady += int(np.sum(confident & (np.abs(away) <= 1 / 24)))
         sounding = level_db[a:b] > float(level_db[a:b].max()) - NOTE_RANGE_DB
         voiced[a:b] = sounding
@@ -489,6 +622,41 @@ def level_holds_after(level_db: np.ndarray, onset_frames: np.ndarray) -> np.ndar
     return np.asarray(after >= before - RELEASE_DROP_DB, bool)
 
 
+def pitch_changes_at(f0_hz: np.ndarray, aperiodicity: np.ndarray, onset_frames: np.ndarray) -> np.ndarray:
+    """bool per onset: the confident pitch (median over up to PITCH_CHANGE_FRAMES frames) after the onset
+    differs by more than half a semitone from the one before it, octave changes included.
+
+    A note struck while the previous one's release still rings louder (a slapped octave "pop" after a
+    thumbed root) lowers the level across its onset like a release does; its new pitch tells it apart.
+    The frames after it are taken from LEGATO_GUARD_FRAMES on, where the analysis windows no longer hear
+    the previous note, and not past the next onset.
+
+    Parameters
+    ----------
+    f0_hz : np.ndarray
+        YIN's f0 per frame, Hz.
+    aperiodicity : np.ndarray
+        YIN's trough depth per frame; frames below NOTE_CONFIDENT_DEPTH count.
+    onset_frames : np.ndarray
+        Onset positions in (fractional) analysis frames, ascending.
+    """
+    n = f0_hz.size
+    idx = np.round(np.asarray(onset_frames, np.float64)).astype(np.int64)
+    log_f0 = np.log2(np.maximum(np.nan_to_num(f0_hz, nan=1e-3), 1e-3))
+    confident = aperiodicity < NOTE_CONFIDENT_DEPTH
+    out = np.zeros(idx.size, bool)
+    for k, i in enumerate(idx.tolist()):
+        nxt = int(idx[k + 1]) if k + 1 < idx.size else n
+        lo_b, hi_b = max(0, i - PITCH_CHANGE_FRAMES), min(n, max(0, i))
+        lo_a = i + LEGATO_GUARD_FRAMES
+        hi_a = min(n, nxt, lo_a + PITCH_CHANGE_FRAMES)
+        before = log_f0[lo_b:hi_b][confident[lo_b:hi_b]]
+        after = log_f0[lo_a:hi_a][confident[lo_a:hi_a]] if hi_a > lo_a else before[:0]
+        if before.size and after.size:
+            out[k] = abs(float(np.median(after)) - float(np.median(before))) > 1 / 24
+    return out
+
+
 def refine_onsets(
     mono: np.ndarray, sample_rate: int, peak_times_s: np.ndarray, fallback_s: np.ndarray
 ) -> np.ndarray:
@@ -584,15 +752,17 @@ def analyse_stem(samples: np.ndarray, sample_rate: int, *, silence_db: float = S
     pitched = pitched_share(feats.aperiodicity, active)
     noisy = noisy_share(feats.flatness, active)
     kind = classify(sustain, pitched, noisy)
-    # Notes start where the level rises or holds (a legato change): flux at a note's end (the release's
-    # spectral splatter) would open a "note" in the rest that follows. The onsets themselves are kept.
+    # Notes start where the level rises or holds (a legato change) or the pitch changes: flux at a note's
+    # end (the release's spectral splatter) would open a "note" in the rest that follows. The onsets
+    # themselves are kept.
     note_onsets = onset_times[
         level_holds_after(level_db, onset_times / hop_s)
         | (np.asarray(strengths)[: onset_times.size] >= NOTE_ONSET_STRENGTH)
+        | pitch_changes_at(feats.f0_hz, feats.aperiodicity, onset_times / hop_s)
     ]
     onset_frames = np.round((note_onsets - ONSET_LEAD_S) * ANALYSIS_SR / HOP).astype(np.int64)
     f0, note_voiced, steady = note_level_f0(
-        feats.f0_hz, feats.aperiodicity, level_db, onset_frames, silence_db
+        feats.f0_hz, feats.aperiodicity, level_db, onset_frames, silence_db, y=y
     )
     # The frame voicing probability, raised inside voiced notes and lowered outside them.
     prob = np.where(note_voiced, np.maximum(frame_prob, 0.75), np.minimum(frame_prob, 0.25))
