@@ -141,12 +141,24 @@ def test_api_and_cli_render_bit_identical_audio(
         "drums": {"style_sound_id": world["kit_id"], "mode": "percussive"},
         "bass": {"style_sound_id": world["synth_id"]},
         "vocals": {"volume": 0.5},
+        # The pad chords: one grain voice per note (dsp/polyphony.py) on both paths.
+        "other": {"style_sound_id": world["synth_id"]},
     }
     api_audio, _ = render_through_api(
         world, {"config": config, "settings": {**settings, "output_format": "flac"}}
     )
     cli_audio = render_through_cli(
-        world, tmp_path / "mix.flac", ["--mode", "drums=percussive", "--volume", "vocals=0.5", *flags]
+        world,
+        tmp_path / "mix.flac",
+        [
+            "--mode",
+            "drums=percussive",
+            "--volume",
+            "vocals=0.5",
+            "--style",
+            f"other={world['synth']}",
+            *flags,
+        ],
     )
     assert api_audio.shape == cli_audio.shape == (3 * SR, 2)
     np.testing.assert_array_equal(api_audio, cli_audio)

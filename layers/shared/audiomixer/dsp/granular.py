@@ -29,6 +29,7 @@ from .audio_io import resample
 from .envelope_shift import EnvelopeShifter
 from .grains import GrainTable
 from .mixer import limit_true_peak
+from .polyphony import chord_voices, voice_analyses
 
 Mode = StemMode
 ENV_BLOCK_S = 0.005
@@ -570,18 +571,29 @@ def render_stem(
     if kind == "percussive":
         out = _render_percussive(mono, sample_rate, analysis, style, starts, grain_table, length, rng)
     else:
-        out = _render_tonal(
-            mono,
-            sample_rate,
-            analysis,
-            style,
-            starts,
-            grain_table,
-            length,
-            rng,
-            use_pitch_mapping=use_pitch_mapping,
-            use_envelope=use_envelope,
-        )
+        # A chord stem is rendered as one grain voice per note (a single-f0 track of a chord is a
+        # virtual pitch an octave or more below it); a single line as one voice, from its analysis. Drums
+        # forced to tonal stay one voice: their noise reads as many "notes" (80-100 % of frames).
+        voices = chord_voices(mono, sample_rate) if analysis.kind == "tonal" else None
+        parts = (voice_analyses(analysis, voices) if voices is not None else []) or [analysis]
+
+        def voice(part: StemAnalysis) -> np.ndarray:
+            return _render_tonal(
+                mono,
+                sample_rate,
+                part,
+                style,
+                starts,
+                grain_table,
+                length,
+                rng,
+                use_pitch_mapping=use_pitch_mapping,
+                use_envelope=use_envelope,
+            )
+
+        out = voice(parts[0])
+        for part in parts[1:]:
+            out += voice(part)
     # Percussive grains already carry each hit's level (a drum replacer's velocity): the envelope may
     # only lower them, never lift a transient's surroundings; only the pan envelope and the gate apply.
     res = _shape_output(
