@@ -295,10 +295,18 @@ def test_light_functions_use_exactly_the_two_layers() -> None:
     for layer in ("SharedLayer", "CoreDepsLayer"):
         assert RESOURCES[layer]["Type"] == "AWS::Serverless::LayerVersion"
         assert props(layer)["CompatibleRuntimes"] == ["python3.11"]
-    # The package ships with its bytecode (layers/shared/Makefile); the dependencies are pip-installed.
-    assert RESOURCES["SharedLayer"]["Metadata"]["BuildMethod"] == "makefile"
-    assert "build-SharedLayer:" in (ROOT / "layers" / "shared" / "Makefile").read_text()
-    assert RESOURCES["CoreDepsLayer"]["Metadata"]["BuildMethod"] == "python3.11"
+    # Both ship with their bytecode (/opt is read-only: Lambda cannot cache what it compiles), built by
+    # the Makefile in each layer's folder.
+    for layer, folder in (("SharedLayer", "shared"), ("CoreDepsLayer", "core_deps")):
+        assert RESOURCES[layer]["Metadata"]["BuildMethod"] == "makefile"
+        makefile = (ROOT / "layers" / folder / "Makefile").read_text()
+        assert f"build-{layer}:" in makefile and "--invalidation-mode unchecked-hash" in makefile
+    # The dependencies' wheels are those of the layer's runtime and architecture, whatever builds them.
+    (runtime,) = props("CoreDepsLayer")["CompatibleRuntimes"]
+    (arch,) = props("CoreDepsLayer")["CompatibleArchitectures"]
+    pip = (ROOT / "layers" / "core_deps" / "Makefile").read_text()
+    assert f"--python-version {runtime.removeprefix('python')}" in pip and f"_{arch} " in pip
+    assert "--only-binary=:all:" in pip and "-r requirements.txt" in pip
     assert props("SharedLayer")["ContentUri"].rstrip("/") == "layers/shared"
     assert (ROOT / "layers" / "shared" / "audiomixer" / "__init__.py").is_file()
     assert props("CoreDepsLayer")["ContentUri"].rstrip("/") == "layers/core_deps"
