@@ -97,6 +97,8 @@ def beat_808(duration_s: float, decay_s: float) -> np.ndarray:
         ("B0, 100 ms plucks, 150 ms rests", [23], (0.1,), 0.15),
         ("E1, 70-100 ms plucks, 150 ms rests", [28], (0.07, 0.1), 0.15),
         ("B0-E1, 80-150 ms plucks, 100 ms rests", [23, 24, 26, 28], (0.08, 0.1, 0.15), 0.1),
+        # Higher up the same spill made the plucks' attacks read as noise-like frames.
+        ("A1, 100 ms plucks, 150 ms rests", [33], (0.1,), 0.15),
     ],
 )
 def test_short_low_plucks_with_rests_are_tonal_at_their_pitch(
