@@ -605,8 +605,9 @@ def classify(sustain: float, pitched: float, noisy: float) -> Kind:
     tonal otherwise.
 
     A plucked or slapped bass decays like a drum (sustain -6 to -7 dB) but is pitched on a quarter or more
-    of its frames and never noise-like; tuned drums (toms) decay and their inharmonic modes give YIN no
-    confident trough; chords have no single pitch either, but they sustain.
+    of its sounding frames (`kind_features`) and never noise-like; chords have no single pitch, but they
+    sustain. Toms alone are not told apart from a bass line (their lowest mode gives YIN a confident trough
+    on most frames): in a kit the snares' and cymbals' noise makes the stem percussive.
     """
     if sustain < SUSTAIN_PERCUSSIVE_DB and (noisy >= NOISY_SHARE_PERCUSSIVE or pitched < PITCHED_SHARE_TONAL):
         return "percussive"
