@@ -359,25 +359,147 @@ def _semitone_steps(read_rates: np.ndarray, style_s: float) -> np.ndarray:
     return steps
 
 
+class _TonalStyle:
+    """What the tonal renderer derives from the style sound, its grain table and the settings alone,
+    computed once per stem and shared by the voices of a chord stem (each voice would otherwise repeat
+    it): grain descriptors and their k-d trees, note spans, the envelope shifter and its pre-filtered
+    versions, and the grains' measured phases. Everything is computed on first use, as one voice does.
+
+    Parameters
+    ----------
+    style : np.ndarray
+        The style sound, (n, channels) float32 at `sr`.
+    sr : int
+        Sample rate in Hz.
+    starts : np.ndarray
+        Each grain's first sample in `style`.
+    table : GrainTable
+        The style's grains and descriptors.
+    length_samples : int
+        Grain length in samples (made even).
+    use_pitch_mapping : bool
+        Whether grains are transposed to follow the stem (sets the pitch weight of the grain choice).
+    """
+
+    def __init__(
+        self,
+        style: np.ndarray,
+        sr: int,
+        starts: np.ndarray,
+        table: GrainTable,
+        length_samples: int,
+        *,
+        use_pitch_mapping: bool,
+    ) -> None:
+        self.style, self.sr, self.starts, self.table = style, sr, starts, table
+        self.length = length_samples - length_samples % 2
+        self.n_style = style.shape[0]
+        self.n_channels = style.shape[1]
+        self.grain_f0_all, _ = _sanitised_f0(table.f0_hz)
+        self.grain_loud = table.loudness_db.astype(np.float64)
+        grain_bright = np.log2(table.centroid_hz.astype(np.float64) + 1.0)
+        # Loudness/brightness are matched by rank (z-scores of each corpus); pitch in absolute octaves.
+        self.grain_loud_z, self.grain_bright_z = 0.5 * _zscore(self.grain_loud), _zscore(grain_bright)
+        self.pitched_grains = np.nonzero(self.grain_f0_all > 0)[0]
+        self.w_pitch = 1.0 if use_pitch_mapping else 4.0
+        self.window = (np.hanning(self.length + 1)[:-1]).astype(np.float32)
+        self._pitched_tree: cKDTree | None = None
+        self._any_tree: cKDTree | None = None
+        self._note_spans: tuple[np.ndarray, np.ndarray] | None = None
+        self._shifter: EnvelopeShifter | None = None
+        self._versions: dict[int, np.ndarray] = {}
+        self._phase: dict[int, float] = {}
+        self._mono: np.ndarray | None = None
+
+    @property
+    def pitched_tree(self) -> cKDTree:
+        """k-d tree over the pitched grains' (weighted log2 pitch, loudness z, brightness z)."""
+        if self._pitched_tree is None:
+            p = self.pitched_grains
+            self._pitched_tree = cKDTree(
+                np.stack(
+                    [
+                        self.w_pitch * np.log2(self.grain_f0_all[p]),
+                        self.grain_loud_z[p],
+                        self.grain_bright_z[p],
+                    ],
+                    1,
+                )
+            )
+        return self._pitched_tree
+
+    @property
+    def any_tree(self) -> cKDTree:
+        """k-d tree over every grain's (loudness z, brightness z)."""
+        if self._any_tree is None:
+            self._any_tree = cKDTree(np.stack([self.grain_loud_z, self.grain_bright_z], 1))
+        return self._any_tree
+
+    @property
+    def note_spans(self) -> tuple[np.ndarray, np.ndarray]:
+        """(first, end) sample of each grain's note in the style (see `note_spans`)."""
+        if self._note_spans is None:
+            table = self.table
+            self._note_spans = note_spans(
+                self.starts,
+                np.round(table.lengths * (self.n_style / table.n_samples)).astype(np.int64),
+                self.grain_f0_all,
+                table.onset_aligned,
+                self.n_style,
+            )
+        return self._note_spans
+
+    @property
+    def shifter(self) -> EnvelopeShifter:
+        """The style's envelope shifter (its STFT and spectral envelope)."""
+        if self._shifter is None:
+            voiced_f0 = self.grain_f0_all[self.grain_f0_all > 0]
+            self._shifter = EnvelopeShifter(
+                self.style, self.sr, float(np.median(voiced_f0)) if voiced_f0.size else 0.0
+            )
+        return self._shifter
+
+    def version(self, step: int, shifted: bool) -> np.ndarray:
+        """The style pre-filtered for a read `step` semitones away (the style itself for step 0 or
+        without envelope shifting), (n, channels) float32."""
+        if step == 0 or not shifted:
+            return self.style
+        if step not in self._versions:
+            self._versions[step] = self.shifter.for_rate(2.0 ** (step / 12.0))
+        return self._versions[step]
+
+    def grain_phases(self, grains: np.ndarray) -> np.ndarray:
+        """Each (pitched) grain's own phase at its start in cycles, measured on the style: a window from
+        its start on, referred back to its start (the style's notes start at arbitrary phases)."""
+        todo = np.array([g for g in grains.tolist() if g not in self._phase], np.int64)
+        if todo.size:
+            if self._mono is None:
+                self._mono = to_mono(self.style)
+            todo_f0 = self.grain_f0_all[todo]
+            ahead = 0.5 * FUNDAMENTAL_PERIODS * self.sr / todo_f0
+            measured, _ = fundamental(self._mono, self.starts[todo] + ahead, todo_f0, self.sr)
+            measured = np.mod(measured - todo_f0 * ahead / self.sr, 1.0)
+            self._phase.update(zip(todo.tolist(), measured.tolist(), strict=True))
+        return np.array([self._phase[g] for g in grains.tolist()], np.float64)
+
+
 def _render_tonal(
     mono: np.ndarray,
     sr: int,
     analysis: StemAnalysis,
-    style: np.ndarray,
-    starts: np.ndarray,
-    table: GrainTable,
-    length: int,
+    prep: _TonalStyle,
     rng: np.random.Generator,
     *,
     use_pitch_mapping: bool,
     use_envelope: bool,
 ) -> np.ndarray:
-    """Overlapping grains following the stem's pitch; `style` is (n, channels), the output is
+    """Overlapping grains following the stem's pitch, from the style prepared in `prep`; the output is
     channel-major (channels, n)."""
     n = mono.size
-    n_channels = style.shape[1]
+    style, starts, table = prep.style, prep.starts, prep.table
+    n_channels = prep.n_channels
+    length = prep.length
     out = np.zeros((n_channels, n + length), np.float32)
-    length -= length % 2
     hop = length // 2
     half = length // 2
     n_frames = analysis.rms.size
@@ -394,7 +516,7 @@ def _render_tonal(
     if use_pitch_mapping:
         max_gap = max(1, round(BRIDGE_MAX_S / analysis.hop_s))
         stem_voiced = _bridge_unvoiced(stem_voiced, np.asarray(analysis.silence, bool), max_gap)
-    grain_f0_all, _ = _sanitised_f0(table.f0_hz)
+    grain_f0_all = prep.grain_f0_all
     target_voiced = stem_voiced[frame_of]
     # f0 track with unvoiced frames held at the nearest voiced one, so a grain crossing a voicing
     # boundary keeps its note's pitch.
@@ -402,39 +524,27 @@ def _render_tonal(
     target_f0 = f0_filled[frame_of]
     target_loud = db(np.nan_to_num(analysis.rms[frame_of].astype(np.float64)))
     target_bright = np.log2(np.nan_to_num(analysis.centroid_hz[frame_of].astype(np.float64)) + 1.0)
-    grain_loud = table.loudness_db.astype(np.float64)
-    grain_bright = np.log2(table.centroid_hz.astype(np.float64) + 1.0)
+    grain_loud = prep.grain_loud
     # Loudness/brightness are matched by rank (z-scores of each corpus); pitch in absolute octaves.
     target_loud_z, target_bright_z = 0.5 * _zscore(target_loud), _zscore(target_bright)
-    grain_loud_z, grain_bright_z = 0.5 * _zscore(grain_loud), _zscore(grain_bright)
     choice = np.empty(centres.size, np.int64)
-    pitched_grains = np.nonzero(grain_f0_all > 0)[0]
+    pitched_grains = prep.pitched_grains
     voiced_queries = np.nonzero(target_voiced)[0] if pitched_grains.size else np.zeros(0, np.int64)
     other_queries = np.setdiff1d(np.arange(centres.size), voiced_queries)
     if voiced_queries.size:
-        w_pitch = 1.0 if use_pitch_mapping else 4.0
-        grain_desc = np.stack(
-            [
-                w_pitch * np.log2(grain_f0_all[pitched_grains]),
-                grain_loud_z[pitched_grains],
-                grain_bright_z[pitched_grains],
-            ],
-            1,
-        )
         query_desc = np.stack(
             [
-                w_pitch * np.log2(target_f0[voiced_queries]),
+                prep.w_pitch * np.log2(target_f0[voiced_queries]),
                 target_loud_z[voiced_queries],
                 target_bright_z[voiced_queries],
             ],
             1,
         )
-        picked = _choose(cKDTree(grain_desc), query_desc, pitched_grains.size, rng)
+        picked = _choose(prep.pitched_tree, query_desc, pitched_grains.size, rng)
         choice[voiced_queries] = pitched_grains[picked]
     if other_queries.size:
-        grain_desc = np.stack([grain_loud_z, grain_bright_z], 1)
         query_desc = np.stack([target_loud_z[other_queries], target_bright_z[other_queries]], 1)
-        choice[other_queries] = _choose(cKDTree(grain_desc), query_desc, table.n_grains, rng)
+        choice[other_queries] = _choose(prep.any_tree, query_desc, table.n_grains, rng)
 
     grain_f0 = grain_f0_all[choice]
     # Every pitched grain follows the (nearest voiced) f0 when mapping: an untransposed grain overlapping
@@ -457,45 +567,33 @@ def _render_tonal(
 
     # Style versions pre-filtered to keep the spectral envelope under each grain's transposition,
     # laid end to end in one bank (each padded so reads run past its end without bounds checks).
-    n_style = style.shape[0]
+    n_style = prep.n_style
     steps = np.zeros(centres.size, np.int64)
-    shifter: EnvelopeShifter | None = None
+    shifted = False
     if transpose.any():
-        voiced_f0 = grain_f0_all[grain_f0_all > 0]
-        shifter = EnvelopeShifter(style, sr, float(np.median(voiced_f0)) if voiced_f0.size else 0.0)
-        if shifter.strength > 0:
+        shifted = prep.shifter.strength > 0
+        if shifted:
             rates = target_f0[transpose] / grain_f0[transpose]
             steps[transpose] = _semitone_steps(rates, n_style / sr)
     used_steps = np.unique(steps)
     stride = n_style + length + 2
     bank = np.zeros((n_channels, used_steps.size * stride), np.float32)
     for i, k in enumerate(used_steps.tolist()):
-        version = style if k == 0 or shifter is None else shifter.for_rate(2.0 ** (k / 12.0))
-        bank[:, i * stride : i * stride + n_style] = version.T
+        bank[:, i * stride : i * stride + n_style] = prep.version(k, shifted).T
     bank_offset = (np.searchsorted(used_steps, steps) * stride).astype(np.float64)
 
-    window = (np.hanning(length + 1)[:-1]).astype(np.float32)
+    window = prep.window
     src_starts = starts[choice].astype(np.float64)
     # Each chosen pitched grain's own phase at its start, measured on the style: the style's notes
     # start at arbitrary phases, so its phase cannot be inferred from the position and the f0.
     grain_phase = np.zeros(centres.size)
     used = np.unique(choice[grain_f0 > 0])
     if used.size:
-        # Measured on what the grain reads (a window from its start on), referred back to its start.
-        used_f0 = grain_f0_all[used]
-        ahead = 0.5 * FUNDAMENTAL_PERIODS * sr / used_f0
-        measured, _ = fundamental(to_mono(style), starts[used] + ahead, used_f0, sr)
-        measured = np.mod(measured - used_f0 * ahead / sr, 1.0)
+        measured = prep.grain_phases(used)
         where = np.minimum(np.searchsorted(used, choice), used.size - 1)
         grain_phase = np.where(grain_f0 > 0, measured[where], 0.0)
     # Pitched grains read inside their own note only (backed off, then looped by whole periods).
-    note_first, note_end = note_spans(
-        starts,
-        np.round(table.lengths * (n_style / table.n_samples)).astype(np.int64),
-        grain_f0_all,
-        table.onset_aligned,
-        n_style,
-    )
+    note_first, note_end = prep.note_spans
     read_first = note_first[choice].astype(np.float64)
     read_end = note_end[choice].astype(np.float64)
     per_chunk = max(1, CHUNK_SAMPLES // length)
@@ -670,15 +768,17 @@ def render_stem(
         voices = chord_voices(mono, sample_rate) if analysis.kind == "tonal" else None
         parts = (voice_analyses(analysis, voices) if voices is not None else []) or [analysis]
 
+        # What depends only on the style and the settings is prepared once for all voices.
+        prep = _TonalStyle(
+            style, sample_rate, starts, grain_table, length, use_pitch_mapping=use_pitch_mapping
+        )
+
         def voice(part: StemAnalysis) -> np.ndarray:
             return _render_tonal(
                 mono,
                 sample_rate,
                 part,
-                style,
-                starts,
-                grain_table,
-                length,
+                prep,
                 rng,
                 use_pitch_mapping=use_pitch_mapping,
                 use_envelope=use_envelope,
