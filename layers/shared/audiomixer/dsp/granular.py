@@ -496,7 +496,7 @@ def _render_tonal(
     """Overlapping grains following the stem's pitch, from the style prepared in `prep`; the output is
     channel-major (channels, n)."""
     n = mono.size
-    style, starts, table = prep.style, prep.starts, prep.table
+    starts, table = prep.starts, prep.table
     n_channels = prep.n_channels
     length = prep.length
     out = np.zeros((n_channels, n + length), np.float32)
