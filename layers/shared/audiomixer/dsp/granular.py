@@ -36,7 +36,9 @@ from .polyphony import chord_voices, voice_analyses
 
 Mode = StemMode
 ENV_BLOCK_S = 0.005
-CHUNK_SAMPLES = 1 << 20
+# Grain samples read per chunk of the tonal renderer: its (grains, length) float64 read positions then
+# stay near the CPU's cache (measured fastest at 2^17 of 2^14..2^20; the audio does not depend on it).
+CHUNK_SAMPLES = 1 << 17
 CHOKE_S = 0.003  # fade-out of a percussive grain cut short by the next hit
 # Unvoiced but sounding frames next to a voiced one are held at the note's pitch for up to this long.
 BRIDGE_MAX_S = 0.5
@@ -652,8 +654,12 @@ def _render_tonal(
             hi = int(out_start[rows].max()) + length
             integral_span = np.interp(np.arange(lo, hi, dtype=np.float64), frame_pos, f0_integral)
             integral_win = np.lib.stride_tricks.sliding_window_view(integral_span, length)
-            rel = integral_win[out_start[rows] - lo] - integral_at_start[rows, None]
-            pos = rel / f0_grain[rows, None] + s0[rows, None]
+            # In place, one (rows, length) float64 buffer: the same arithmetic as
+            # (C(t) - C(a)) / f0_grain + s0 [- loops] + bank offset, with fewer passes over memory.
+            pos = integral_win[out_start[rows] - lo]
+            pos -= integral_at_start[rows, None]
+            pos /= f0_grain[rows, None]
+            pos += s0[rows, None]
             # Reads only move forward: a row's last position is its furthest.
             wrap = np.nonzero(pos[:, -1] > last_ok[rows])[0]
             if wrap.size:
@@ -662,10 +668,20 @@ def _render_tonal(
                 pos[wrap] -= np.ceil(over / loop_r) * loop_r
             pos += bank_offset[rows, None]
             i0 = pos.astype(np.int64)
-            frac = (pos - i0).astype(np.float32)
+            pos -= i0
+            frac = pos.astype(np.float32)
+            all_rows = rows.size == m
             for ch in range(n_channels):
-                lo_v = bank[ch, i0]
-                grains[ch, rows] = lo_v + (bank[ch, i0 + 1] - lo_v) * frac
+                # Linear interpolation lo + (hi - lo) * frac, written straight into the grains.
+                bank_ch = bank[ch]
+                lo_v = grains[ch] if all_rows else np.empty((rows.size, length), np.float32)
+                np.take(bank_ch, i0, out=lo_v)
+                hi_v = np.take(bank_ch[1:], i0)
+                hi_v -= lo_v
+                hi_v *= frac
+                lo_v += hi_v
+                if not all_rows:
+                    grains[ch, rows] = lo_v
         grains *= window
         grains *= gains[sl, None].astype(np.float32)
         for r in range(m):
