@@ -605,6 +605,8 @@ def _render_tonal(
         m = out_start.size
         moving = transpose[sl]
         f0_grain = grain_f0[sl]
+        # This chunk's grains' style versions (`plain` and `rows` below index the chunk).
+        offset = bank_offset[sl]
         s0 = src_starts[sl].copy()
         integral_at_start = np.interp(out_start, frame_pos, f0_integral)
         span = np.full(m, float(length - 1))
@@ -645,7 +647,7 @@ def _render_tonal(
                 loop_p = np.round(loop[plain][wrap]).astype(np.int64)[:, None]
                 over = np.maximum(idx[wrap] - last_ok[plain][wrap, None].astype(np.int64), 0)
                 idx[wrap] -= -(-over // loop_p) * loop_p
-            idx += bank_offset[plain].astype(np.int64)[:, None]
+            idx += offset[plain].astype(np.int64)[:, None]
             for ch in range(n_channels):
                 grains[ch, plain] = bank[ch, idx]
         rows = np.nonzero(moving)[0]
@@ -666,7 +668,7 @@ def _render_tonal(
                 loop_r = loop[rows][wrap, None]
                 over = np.maximum(pos[wrap] - last_ok[rows][wrap, None], 0.0)
                 pos[wrap] -= np.ceil(over / loop_r) * loop_r
-            pos += bank_offset[rows, None]
+            pos += offset[rows, None]
             i0 = pos.astype(np.int64)
             pos -= i0
             frac = pos.astype(np.float32)
