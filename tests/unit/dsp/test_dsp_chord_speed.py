@@ -134,3 +134,19 @@ def test_a_chord_stem_is_the_same_as_with_each_voice_prepared_alone(
     assert len(preps) == 3  # one per note of the triads
     assert any(p._versions for p in preps)  # envelope-kept versions were used
     np.testing.assert_array_equal(shared, reference)
+
+
+def test_a_chord_stem_s_voices_are_the_every_frame_estimate() -> None:
+    """`chord_voices` reuses the decision pass's frames in its every-frame pass: the same voices as the
+    estimate of every frame from scratch, to the last bit."""
+    from audiomixer.dsp.polyphony import chord_voices, estimate_voices
+
+    stem = _chords()
+    voices = chord_voices(stem, SR)
+    assert voices is not None
+    reference = estimate_voices(stem, SR)
+    assert voices.hop_s == reference.hop_s
+    assert voices.polyphonic_share == reference.polyphonic_share
+    np.testing.assert_array_equal(voices.f0_hz, reference.f0_hz)
+    np.testing.assert_array_equal(voices.amplitude, reference.amplitude)
+    assert (voices.f0_hz > 0).sum(axis=1).max() == 3

@@ -166,8 +166,11 @@ def _whiten(mag: np.ndarray, bands: sparse.csr_matrix, back: sparse.csr_matrix) 
 def _magnitudes(y: np.ndarray, frames: np.ndarray, hop: int) -> tuple[np.ndarray, np.ndarray]:
     """(frames, bins) magnitude spectra and RMS levels of the frames centred at `frames` * `hop`."""
     pad = WINDOW // 2
-    idx = (frames * hop)[:, None] + np.arange(WINDOW)[None, :] - pad
-    cut = np.where((idx >= 0) & (idx < y.size), y[np.clip(idx, 0, max(0, y.size - 1))], 0.0)
+    # Frames read from a zero-padded copy: zeros before the start and past the end, no index arrays.
+    last = int(frames.max(initial=0)) * hop + WINDOW
+    padded = np.zeros(max(last, y.size + pad), y.dtype)
+    padded[pad : pad + y.size] = y
+    cut = np.lib.stride_tricks.sliding_window_view(padded, WINDOW)[frames * hop]
     rms = np.sqrt(np.einsum("ij,ij->i", cut, cut) / WINDOW)
     window = np.hanning(WINDOW + 1)[:-1].astype(np.float32)
     return np.abs(np.fft.rfft(cut * window, N_FFT, axis=1)).astype(np.float32), rms
@@ -227,10 +230,12 @@ def _keep_voices(f0: np.ndarray, sal: np.ndarray, max_voices: int) -> tuple[np.n
     return np.take_along_axis(f0, order, axis=1), np.take_along_axis(sal, order, axis=1)
 
 
-def _estimate(y: np.ndarray, *, max_notes: int, max_voices: int, frame_step: int) -> Voices:
-    """`estimate_voices` on a mono signal at MULTIPITCH_SR."""
-    hop = round(HOP_S * MULTIPITCH_SR)
-    frames = np.arange(0, 1 + y.size // hop if y.size else 0, max(1, frame_step))
+def _frame_notes(
+    y: np.ndarray, frames: np.ndarray, hop: int, *, max_notes: int
+) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """(f0, salience) of the `max_notes` most salient notes, by iterative estimation and cancellation,
+    and the RMS level of each frame centred at `frames` * `hop` of a mono signal at MULTIPITCH_SR. Each
+    frame's figures depend on that frame alone."""
     n_frames = frames.size
     f0 = np.zeros((n_frames, max_notes))
     sal = np.zeros((n_frames, max_notes))
@@ -244,10 +249,11 @@ def _estimate(y: np.ndarray, *, max_notes: int, max_voices: int, frame_step: int
     for start in range(0, n_frames, BLOCK_FRAMES):
         block = slice(start, min(n_frames, start + BLOCK_FRAMES))
         mag, level[block] = _magnitudes(y, frames[block], hop)
-        mag = _whiten(mag, bands, back)
-        rows = np.arange(mag.shape[0])
+        # Bins-major, as the sparse product reads it (it would copy a transposed view every pass).
+        mag_t = np.ascontiguousarray(_whiten(mag, bands, back).T)
+        rows = np.arange(mag_t.shape[1])
         for v in range(max_notes):
-            salience = np.asarray(weights.T @ mag.T).T  # (frames, candidates)
+            salience = np.asarray(weights.T @ mag_t).T  # (frames, candidates)
             if v:
                 spread = np.abs(12.0 * np.log2(candidates[None, :] / f0[block, :1]))
                 salience[spread > MAX_SPREAD_SEMITONES] = 0.0
@@ -264,9 +270,15 @@ def _estimate(y: np.ndarray, *, max_notes: int, max_voices: int, frame_step: int
             sal[block, v] = mid
             # Cancel the chosen note's harmonics, all of them up to Nyquist (a low note's upper partials,
             # raised by the whitening, would read as high notes), so that the next pick is another note.
-            chosen = f0[block, v].astype(np.float32)[:, None]
-            nearest = np.maximum(np.round(bin_freqs[None, :] / chosen), 1.0) * chosen
-            mag[np.abs(bin_freqs[None, :] - nearest) <= CANCEL_HZ] = 0.0
+            chosen = f0[block, v].astype(np.float32)[None, :]
+            nearest = np.maximum(np.round(bin_freqs[:, None] / chosen), 1.0) * chosen
+            mag_t[np.abs(bin_freqs[:, None] - nearest) <= CANCEL_HZ] = 0.0
+    return f0, sal, level
+
+
+def _voices(f0: np.ndarray, sal: np.ndarray, level: np.ndarray, *, max_voices: int, hop_s: float) -> Voices:
+    """The voices of a stem from its frames' notes (`_frame_notes`, on frames `hop_s` apart)."""
+    n_frames = f0.shape[0]
     # A note counts when it is salient beside the frame's strongest, in a frame above silence; a note an
     # octave below a note already taken kept only its odd partials, and is judged on a lower bar.
     strongest = sal[:, :1]
@@ -289,7 +301,15 @@ def _estimate(y: np.ndarray, *, max_notes: int, max_voices: int, frame_step: int
     n_notes = (f0 > 0).sum(axis=1)
     sounding = n_notes > 0
     share = float(np.mean(n_notes[sounding] >= 2)) if sounding.any() else 0.0
-    return Voices(f0, amplitude, HOP_S * max(1, frame_step), share)
+    return Voices(f0, amplitude, hop_s, share)
+
+
+def _estimate(y: np.ndarray, *, max_notes: int, max_voices: int, frame_step: int) -> Voices:
+    """`estimate_voices` on a mono signal at MULTIPITCH_SR."""
+    hop = round(HOP_S * MULTIPITCH_SR)
+    frames = np.arange(0, 1 + y.size // hop if y.size else 0, max(1, frame_step))
+    f0, sal, level = _frame_notes(y, frames, hop, max_notes=max_notes)
+    return _voices(f0, sal, level, max_voices=max_voices, hop_s=HOP_S * max(1, frame_step))
 
 
 def chord_voices(samples: np.ndarray, sample_rate: int) -> Voices | None:
@@ -308,11 +328,22 @@ def chord_voices(samples: np.ndarray, sample_rate: int) -> Voices | None:
     only a chord stem is then estimated on every frame.
     """
     y = resample(to_mono(samples), sample_rate, MULTIPITCH_SR)
-    if not _estimate(
-        y, max_notes=MAX_NOTES, max_voices=MAX_VOICES, frame_step=DECISION_FRAME_STEP
-    ).is_polyphonic:
+    hop = round(HOP_S * MULTIPITCH_SR)
+    frames = np.arange(0, 1 + y.size // hop if y.size else 0)
+    decision = frames[::DECISION_FRAME_STEP]
+    notes = _frame_notes(y, decision, hop, max_notes=MAX_NOTES)
+    if not _voices(*notes, max_voices=MAX_VOICES, hop_s=HOP_S * DECISION_FRAME_STEP).is_polyphonic:
         return None
-    return _estimate(y, max_notes=MAX_NOTES, max_voices=MAX_VOICES, frame_step=1)
+    # A chord stem: every frame, the decision's frames not estimated twice (a frame's notes depend on
+    # that frame alone).
+    rest = np.ones(frames.size, bool)
+    rest[decision] = False
+    f0 = np.zeros((frames.size, MAX_NOTES))
+    sal = np.zeros((frames.size, MAX_NOTES))
+    level = np.zeros(frames.size)
+    f0[decision], sal[decision], level[decision] = notes
+    f0[rest], sal[rest], level[rest] = _frame_notes(y, frames[rest], hop, max_notes=MAX_NOTES)
+    return _voices(f0, sal, level, max_voices=MAX_VOICES, hop_s=HOP_S)
 
 
 def voice_analyses(analysis: StemAnalysis, voices: Voices) -> list[StemAnalysis]:
