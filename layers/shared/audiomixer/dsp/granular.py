@@ -26,6 +26,7 @@ from scipy.spatial import cKDTree
 from ..mix_settings import GRAIN_MS_DEFAULT, GRAIN_MS_MAX, GRAIN_MS_MIN, StemMode
 from .analysis import StemAnalysis, db, to_mono
 from .audio_io import resample
+from .drum_hits import KICK_BAND_WEIGHT, SHARE_FLOOR, describe_hits, drum_distances
 from .envelope_shift import EnvelopeShifter
 from .grains import GrainTable
 from .mixer import limit_true_peak
@@ -35,6 +36,15 @@ Mode = StemMode
 ENV_BLOCK_S = 0.005
 CHUNK_SAMPLES = 1 << 20
 CHOKE_S = 0.003  # fade-out of a percussive grain cut short by the next hit
+# One-shots this close in drum descriptors are the same drum (a seeded pick among them); the hit's level
+# rank then chooses among a drum's velocity layers with this weight.
+DRUM_TIE = 0.02
+LEVEL_WEIGHT = 0.05
+# A hi-hat or cymbal is layered on a drum hit whose cymbal band holds at least LAYER_SHARE of the energy
+# its attack adds past the click (a kick's beater click is not a hat; a hat rings on) and LAYER_RATIO
+# times what the chosen drum's one-shot brings there.
+LAYER_SHARE = 0.05
+LAYER_RATIO = 4.0
 # Unvoiced but sounding frames next to a voiced one are held at the note's pitch for up to this long.
 BRIDGE_MAX_S = 0.5
 # Transpositions smaller than this are plain resampling (the envelope barely moves); larger ones read
@@ -192,6 +202,29 @@ def _choose(tree: cKDTree, queries: np.ndarray, n_points: int, rng: np.random.Ge
     return np.asarray(idx[np.arange(len(queries)), pick], dtype=np.int64)
 
 
+def _pick_shots(distances: np.ndarray, rng: np.random.Generator) -> np.ndarray:
+    """Per row, the column of least distance, with a seeded pick among near-ties (the same one-shot
+    recorded twice, say) for variety."""
+    best = distances.min(axis=1, keepdims=True)
+    ok = distances <= best + DRUM_TIE
+    n_ok = ok.sum(axis=1)
+    pick = np.minimum((rng.random(distances.shape[0]) * n_ok).astype(int), n_ok - 1)
+    # The pick-th True of each row.
+    return np.asarray((np.cumsum(ok, axis=1) > pick[:, None]).argmax(axis=1), np.int64)
+
+
+def _percussive_grain(
+    channel_major: np.ndarray, s0: int, end: int, length: int, env: np.ndarray, choke: int
+) -> np.ndarray:
+    """A one-shot's grain of `end` samples from `s0`, faded by `env` and choked when cut short."""
+    grain = channel_major[:, s0 : s0 + end]
+    grain = grain * env[: grain.shape[1]]
+    if 0 < grain.shape[1] < length:
+        k = min(choke, grain.shape[1])
+        grain[:, -k:] *= np.linspace(1.0, 0.0, k, dtype=np.float32)
+    return np.asarray(grain, np.float32)
+
+
 def _render_percussive(
     mono: np.ndarray,
     sr: int,
@@ -202,7 +235,8 @@ def _render_percussive(
     length: int,
     rng: np.random.Generator,
 ) -> np.ndarray:
-    """One matched grain per onset; `style` is (n, channels), the output channel-major (channels, n)."""
+    """One one-shot of the same drum per onset (a hi-hat layered where a drum was struck with one);
+    `style` is (n, channels), the output channel-major (channels, n)."""
     n = mono.size
     n_channels = style.shape[1]
     out = np.zeros((n_channels, n), np.float32)
@@ -210,20 +244,45 @@ def _render_percussive(
     if onsets.size == 0 or table.n_grains == 0:
         return out
     candidates = np.nonzero(table.onset_aligned)[0]
+    # A one-shot cut short by the end of the recording (an "onset" in a sustained sound's release) is
+    # only a fallback: it would end the hit before its grain length.
+    whole = candidates[starts[candidates] + length <= style.shape[0]]
+    candidates = whole if whole.size else candidates
     if candidates.size == 0:
         candidates = np.arange(table.n_grains)
-    # Distribution-matched descriptors: the stem's brightest hit maps to the pack's brightest sample.
-    grain_desc = np.stack(
-        [
-            _zscore(np.log2(table.centroid_hz[candidates] + 1.0)),
-            0.6 * _zscore(db(table.peak[candidates])),
-        ],
-        1,
-    )
+    next_onsets = np.append(onsets[1:], n + length)
+    # Which drum, as a drum replacer: the hit and the one-shots described alike by what names the drum
+    # (band shares of the attack, noise, ring), not ranked against each other (ranks of brightness sent
+    # a rock beat's closed hats to the kit's toms and crash). Then the velocity layer by level rank.
+    shot_starts = starts[candidates]
+    shot_next = np.append(shot_starts[1:], style.shape[0])  # grain starts are in time order
+    shots = describe_hits(to_mono(style), sr, shot_starts, shot_next)
+    hits = describe_hits(mono, sr, onsets, next_onsets)
     peaks = np.nan_to_num(analysis.onset_peaks.astype(np.float64))
-    hit_centroids = np.nan_to_num(analysis.onset_centroids_hz.astype(np.float64))
-    hit_desc = np.stack([_zscore(np.log2(hit_centroids + 1.0)), 0.6 * _zscore(db(peaks))], 1)
-    chosen = candidates[_choose(cKDTree(grain_desc), hit_desc, candidates.size, rng)]
+    level_gap = _zscore(db(peaks))[:, None] - _zscore(db(table.peak[candidates].astype(np.float64)))[None, :]
+    distances = drum_distances(hits, shots)
+    chosen = _pick_shots(distances + LEVEL_WEIGHT * level_gap**2, rng)
+    # Layered hits: where the attack rings with clearly more cymbal-band energy than the chosen drum
+    # brings at the hit's level (a kick or snare struck with a hat), the nearest hat or cymbal is layered.
+    metal = np.nonzero(shots.is_metal())[0]
+    shot_gain2 = (peaks / np.maximum(table.peak[candidates][chosen].astype(np.float64), 1e-9)) ** 2
+    brought = shot_gain2 * shots.ring_band_energy[chosen, -1]
+    missing = hits.ring_band_energy[:, -1] - brought
+    layered = (
+        (metal.size > 0)
+        & ~np.isin(chosen, metal)
+        & (hits.ring_band_shares()[:, -1] >= LAYER_SHARE)
+        & (missing > (LAYER_RATIO - 1.0) * brought)
+    )
+    layer = np.full(onsets.size, -1, np.int64)
+    if layered.any():
+        scaled_shot = shot_gain2[layered, None] * shots.band_energy[chosen[layered]]
+        residual = np.maximum(hits.band_energy[layered] - scaled_shot, 0.0)
+        residual_shares = residual / np.maximum(residual.sum(axis=1, keepdims=True), 1e-30)
+        want = np.log10(np.maximum(residual_shares, SHARE_FLOOR))
+        want[:, 0] *= KICK_BAND_WEIGHT
+        have = shots.descriptors[metal, : want.shape[1]]
+        layer[layered] = metal[((want[:, None, :] - have[None, :, :]) ** 2).sum(axis=2).argmin(axis=1)]
     fade_out = max(2, min(length // 4, int(0.03 * sr)))
     fade_in = max(1, min(length // 8, int(0.0005 * sr)))
     env = np.ones(length, np.float32)
@@ -231,27 +290,30 @@ def _render_percussive(
     env[-fade_out:] = 0.5 + 0.5 * np.cos(np.linspace(0.0, np.pi, fade_out))
     channel_major = np.ascontiguousarray(style.T)
     choke = max(2, int(CHOKE_S * sr))
-    next_onsets = np.append(onsets[1:], n + length)
-    for onset, next_onset, grain_index, hit_peak in zip(onsets, next_onsets, chosen, peaks, strict=True):
-        s0 = int(starts[grain_index])
+    hit_rows = zip(onsets, next_onsets, chosen, layer, peaks, missing, strict=True)
+    for onset, next_onset, shot, layer_shot, hit_peak, missing_energy in hit_rows:
         # As a drum replacer: the grain starts at the sample's own transient (onset-aligned grains start
         # at the refined transient of the style sound) and sits on the stem's refined transient; it is
         # choked just before the next hit, so each hit keeps a clean attack and tails never pile up.
         end = min(length, int(next_onset - onset), n - int(onset))
         if end <= 0:
             continue
-        grain = channel_major[:, s0 : s0 + end]
-        if grain.shape[1] == 0:
-            continue
-        grain = grain * env[: grain.shape[1]]
-        if grain.shape[1] < length:
-            k = min(choke, grain.shape[1])
-            grain[:, -k:] *= np.linspace(1.0, 0.0, k, dtype=np.float32)
-        g_peak = float(np.abs(grain).max())
+        grain = _percussive_grain(channel_major, int(shot_starts[shot]), end, length, env, choke)
+        g_peak = float(np.abs(grain).max()) if grain.size else 0.0
         if g_peak <= 0.0:
             continue
         # Scaled to the hit's peak level (the stem's peak within 50 ms of its transient).
         out[:, int(onset) : int(onset) + grain.shape[1]] += grain * np.float32(hit_peak / g_peak)
+        if layer_shot < 0:
+            continue
+        extra = _percussive_grain(channel_major, int(shot_starts[layer_shot]), end, length, env, choke)
+        e_peak = float(np.abs(extra).max()) if extra.size else 0.0
+        if e_peak <= 0.0:
+            continue
+        # The layer brings the missing cymbal-band energy, never a peak above the hit's.
+        layer_energy = max(float(shots.ring_band_energy[layer_shot, -1]), 1e-30)
+        gain = min(np.sqrt(missing_energy / layer_energy), hit_peak / e_peak)
+        out[:, int(onset) : int(onset) + extra.shape[1]] += extra * np.float32(gain)
     return out
 
 
