@@ -170,7 +170,11 @@ def test_api_and_cli_render_bit_identical_audio(
 def test_the_grain_and_the_seed_reach_the_engine(world: dict[str, Any]) -> None:
     from audiomixer.store import blobs, keys
 
-    config = {"bass": {"style_sound_id": world["synth_id"], "mode": "tonal"}}
+    # The kit's hits differ; the synth is one steady tone, whose phase-aligned grains are all alike.
+    config = {
+        "bass": {"style_sound_id": world["synth_id"], "mode": "tonal"},
+        "drums": {"style_sound_id": world["kit_id"]},
+    }
     base, _ = render_through_api(world, {"config": config, "settings": {"grain_duration_ms": 40}})
     again, _ = render_through_api(world, {"config": config, "settings": {"grain_duration_ms": 40}})
     np.testing.assert_array_equal(base, again)  # reproducible: the seed is fixed by default

@@ -71,14 +71,27 @@ def _files(layer: Path) -> list[str]:
 
 
 def test_the_layer_holds_only_the_service_package(built_layer: Path) -> None:
-    """Exactly the package's tracked files under python/ (SAM's layout), and nothing beside them."""
+    """Exactly the package's tracked files under python/ (SAM's layout) with the bytecode of each module,
+    and nothing beside them (no leftovers of a dev checkout, no build files)."""
     files = _files(built_layer)
     print("\n".join(files))  # the shipped file list, for the record (pytest -s)
     tracked = subprocess.run(
-        ["git", "ls-files", "layers/shared"], cwd=ROOT, capture_output=True, text=True, check=True
+        ["git", "ls-files", "layers/shared/audiomixer"], cwd=ROOT, capture_output=True, text=True, check=True
     ).stdout.split()
-    expected = sorted({"python/" + str(Path(f).relative_to("layers/shared")) for f in tracked})
-    assert files == expected
+    sources = [Path("python") / Path(f).relative_to("layers/shared") for f in tracked]
+    bytecode = [p.parent / "__pycache__" / f"{p.stem}.cpython-311.pyc" for p in sources if p.suffix == ".py"]
+    assert files == sorted(str(p) for p in sources + bytecode)
+
+
+def test_the_layer_bytecode_is_used_without_checking_the_sources(built_layer: Path) -> None:
+    """Lambda's /opt is read-only: without valid shipped .pyc files every cold start compiles every module
+    again. Unchecked-hash files (PEP 552) stay valid whatever times the zip gives the sources."""
+    import importlib.util
+
+    for pyc in (built_layer / "python").rglob("*.pyc"):
+        header = pyc.read_bytes()[:8]
+        assert header[:4] == importlib.util.MAGIC_NUMBER, pyc
+        assert int.from_bytes(header[4:8], "little") == 0b01, f"{pyc}: not an unchecked-hash pyc"
 
 
 def _shipped_distributions() -> set[str]:

@@ -152,10 +152,10 @@ def test_every_consumed_queue_has_a_dlq_that_has_none() -> None:
 def test_handlers_read_the_max_receive_count_the_queues_use() -> None:
     """The handlers tell the last delivery by AUDIOMIXER_MAX_RECEIVE_COUNT: it must be the very value
     (the same reference) every RedrivePolicy uses, or a job could sit in a DLQ without a failure."""
-    from audiomixer.settings import Settings
+    from audiomixer.settings import ENV_PREFIX, Settings
 
     env = GLOBALS_FN["Environment"]["Variables"]
-    name = (Settings.model_config.get("env_prefix") or "") + "max_receive_count"
+    name = ENV_PREFIX + "max_receive_count"
     assert "max_receive_count" in Settings.model_fields
     value = env[name.upper()]
     for queue, res in of_type("AWS::SQS::Queue").items():
@@ -294,8 +294,19 @@ def test_light_functions_use_exactly_the_two_layers() -> None:
             assert props(fn)["Layers"] == [{"Ref": "SharedLayer"}, {"Ref": "CoreDepsLayer"}, *console], fn
     for layer in ("SharedLayer", "CoreDepsLayer"):
         assert RESOURCES[layer]["Type"] == "AWS::Serverless::LayerVersion"
-        assert RESOURCES[layer]["Metadata"]["BuildMethod"] == "python3.11"
         assert props(layer)["CompatibleRuntimes"] == ["python3.11"]
+    # Both ship with their bytecode (/opt is read-only: Lambda cannot cache what it compiles), built by
+    # the Makefile in each layer's folder.
+    for layer, folder in (("SharedLayer", "shared"), ("CoreDepsLayer", "core_deps")):
+        assert RESOURCES[layer]["Metadata"]["BuildMethod"] == "makefile"
+        makefile = (ROOT / "layers" / folder / "Makefile").read_text()
+        assert f"build-{layer}:" in makefile and "--invalidation-mode unchecked-hash" in makefile
+    # The dependencies' wheels are those of the layer's runtime and architecture, whatever builds them.
+    (runtime,) = props("CoreDepsLayer")["CompatibleRuntimes"]
+    (arch,) = props("CoreDepsLayer")["CompatibleArchitectures"]
+    pip = (ROOT / "layers" / "core_deps" / "Makefile").read_text()
+    assert f"--python-version {runtime.removeprefix('python')}" in pip and f"_{arch} " in pip
+    assert "--only-binary=:all:" in pip and "-r requirements.txt" in pip
     assert props("SharedLayer")["ContentUri"].rstrip("/") == "layers/shared"
     assert (ROOT / "layers" / "shared" / "audiomixer" / "__init__.py").is_file()
     assert props("CoreDepsLayer")["ContentUri"].rstrip("/") == "layers/core_deps"
@@ -324,7 +335,7 @@ def test_core_deps_pins_agree_with_pyproject() -> None:
         for r in pyproject["dependencies"] + pyproject["optional-dependencies"]["api"]
     }
     reqs = {r.name.lower(): r for r in _requirements(ROOT / "layers" / "core_deps" / "requirements.txt")}
-    for name in ("fastapi", "mangum", "pydantic", "pydantic-settings", "pynamodb", "python-multipart"):
+    for name in ("fastapi", "mangum", "pydantic", "pynamodb", "python-multipart"):
         assert name in reqs, f"{name} missing from the core deps layer"
     assert "aws-lambda-powertools" in reqs and "tracer" in reqs["aws-lambda-powertools"].extras
     for name, req in reqs.items():

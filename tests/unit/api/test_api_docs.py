@@ -99,3 +99,28 @@ def test_fixed_values_are_enums(client: TestClient) -> None:
     assert stem["schema"]["enum"] == list(STEMS)
     settings = schema["components"]["schemas"]["MixSettings"]["properties"]
     assert set(settings["output_format"]["enum"]) == {"wav", "flac", "mp3"}
+
+
+def test_error_responses_refer_to_the_envelope_exactly_as_a_response_model_would() -> None:
+    """The error responses are written by reference (no pydantic adapter per route and code on a cold
+    start): the document must read as it does when FastAPI writes `responses={code: {"model": ...}}`."""
+    import json
+
+    from fastapi import FastAPI
+
+    from audiomixer.api import errors
+
+    reference = FastAPI()
+
+    described = errors.responses(404)[404]["description"]
+
+    @reference.get("/thing", responses={404: {"model": errors.ErrorResponse, "description": described}})
+    def thing() -> None: ...
+
+    expected = reference.openapi()
+    components = expected["components"]["schemas"]
+    written = errors.component_schemas()
+    assert json.dumps(written) == json.dumps({name: components[name] for name in written})
+    assert set(written) == {"ErrorResponse", "ErrorBody"}
+    assert errors.responses(404)[404] == expected["paths"]["/thing"]["get"]["responses"]["404"]
+    assert all("model" not in r for r in [*errors.COMMON_RESPONSES.values(), *errors.SERVER_ERROR.values()])

@@ -168,3 +168,27 @@ def test_the_lambda_entry_does_not_load_audio_libraries() -> None:
         [sys.executable, "-c", code], capture_output=True, text=True, timeout=60, check=True
     )
     assert result.stdout.strip() == "False"
+
+
+def test_the_lambda_entry_builds_no_aws_client_at_import() -> None:
+    """A cold start pays for what the import builds: AWS clients (botocore service models) and the
+    DynamoDB connections come on first use, and nothing loads that only other functions need."""
+    code = (
+        "import importlib.util, sys, gc\n"
+        "import botocore.client, botocore.loaders\n"
+        "loaded = []\n"
+        "load = botocore.loaders.Loader.load_service_model\n"
+        "def recorded(self, name, *args, **kwargs):\n"
+        "    loaded.append(name)\n"
+        "    return load(self, name, *args, **kwargs)\n"
+        "botocore.loaders.Loader.load_service_model = recorded\n"
+        f"spec = importlib.util.spec_from_file_location('entry', {str(ENTRY)!r})\n"
+        "module = importlib.util.module_from_spec(spec); spec.loader.exec_module(module)\n"
+        "clients = [o for o in gc.get_objects() if isinstance(o, botocore.client.BaseClient)]\n"
+        "unneeded = ('numpy', 'soundfile', 'av', 'librosa', 'pydantic_settings', 'joserfc')\n"
+        "print(loaded, len(clients), sorted(m for m in unneeded if m in sys.modules))\n"
+    )
+    result = subprocess.run(
+        [sys.executable, "-c", code], capture_output=True, text=True, timeout=60, check=True
+    )
+    assert result.stdout.strip() == "[] 0 []"

@@ -141,9 +141,7 @@ def create_app(limiter: RateLimiter | None = None) -> FastAPI:
         description=DESCRIPTION,
         docs_url=None,  # served by audiomixer.api.docs from local assets, not a CDN
         redoc_url=None,
-        responses={
-            500: {"model": errors.ErrorResponse, "description": "A bug: reported with code `internal`"}
-        },
+        responses=errors.SERVER_ERROR,
     )
     app.state.limiter = (
         limiter

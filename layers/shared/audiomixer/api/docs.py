@@ -17,6 +17,8 @@ from fastapi.openapi.docs import get_redoc_html, get_swagger_ui_html, get_swagge
 from fastapi.responses import HTMLResponse
 from fastapi.staticfiles import StaticFiles
 
+from audiomixer.api import errors
+
 ASSETS_DIR = Path(fastapi_offline.__file__).resolve().parent / "static"
 ASSETS_URL = "/docs-assets"
 DOCS_URL = "/docs"
@@ -288,6 +290,10 @@ def document(app: FastAPI) -> None:
 
 
 def _enrich(schema: dict[str, Any]) -> None:
+    components = schema.setdefault("components", {})
+    components["schemas"] = dict(
+        sorted({**components.get("schemas", {}), **errors.component_schemas()}.items())
+    )
     for path, item in schema.get("paths", {}).items():
         for method, op in item.items():
             description, example = OPERATIONS.get((method, path), ("", None))

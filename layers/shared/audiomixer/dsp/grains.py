@@ -4,6 +4,8 @@ flatness, MFCCs), as corpus-based synthesis (CataRT) keeps for its units.
 Grains sit on a regular hop (half a grain) plus one grain at each detected onset, so a one-shot sample
 pack offers its hits transient-aligned. Descriptors come from the 22.05 kHz frame features of
 `analysis`, aggregated over the frames each grain covers; loudness and peak are exact, from the samples.
+A grain's f0 is the one note it holds, or 0: a grain across a note change, over a chord, or with an
+attack inside it is no unit for pitch mapping.
 """
 
 from __future__ import annotations
@@ -34,6 +36,19 @@ from .analysis import (
 )
 from .audio_io import resample
 
+# A grain holds one pitch when this share of its analysis frames are voiced within this many cents of
+# their median (vibrato passes; a step of a semitone or more, or a rest, does not).
+ONE_PITCH_SHARE = 0.75
+ONE_PITCH_CENTS = 80.0
+# A grain's fundamental is measured over this many periods (the harmonics fall on the window's nulls)...
+FUNDAMENTAL_PERIODS = 4.0
+# ...and a grain whose "pitch" carries less than this share of its amplitude holds no note at that pitch:
+# two notes a fourth or a fifth apart (a legato overlap, a reverb tail) are periodic at their common
+# subharmonic, which sounds in neither (measured: notes 0.38-0.92, such chords 0.00-0.01).
+MIN_FUNDAMENTAL_SHARE = 0.1
+# An attack further than this share of a grain's length from both its ends is inside the grain.
+ATTACK_INSIDE_MARGIN = 0.1
+
 
 @dataclass
 class GrainTable:
@@ -47,7 +62,7 @@ class GrainTable:
     loudness_db: np.ndarray  # RMS dBFS of the grain
     peak: np.ndarray  # linear peak |x|
     peak_offset: np.ndarray  # samples from start to the peak within the first 50 ms
-    f0_hz: np.ndarray  # 0 if unvoiced
+    f0_hz: np.ndarray  # 0 if the grain holds no single pitch (unvoiced, or across a note change)
     centroid_hz: np.ndarray
     flatness: np.ndarray
     mfcc: np.ndarray  # (n_grains, N_MFCC)
@@ -121,6 +136,81 @@ def mfcc_from_mel_db(mel_db: np.ndarray, n_mfcc: int = N_MFCC) -> np.ndarray:
     return np.asarray(dct(mel_db, axis=0, type=2, norm="ortho")[:n_mfcc], np.float32)
 
 
+def fundamental(
+    x: np.ndarray,
+    positions: np.ndarray,
+    f0_hz: np.ndarray,
+    sample_rate: int,
+    *,
+    periods: float = FUNDAMENTAL_PERIODS,
+) -> tuple[np.ndarray, np.ndarray]:
+    """Phase and strength of a mono sound's fundamental at each position: its projection onto a
+    complex tone at `f0_hz` under a Hann window of `periods` periods, centred there (or as near as the
+    sound's ends allow).
+
+    Parameters
+    ----------
+    x : np.ndarray
+        Mono sound, (n,) float.
+    positions : np.ndarray
+        Sample positions (float or int) where the fundamental is wanted.
+    f0_hz : np.ndarray
+        The sound's pitch at each position in Hz; 0 gives phase 0 and share 0.
+    sample_rate : int
+        Sample rate of `x` in Hz.
+    periods : float
+        Window length in periods of `f0_hz`.
+
+    Returns
+    -------
+    phase : np.ndarray
+        float64 phase in cycles (0..1): near each position, ``x`` has a fundamental
+        ``cos(2 pi (f0 (t - position) / sample_rate + phase))``.
+    share : np.ndarray
+        float64 amplitude of that fundamental over the window's RMS amplitude times sqrt(2) (1 for a
+        pure tone, about 0.78 for a sawtooth, 0 where the pitch is only a common subharmonic).
+    """
+    phase = np.zeros(len(positions), np.float64)
+    share = np.zeros(len(positions), np.float64)
+    n = x.size
+    for i, (pos, f0) in enumerate(zip(np.asarray(positions, np.float64), np.asarray(f0_hz), strict=True)):
+        if not f0 > 0:
+            continue
+        half_w = min(max(1, round(0.5 * periods * sample_rate / f0)), n // 2)
+        if half_w < 1:
+            continue
+        # A whole window inside the sound (full harmonic rejection), phase referred to `pos`.
+        centre = int(np.clip(round(pos), half_w, n - half_w))
+        k = np.arange(centre - half_w, centre + half_w)
+        w = np.hanning(2 * half_w + 1)[:-1]
+        seg = np.asarray(x[k], np.float64) * w
+        z = np.dot(seg, np.exp(-2j * np.pi * f0 * (k - pos) / sample_rate))
+        phase[i] = np.mod(np.angle(z) / (2 * np.pi), 1.0)
+        rms = np.sqrt(np.sum(seg**2) / max(np.sum(w**2), 1e-30))
+        share[i] = 2.0 * abs(z) / w.sum() / (np.sqrt(2.0) * rms) if rms > 0 else 0.0
+    return phase, share
+
+
+def _one_pitch(
+    f0_hz: np.ndarray,
+    voiced_prob: np.ndarray,
+    *,
+    share: float = ONE_PITCH_SHARE,
+    max_cents: float = ONE_PITCH_CENTS,
+) -> float:
+    """The pitch (Hz) a grain holds, from its frames' f0 and voicing: the median of the voiced frames
+    when at least `share` of all its frames are voiced within `max_cents` of it, else 0. A grain across
+    a note change (the tail of one note, the attack of the next) holds two pitches, and read as one it
+    sounds both: it is no unit for pitch mapping."""
+    voiced = (voiced_prob >= 0.5) & (f0_hz > 0)
+    if not voiced.any():
+        return 0.0
+    pitch = float(np.median(f0_hz[voiced]))
+    cents = 1200.0 * np.abs(np.log2(np.where(voiced, f0_hz, pitch) / pitch))
+    near = voiced & (cents <= max_cents)
+    return pitch if float(near.mean()) >= share else 0.0
+
+
 def _grain_starts(n: int, length: int, hop: int, onsets: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     regular = np.arange(0, max(1, n - length + 1), hop, dtype=np.int64)
     onsets = np.unique(np.clip(onsets.astype(np.int64), 0, max(0, n - 1)))
@@ -186,6 +276,7 @@ def analyse_style_sound(
     cen = np.empty(n_g, np.float32)
     flat = np.empty(n_g, np.float32)
     f0 = np.zeros(n_g, np.float32)
+    majority_f0 = np.zeros(n_g, np.float32)
     mfcc = np.empty((n_g, N_MFCC), np.float32)
     for i in range(n_g):
         sl = slice(int(first[i]), int(last[i]))
@@ -194,9 +285,22 @@ def analyse_style_sound(
         cen[i] = float((feats.centroid_hz[sl] * w).sum() / wsum)
         flat[i] = float((feats.flatness[sl] * w).sum() / wsum)
         mfcc[i] = (mfcc_frames[:, sl] * w).sum(axis=1) / wsum
-        voiced = prob[sl] >= 0.5
-        if voiced.mean() >= 0.5:
-            f0[i] = float(np.median(f0_frames[sl][voiced]))
+        f0[i] = _one_pitch(f0_frames[sl], prob[sl])
+        majority_f0[i] = _one_pitch(f0_frames[sl], prob[sl], share=0.5, max_cents=np.inf)
+    if not f0.any():
+        # No steady note anywhere (a fast arpeggio longer than the grain): each grain's majority pitch
+        # is still better for pitch mapping than none.
+        f0 = majority_f0
+    pitched = np.nonzero(f0 > 0)[0]
+    _, share = fundamental(mono, starts[pitched] + lengths[pitched] / 2, f0[pitched], sample_rate)
+    f0[pitched[share < MIN_FUNDAMENTAL_SHARE]] = 0.0
+    # A grain with an attack inside it holds two notes even at one pitch (a repeated note restarts at
+    # another phase): only grains from an attack on, or between attacks, are units for pitch mapping.
+    onsets = np.sort(np.round(onset_s * sample_rate))
+    if onsets.size:
+        margin = ATTACK_INSIDE_MARGIN * lengths
+        after = onsets[np.minimum(np.searchsorted(onsets, starts + margin, side="right"), onsets.size - 1)]
+        f0[(after > starts + margin) & (after < starts + lengths - margin)] = 0.0
 
     kind = classify(
         sustain_db(feats.rms, active, hop_s),

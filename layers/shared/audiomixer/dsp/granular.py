@@ -6,7 +6,10 @@
   ever lowered afterwards (no envelope boost, no clipping);
 - tonal: Hann-windowed grains at 50% overlap, chosen by nearest descriptors (pitch, loudness,
   brightness, CataRT-style) and, with pitch mapping, transposed by resampling so that they follow the
-  stem's f0 sample by sample (the read position advances by f0_target(t) / f0_grain), from a style
+  stem's f0 sample by sample (the read position advances by f0_target(t) / f0_grain), each starting
+  at the running phase by its own measured phase (pitch-synchronous, so overlapping grains add in
+  phase) and reading only inside its own note of the style (backed off, or looped by whole periods, so
+  a note two octaves up never reads into the next note), from a style
   version pre-filtered to keep its spectral envelope at that transposition (envelope_shift), so a
   bright style read an octave down still sounds like itself; short unvoiced stretches inside a sounding
   note hold the note's pitch; a zero, NaN or infinite f0 reads as unvoiced;
@@ -28,7 +31,7 @@ from .analysis import StemAnalysis, db, to_mono
 from .audio_io import resample
 from .drum_hits import KICK_BAND_WEIGHT, SHARE_FLOOR, describe_hits, drum_distances
 from .envelope_shift import EnvelopeShifter
-from .grains import GrainTable
+from .grains import FUNDAMENTAL_PERIODS, ONE_PITCH_CENTS, GrainTable, fundamental
 from .mixer import limit_true_peak
 from .polyphony import chord_voices, voice_analyses
 
@@ -356,6 +359,56 @@ def _fill_unvoiced(f0: np.ndarray, voiced: np.ndarray) -> np.ndarray:
     return np.asarray(f0[nearest], np.float64)
 
 
+def note_spans(
+    starts: np.ndarray, lengths: np.ndarray, f0_hz: np.ndarray, onset_aligned: np.ndarray, n_samples: int
+) -> tuple[np.ndarray, np.ndarray]:
+    """(first, end) sample of the note each grain belongs to: the run of time-consecutive grains that
+    hold one pitch (within ONE_PITCH_CENTS of the run's first), a new run at every attack. A transposed
+    grain reads only inside its note: read up two octaves it needs four grains' worth of its note, and
+    past the note's end it would sound the next note (transposed), or the same pitch restarted at
+    another phase. An unpitched grain's span is the whole sound.
+
+    Parameters
+    ----------
+    starts, lengths : np.ndarray
+        Each grain's first sample and length in samples.
+    f0_hz : np.ndarray
+        Each grain's pitch in Hz, 0 where it holds none.
+    onset_aligned : np.ndarray
+        Whether each grain starts at an attack.
+    n_samples : int
+        Length of the sound in samples.
+
+    Returns
+    -------
+    first, end : np.ndarray
+        int64 per grain: its note spans samples first..end-1.
+    """
+    first = np.zeros(starts.size, np.int64)
+    end = np.full(starts.size, n_samples, np.int64)
+    run: list[int] = []
+
+    def close() -> None:
+        if run:
+            first[run] = int(starts[run].min())
+            end[run] = min(n_samples, int((starts[run] + lengths[run]).max()))
+
+    for i in np.argsort(starts, kind="stable").tolist():
+        same = (
+            bool(run)
+            and f0_hz[i] > 0
+            and not onset_aligned[i]
+            and abs(1200.0 * np.log2(f0_hz[i] / f0_hz[run[0]])) <= ONE_PITCH_CENTS
+        )
+        if not same:
+            close()
+            run = []
+        if f0_hz[i] > 0:
+            run.append(i)
+    close()
+    return first, end
+
+
 def _semitone_steps(read_rates: np.ndarray, style_s: float) -> np.ndarray:
     """Transposition step (semitones) per grain for the envelope-kept style versions (0 = the style as
     it is): whole semitones, coarsened while the versions would exceed VERSION_BUDGET_S of audio."""
@@ -485,6 +538,28 @@ def _render_tonal(
 
     window = (np.hanning(length + 1)[:-1]).astype(np.float32)
     src_starts = starts[choice].astype(np.float64)
+    # Each chosen pitched grain's own phase at its start, measured on the style: the style's notes
+    # start at arbitrary phases, so its phase cannot be inferred from the position and the f0.
+    grain_phase = np.zeros(centres.size)
+    used = np.unique(choice[grain_f0 > 0])
+    if used.size:
+        # Measured on what the grain reads (a window from its start on), referred back to its start.
+        used_f0 = grain_f0_all[used]
+        ahead = 0.5 * FUNDAMENTAL_PERIODS * sr / used_f0
+        measured, _ = fundamental(to_mono(style), starts[used] + ahead, used_f0, sr)
+        measured = np.mod(measured - used_f0 * ahead / sr, 1.0)
+        where = np.minimum(np.searchsorted(used, choice), used.size - 1)
+        grain_phase = np.where(grain_f0 > 0, measured[where], 0.0)
+    # Pitched grains read inside their own note only (backed off, then looped by whole periods).
+    note_first, note_end = note_spans(
+        starts,
+        np.round(table.lengths * (n_style / table.n_samples)).astype(np.int64),
+        grain_f0_all,
+        table.onset_aligned,
+        n_style,
+    )
+    read_first = note_first[choice].astype(np.float64)
+    read_end = note_end[choice].astype(np.float64)
     per_chunk = max(1, CHUNK_SAMPLES // length)
     for c0 in range(0, centres.size, per_chunk):
         sl = slice(c0, min(centres.size, c0 + per_chunk))
@@ -498,26 +573,41 @@ def _render_tonal(
         if moving.any():
             integral_at_end = np.interp(out_start + length - 1, frame_pos, f0_integral)
             span[moving] = (integral_at_end[moving] - integral_at_start[moving]) / f0_grain[moving]
-        # Phase continuity (pitch-synchronous placement): start each pitched grain where the source's
-        # phase matches a global running phase (C for transposed grains, f0_grain * t otherwise), so
-        # overlapping grains add in phase instead of beating.
+        # Phase continuity (pitch-synchronous placement): start each pitched grain where its own
+        # measured phase matches a global running phase (C for transposed grains, f0_grain * t
+        # otherwise), so overlapping grains add in phase instead of cancelling and jumping in phase at
+        # every crossfade (a jump of a cycle over a hop reads as a pitch error of hop^-1 Hz).
         pitched = f0_grain > 0
         phase_ref = np.where(moving, integral_at_start, f0_grain * out_start)
         period = sr / np.maximum(f0_grain, 1e-6)
-        cycles = np.mod(phase_ref / sr - f0_grain * s0 / sr, 1.0)
+        cycles = np.mod(phase_ref / sr - grain_phase[sl], 1.0)
         s0 = np.where(pitched, s0 + cycles * period, s0)
-        overrun = np.maximum(0.0, s0 + span - (n_style - 1))
-        back = np.where(pitched, np.ceil(overrun / period) * period, overrun)
-        s0 = np.maximum(0.0, s0 - back)
+        first_ok, last_ok = read_first[sl], read_end[sl] - 1.0
+        overrun = np.maximum(0.0, s0 + span - last_ok)
+        room = np.maximum(0.0, s0 - first_ok)
+        back = np.where(
+            pitched,
+            np.minimum(np.ceil(overrun / period), np.floor(room / period)) * period,
+            np.minimum(overrun, room),
+        )
+        s0 = s0 - back
+        # Where the note is still too short (a short note read far up), the read loops over its last
+        # whole periods, as a sampler's sustain loop: no jump in phase, and never into the next note.
+        note_len = np.maximum(last_ok - first_ok, 1.0)
+        loop = np.where(pitched, np.floor(note_len / period) * period, note_len)
+        loop = np.where(loop >= 1.0, loop, note_len)  # a note shorter than its period loops whole
 
         grains = np.empty((n_channels, m, length), np.float32)
         plain = np.nonzero(~moving)[0]
         if plain.size:
             # Untransposed: whole-sample reads (the phase shift is rounded, < half a sample).
-            first = np.minimum(np.round(s0[plain]).astype(np.int64), n_style) + bank_offset[plain].astype(
-                np.int64
-            )
-            idx = first[:, None] + np.arange(length)[None, :]
+            idx = np.minimum(np.round(s0[plain]).astype(np.int64), n_style)[:, None] + np.arange(length)
+            wrap = np.nonzero(pitched[plain] & (idx[:, -1] > last_ok[plain]))[0]
+            if wrap.size:
+                loop_p = np.round(loop[plain][wrap]).astype(np.int64)[:, None]
+                over = np.maximum(idx[wrap] - last_ok[plain][wrap, None].astype(np.int64), 0)
+                idx[wrap] -= -(-over // loop_p) * loop_p
+            idx += bank_offset[plain].astype(np.int64)[:, None]
             for ch in range(n_channels):
                 grains[ch, plain] = bank[ch, idx]
         rows = np.nonzero(moving)[0]
@@ -528,9 +618,12 @@ def _render_tonal(
             integral_win = np.lib.stride_tricks.sliding_window_view(integral_span, length)
             rel = integral_win[out_start[rows] - lo] - integral_at_start[rows, None]
             pos = rel / f0_grain[rows, None] + s0[rows, None]
-            if float(pos.max()) >= n_style - 1:
-                # A grain longer than the whole style sound loops through it.
-                pos = np.mod(pos, max(1, n_style - 1))
+            # Reads only move forward: a row's last position is its furthest.
+            wrap = np.nonzero(pos[:, -1] > last_ok[rows])[0]
+            if wrap.size:
+                loop_r = loop[rows][wrap, None]
+                over = np.maximum(pos[wrap] - last_ok[rows][wrap, None], 0.0)
+                pos[wrap] -= np.ceil(over / loop_r) * loop_r
             pos += bank_offset[rows, None]
             i0 = pos.astype(np.int64)
             frac = (pos - i0).astype(np.float32)
