@@ -216,14 +216,22 @@ def one_shot_starts(style: np.ndarray, sample_rate: int) -> np.ndarray:
 
 
 def _hit_mfcc(y: np.ndarray, sample_rate: int, starts: np.ndarray) -> np.ndarray:
-    """(hits, 13) mean MFCC 1-13 of the HIT_MFCC_S after each start (frames of 1024, hop 256)."""
+    """(hits, 13) mean MFCC 1-13 over the frames (1024 samples, hop 256) that lie within the HIT_MFCC_S
+    after each start and before the next start: a hit's own sound, not the next hit's attack (at least
+    the frame at its start)."""
     import librosa
 
-    n = max(1, round(HIT_MFCC_S * sample_rate))
-    idx = starts.astype(np.int64)[:, None] + np.arange(n)[None, :]
-    seg = np.where(idx < y.size, y[np.clip(idx, 0, max(0, y.size - 1))], 0.0).astype(np.float32)
-    mf = librosa.feature.mfcc(y=seg, sr=sample_rate, n_mfcc=14, n_fft=1024, hop_length=256, center=False)
-    return np.asarray(mf[:, 1:, :].mean(axis=2), np.float64)
+    n_fft, hop = 1024, 256
+    padded = np.pad(y.astype(np.float32), (0, n_fft))
+    mf = librosa.feature.mfcc(y=padded, sr=sample_rate, n_mfcc=14, n_fft=n_fft, hop_length=hop, center=False)
+    mf = mf[1:]
+    starts = np.asarray(starts, np.int64)
+    ends = np.minimum(starts + round(HIT_MFCC_S * sample_rate), np.append(starts[1:], y.size))
+    first = np.minimum(-(-starts // hop), mf.shape[1] - 1)
+    last = np.maximum((ends - n_fft) // hop + 1, first + 1)
+    csum = np.concatenate([np.zeros((mf.shape[0], 1)), np.cumsum(mf, axis=1, dtype=np.float64)], axis=1)
+    last = np.minimum(last, mf.shape[1])
+    return np.asarray(((csum[:, last] - csum[:, first]) / (last - first)).T, np.float64)
 
 
 def drum_hit_mfcc_distance(
@@ -234,8 +242,8 @@ def drum_hit_mfcc_distance(
     kit_sample_rate: int | None = None,
 ) -> float:
     """Timbre distance of a drum stem to a kit, hit by hit: for each onset, the Euclidean distance
-    between the mean MFCC (1-13) of the stem's first HIT_MFCC_S after it and that of its nearest one-shot
-    of the kit (segmented at the kit's onsets), averaged over the onsets. Unlike the whole-stem
+    between the mean MFCC (1-13) of the stem's first HIT_MFCC_S after it (up to the next onset) and that
+    of its nearest one-shot of the kit (segmented at the kit's onsets), averaged over the onsets. Unlike the whole-stem
     `mfcc_distance`, the beat's mix of drums (how many hats per kick) does not weigh in: a beat played
     on the kit itself is at distance ~0 whatever its pattern."""
     kit_sr = kit_sample_rate or sample_rate
