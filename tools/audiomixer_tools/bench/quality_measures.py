@@ -243,9 +243,9 @@ def drum_hit_mfcc_distance(
 ) -> float:
     """Timbre distance of a drum stem to a kit, hit by hit: for each onset, the Euclidean distance
     between the mean MFCC (1-13) of the stem's first HIT_MFCC_S after it (up to the next onset) and that
-    of its nearest one-shot of the kit (segmented at the kit's onsets), averaged over the onsets. Unlike the whole-stem
-    `mfcc_distance`, the beat's mix of drums (how many hats per kick) does not weigh in: a beat played
-    on the kit itself is at distance ~0 whatever its pattern."""
+    of its nearest one-shot of the kit (segmented at the kit's onsets), averaged over the onsets. Unlike
+    the whole-stem `mfcc_distance`, the beat's mix of drums (how many hats per kick) does not weigh in:
+    a beat played on the kit itself is at distance ~0 whatever its pattern."""
     kit_sr = kit_sample_rate or sample_rate
     y_kit = _mono(kit)
     kit_mfcc = _hit_mfcc(y_kit, kit_sr, one_shot_starts(y_kit, kit_sr))
