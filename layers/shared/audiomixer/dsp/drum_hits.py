@@ -53,6 +53,15 @@ class DrumHits:
     def n_hits(self) -> int:
         return int(self.decay_known.size)
 
+    def rows(self, which: slice) -> DrumHits:
+        """The descriptors of some of the hits."""
+        return DrumHits(
+            band_energy=self.band_energy[which],
+            ring_band_energy=self.ring_band_energy[which],
+            descriptors=self.descriptors[which],
+            decay_known=self.decay_known[which],
+        )
+
     def band_shares(self) -> np.ndarray:
         """(hits, bands) linear share of each band in the attack's added energy."""
         total = np.maximum(self.band_energy.sum(axis=1, keepdims=True), 1e-30)
@@ -146,9 +155,12 @@ def describe_hits(
 
 def drum_distances(hits: DrumHits, shots: DrumHits) -> np.ndarray:
     """(hits, shots) squared distances between descriptors; the decay counts only where both the hit
-    and the one-shot leave room to measure it."""
-    diff = hits.descriptors[:, None, :] - shots.descriptors[None, :, :]
-    sq = diff**2
-    both = hits.decay_known[:, None] & shots.decay_known[None, :]
-    sq[:, :, -1] *= both
-    return np.asarray(sq.sum(axis=2))
+    and the one-shot leave room to measure it. One (hits, shots) array at a time, never a third axis."""
+    out = np.zeros((hits.n_hits, shots.n_hits))
+    last = hits.descriptors.shape[1] - 1
+    for k in range(last + 1):
+        sq = (hits.descriptors[:, k, None] - shots.descriptors[None, :, k]) ** 2
+        if k == last:
+            sq *= hits.decay_known[:, None] & shots.decay_known[None, :]
+        out += sq
+    return out

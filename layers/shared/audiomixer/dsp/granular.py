@@ -43,6 +43,7 @@ CHOKE_S = 0.003  # fade-out of a percussive grain cut short by the next hit
 # rank then chooses among a drum's velocity layers with this weight.
 DRUM_TIE = 0.02
 LEVEL_WEIGHT = 0.05
+PICK_BLOCK = 1024  # hits matched at a time: memory bounded by (block, one-shots)
 # A hi-hat or cymbal is layered on a drum hit whose cymbal band holds at least LAYER_SHARE of the energy
 # its attack adds past the click (a kick's beater click is not a hat; a hat rings on) and LAYER_RATIO
 # times what the chosen drum's one-shot brings there.
@@ -262,9 +263,13 @@ def _render_percussive(
     shots = describe_hits(to_mono(style), sr, shot_starts, shot_next)
     hits = describe_hits(mono, sr, onsets, next_onsets)
     peaks = np.nan_to_num(analysis.onset_peaks.astype(np.float64))
-    level_gap = _zscore(db(peaks))[:, None] - _zscore(db(table.peak[candidates].astype(np.float64)))[None, :]
-    distances = drum_distances(hits, shots)
-    chosen = _pick_shots(distances + LEVEL_WEIGHT * level_gap**2, rng)
+    hit_level = _zscore(db(peaks))
+    shot_level = _zscore(db(table.peak[candidates].astype(np.float64)))
+    chosen = np.empty(onsets.size, np.int64)
+    for first in range(0, onsets.size, PICK_BLOCK):
+        rows = slice(first, first + PICK_BLOCK)
+        level_gap = hit_level[rows, None] - shot_level[None, :]
+        chosen[rows] = _pick_shots(drum_distances(hits.rows(rows), shots) + LEVEL_WEIGHT * level_gap**2, rng)
     # Layered hits: where the attack rings with clearly more cymbal-band energy than the chosen drum
     # brings at the hit's level (a kick or snare struck with a hat), the nearest hat or cymbal is layered.
     metal = np.nonzero(shots.is_metal())[0]
