@@ -19,8 +19,6 @@ import numpy as np
 
 DRUM_BAND_EDGES_HZ = (150.0, 400.0, 1200.0, 4000.0)  # band starts above the first (kick) band
 ATTACK_S = 0.03
-# The ring of the attack: from past a beater's or stick's click (a few ms) to the end of the attack.
-RING_FROM_S = 0.008
 DECAY_S = 0.1
 SHARE_FLOOR = 0.01
 FLATNESS_BAND_HZ = (100.0, 12000.0)
@@ -29,9 +27,6 @@ FLATNESS_BAND_HZ = (100.0, 12000.0)
 KICK_BAND_WEIGHT = 0.5
 FLATNESS_WEIGHT = 0.3
 DECAY_WEIGHT = 1.0
-# A one-shot with at least this share of its attack's energy above DRUM_BAND_EDGES_HZ[1] is a hi-hat or
-# cymbal (a metal), the kind that is layered on a drum struck with it.
-METAL_SHARE = 0.7
 
 
 @dataclass(frozen=True)
@@ -39,13 +34,11 @@ class DrumHits:
     """Descriptors of hits in one signal.
 
     band_energy : (hits, bands) power the attack adds per band (mean square per sample, linear)
-    ring_band_energy : (hits, bands) the same from RING_FROM_S to ATTACK_S (the click left out)
     descriptors : (hits, bands + 2) band shares (decades), weighted log flatness, weighted decay
     decay_known : (hits,) whether the next hit leaves DECAY_S to measure the decay
     """
 
     band_energy: np.ndarray
-    ring_band_energy: np.ndarray
     descriptors: np.ndarray
     decay_known: np.ndarray
 
@@ -57,24 +50,9 @@ class DrumHits:
         """The descriptors of some of the hits."""
         return DrumHits(
             band_energy=self.band_energy[which],
-            ring_band_energy=self.ring_band_energy[which],
             descriptors=self.descriptors[which],
             decay_known=self.decay_known[which],
         )
-
-    def band_shares(self) -> np.ndarray:
-        """(hits, bands) linear share of each band in the attack's added energy."""
-        total = np.maximum(self.band_energy.sum(axis=1, keepdims=True), 1e-30)
-        return np.asarray(self.band_energy / total)
-
-    def ring_band_shares(self) -> np.ndarray:
-        """(hits, bands) linear share of each band in the ring's added energy."""
-        total = np.maximum(self.ring_band_energy.sum(axis=1, keepdims=True), 1e-30)
-        return np.asarray(self.ring_band_energy / total)
-
-    def is_metal(self) -> np.ndarray:
-        """(hits,) hi-hats and cymbals: most of the attack's energy above the body band."""
-        return np.asarray(self.band_shares()[:, 2:].sum(axis=1) >= METAL_SHARE)
 
 
 def _added_band_energy(
@@ -130,8 +108,6 @@ def describe_hits(
     after *= np.arange(n_attack)[None, :] < (nxt - pos)[:, None]
     before = _windows(x, pos - n_attack, n_attack)
     added, freqs, band_energy = _added_band_energy(after, before, n_fft, sample_rate)
-    n_click = min(n_attack - 8, round(RING_FROM_S * sample_rate))
-    _, _, ring_band_energy = _added_band_energy(after[:, n_click:], before[:, n_click:], n_fft, sample_rate)
     shares = band_energy / np.maximum(band_energy.sum(axis=1, keepdims=True), 1e-30)
     log_shares = np.log10(np.maximum(shares, SHARE_FLOOR))
     log_shares[:, 0] *= KICK_BAND_WEIGHT
@@ -147,7 +123,6 @@ def describe_hits(
     descriptors = np.column_stack([log_shares, FLATNESS_WEIGHT * np.log10(flatness), DECAY_WEIGHT * decay])
     return DrumHits(
         band_energy=band_energy,
-        ring_band_energy=ring_band_energy,
         descriptors=descriptors,
         decay_known=decay_known,
     )

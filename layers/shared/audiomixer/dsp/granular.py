@@ -1,9 +1,10 @@
 """Granular re-rendering of a stem from a style sound's grains.
 
-- percussive: at each onset of the stem, a descriptor-matched grain (k-d tree over normalised
-  brightness and level, as a drum replacer picks a velocity layer) is scaled to the hit's peak, its
-  own transient is placed on the stem's transient and it is choked at the next hit; the level is only
-  ever lowered afterwards (no envelope boost, no clipping);
+- percussive: at each onset of the stem, the style kit's one-shot of the same drum (kick, snare, hat,
+  tom, cymbal, told apart by descriptors that name the drum rather than the recording, drum_hits; the
+  velocity layer by level rank, as a drum replacer) is scaled to the hit's peak, its own transient is
+  placed on the stem's transient and it is choked at the next hit; the level is only ever lowered
+  afterwards (no envelope boost, no clipping);
 - tonal: Hann-windowed grains at 50% overlap, chosen by nearest descriptors (pitch, loudness,
   brightness, CataRT-style) and, with pitch mapping, transposed by resampling so that they follow the
   stem's f0 sample by sample (the read position advances by f0_target(t) / f0_grain), each starting
@@ -29,7 +30,7 @@ from scipy.spatial import cKDTree
 from ..mix_settings import GRAIN_MS_DEFAULT, GRAIN_MS_MAX, GRAIN_MS_MIN, StemMode
 from .analysis import StemAnalysis, db, to_mono
 from .audio_io import resample
-from .drum_hits import KICK_BAND_WEIGHT, SHARE_FLOOR, describe_hits, drum_distances
+from .drum_hits import describe_hits, drum_distances
 from .envelope_shift import EnvelopeShifter
 from .grains import FUNDAMENTAL_PERIODS, ONE_PITCH_CENTS, GrainTable, fundamental
 from .mixer import limit_true_peak
@@ -44,11 +45,6 @@ CHOKE_S = 0.003  # fade-out of a percussive grain cut short by the next hit
 DRUM_TIE = 0.02
 LEVEL_WEIGHT = 0.05
 PICK_BLOCK = 1024  # hits matched at a time: memory bounded by (block, one-shots)
-# A hi-hat or cymbal is layered on a drum hit whose cymbal band holds at least LAYER_SHARE of the energy
-# its attack adds past the click (a kick's beater click is not a hat; a hat rings on) and LAYER_RATIO
-# times what the chosen drum's one-shot brings there.
-LAYER_SHARE = 0.05
-LAYER_RATIO = 4.0
 # Unvoiced but sounding frames next to a voiced one are held at the note's pitch for up to this long.
 BRIDGE_MAX_S = 0.5
 # Transpositions smaller than this are plain resampling (the envelope barely moves); larger ones read
@@ -239,8 +235,10 @@ def _render_percussive(
     length: int,
     rng: np.random.Generator,
 ) -> np.ndarray:
-    """One one-shot of the same drum per onset (a hi-hat layered where a drum was struck with one);
-    `style` is (n, channels), the output channel-major (channels, n)."""
+    """One one-shot of the same drum per onset; `style` is (n, channels), the output channel-major
+    (channels, n). A hit holding two drums (a kick with a hat) takes the one that dominates its attack:
+    layering a hat where the attack's cymbal band outgrew the chosen drum's was tried and, on real kits,
+    mostly took a snare or kick brighter than the style kit's for one struck with a hat."""
     n = mono.size
     n_channels = style.shape[1]
     out = np.zeros((n_channels, n), np.float32)
@@ -270,27 +268,6 @@ def _render_percussive(
         rows = slice(first, first + PICK_BLOCK)
         level_gap = hit_level[rows, None] - shot_level[None, :]
         chosen[rows] = _pick_shots(drum_distances(hits.rows(rows), shots) + LEVEL_WEIGHT * level_gap**2, rng)
-    # Layered hits: where the attack rings with clearly more cymbal-band energy than the chosen drum
-    # brings at the hit's level (a kick or snare struck with a hat), the nearest hat or cymbal is layered.
-    metal = np.nonzero(shots.is_metal())[0]
-    shot_gain2 = (peaks / np.maximum(table.peak[candidates][chosen].astype(np.float64), 1e-9)) ** 2
-    brought = shot_gain2 * shots.ring_band_energy[chosen, -1]
-    missing = hits.ring_band_energy[:, -1] - brought
-    layered = (
-        (metal.size > 0)
-        & ~np.isin(chosen, metal)
-        & (hits.ring_band_shares()[:, -1] >= LAYER_SHARE)
-        & (missing > (LAYER_RATIO - 1.0) * brought)
-    )
-    layer = np.full(onsets.size, -1, np.int64)
-    if layered.any():
-        scaled_shot = shot_gain2[layered, None] * shots.band_energy[chosen[layered]]
-        residual = np.maximum(hits.band_energy[layered] - scaled_shot, 0.0)
-        residual_shares = residual / np.maximum(residual.sum(axis=1, keepdims=True), 1e-30)
-        want = np.log10(np.maximum(residual_shares, SHARE_FLOOR))
-        want[:, 0] *= KICK_BAND_WEIGHT
-        have = shots.descriptors[metal, : want.shape[1]]
-        layer[layered] = metal[((want[:, None, :] - have[None, :, :]) ** 2).sum(axis=2).argmin(axis=1)]
     fade_out = max(2, min(length // 4, int(0.03 * sr)))
     fade_in = max(1, min(length // 8, int(0.0005 * sr)))
     env = np.ones(length, np.float32)
@@ -298,8 +275,7 @@ def _render_percussive(
     env[-fade_out:] = 0.5 + 0.5 * np.cos(np.linspace(0.0, np.pi, fade_out))
     channel_major = np.ascontiguousarray(style.T)
     choke = max(2, int(CHOKE_S * sr))
-    hit_rows = zip(onsets, next_onsets, chosen, layer, peaks, missing, strict=True)
-    for onset, next_onset, shot, layer_shot, hit_peak, missing_energy in hit_rows:
+    for onset, next_onset, shot, hit_peak in zip(onsets, next_onsets, chosen, peaks, strict=True):
         # As a drum replacer: the grain starts at the sample's own transient (onset-aligned grains start
         # at the refined transient of the style sound) and sits on the stem's refined transient; it is
         # choked just before the next hit, so each hit keeps a clean attack and tails never pile up.
@@ -312,16 +288,6 @@ def _render_percussive(
             continue
         # Scaled to the hit's peak level (the stem's peak within 50 ms of its transient).
         out[:, int(onset) : int(onset) + grain.shape[1]] += grain * np.float32(hit_peak / g_peak)
-        if layer_shot < 0:
-            continue
-        extra = _percussive_grain(channel_major, int(shot_starts[layer_shot]), end, length, env, choke)
-        e_peak = float(np.abs(extra).max()) if extra.size else 0.0
-        if e_peak <= 0.0:
-            continue
-        # The layer brings the missing cymbal-band energy, never a peak above the hit's.
-        layer_energy = max(float(shots.ring_band_energy[layer_shot, -1]), 1e-30)
-        gain = min(np.sqrt(missing_energy / layer_energy), hit_peak / e_peak)
-        out[:, int(onset) : int(onset) + extra.shape[1]] += extra * np.float32(gain)
     return out
 
 
