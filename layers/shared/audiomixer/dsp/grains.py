@@ -20,6 +20,7 @@ from .analysis import (
     ANALYSIS_SR,
     HOP,
     N_MFCC,
+    SILENCE_DB,
     Kind,
     _fl,
     add_leading_onset,
@@ -27,10 +28,8 @@ from .analysis import (
     db,
     detect_onsets,
     frame_features,
-    noisy_share,
-    pitched_share,
+    kind_features,
     refine_onsets,
-    sustain_db,
     to_mono,
     voicing,
 )
@@ -302,11 +301,7 @@ def analyse_style_sound(
         after = onsets[np.minimum(np.searchsorted(onsets, starts + margin, side="right"), onsets.size - 1)]
         f0[(after > starts + margin) & (after < starts + lengths - margin)] = 0.0
 
-    kind = classify(
-        sustain_db(feats.rms, active, hop_s),
-        pitched_share(feats.aperiodicity, active),
-        noisy_share(feats.flatness, active),
-    )
+    kind = classify(*kind_features(feats, SILENCE_DB))
     return GrainTable(
         sample_rate=int(sample_rate),
         n_samples=int(n),
