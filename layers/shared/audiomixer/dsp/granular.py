@@ -62,11 +62,16 @@ VERSION_BUDGET_S = 60.0
 def _blocks_ms(x: np.ndarray, block: int) -> np.ndarray:
     """Mean square per block along axis 0 (last partial block included)."""
     n = x.shape[0]
-    nb = -(-n // block)
-    pad = nb * block - n
-    xx = np.pad(x, ((0, pad),) + ((0, 0),) * (x.ndim - 1)) if pad else x
-    xx = xx.reshape((nb, block, *x.shape[1:])).astype(np.float32, copy=False)
-    return np.asarray(np.einsum("ij...,ij...->i...", xx, xx) / block, np.float64)
+    full = n // block
+    x32 = x.astype(np.float32, copy=False)
+    # Whole blocks as a view; only the partial last block is copied (zero-padded), not the whole stem.
+    head = x32[: full * block].reshape((full, block, *x.shape[1:]))
+    ms = np.einsum("ij...,ij...->i...", head, head)
+    if full * block < n:
+        tail = np.zeros((1, block, *x.shape[1:]), np.float32)
+        tail[0, : n - full * block] = x32[full * block :]
+        ms = np.concatenate([ms, np.einsum("ij...,ij...->i...", tail, tail)])
+    return np.asarray(ms / block, np.float64)
 
 
 def _expand(curve: np.ndarray, block: int, n: int) -> np.ndarray:
