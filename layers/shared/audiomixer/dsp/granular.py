@@ -712,11 +712,13 @@ def _render_tonal(
             frac = pos.astype(np.float32)
             all_rows = rows.size == m
             for ch in range(n_channels):
-                # Linear interpolation lo + (hi - lo) * frac, written straight into the grains.
+                # Linear interpolation lo + (hi - lo) * frac, written straight into the grains. Reads
+                # stay inside the bank by construction (each version is padded past its end), so the
+                # takes skip numpy's bounds check ("raise" would also buffer the output).
                 bank_ch = bank[ch]
                 lo_v = grains[ch] if all_rows else np.empty((rows.size, length), np.float32)
-                np.take(bank_ch, i0, out=lo_v)
-                hi_v = np.take(bank_ch[1:], i0)
+                np.take(bank_ch, i0, out=lo_v, mode="clip")
+                hi_v = np.take(bank_ch[1:], i0, mode="clip")
                 hi_v -= lo_v
                 hi_v *= frac
                 lo_v += hi_v
