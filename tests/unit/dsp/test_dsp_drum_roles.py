@@ -171,3 +171,23 @@ def test_a_floor_tom_as_low_heavy_as_the_kick_is_no_kick() -> None:
     centroid_hz = np.array([65.0, 70.0, 80.0, 72.0, 68.0, 75.0, 70.0, 66.0, 110.0, 115.0])
     assert kick_roles(share, centroid_hz).tolist() == [True] * 8 + [False] * 2
     assert kick_roles(share[:8], centroid_hz[:8]).all()
+
+
+def test_a_quiet_hat_on_a_kicks_tail_is_no_kick() -> None:
+    # Loud sweeping kicks, each followed 87 ms later by a quiet hat: the kick's falling pitch leaves
+    # "added" power below 30 Hz in the hat's attack, which must not make the hat a kick (nor, being the
+    # lowest, push the real kicks out of the role).
+    gap = round(0.35 * SR)
+    x = np.zeros(8 * gap, np.float32)
+    positions = []
+    for i in range(4):
+        k = 2 * i * gap
+        kick = S.drum_hit("kick", SR, kit=0, velocity=1.0, seed=i)
+        hat = S.drum_hit("hat", SR, kit=0, velocity=0.25, seed=i)
+        h = k + round(0.087 * SR)
+        x[k : k + kick.size] += kick
+        x[h : h + hat.size] += hat
+        positions += [k, h]
+    pos = np.array(positions)
+    hits = describe_hits(x, SR, pos, np.append(pos[1:], x.size))
+    assert hits.is_kick.tolist() == [True, False] * 4
