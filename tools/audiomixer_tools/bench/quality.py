@@ -29,6 +29,13 @@ from audiomixer_tools.bench import quality_measures as Q
 STYLE_FOR_STEM = {"drums": "kit", "bass": "synth_bass", "other": "bright_lead"}
 STYLED = tuple(STYLE_FOR_STEM)
 TRUE_PEAK_CEILING_DBTP = -1.0
+# General MIDI drum notes by the role a drum replacer keeps (the kit style sound's one-shots are GM notes).
+GM_DRUM_CLASS = {
+    35: "kick", 36: "kick", 37: "snare", 38: "snare", 39: "snare", 40: "snare",
+    42: "closed hat", 44: "closed hat", 46: "open hat",
+    41: "tom", 43: "tom", 45: "tom", 47: "tom", 48: "tom", 50: "tom",
+    49: "cymbal", 51: "cymbal", 52: "cymbal", 53: "cymbal", 55: "cymbal", 57: "cymbal", 59: "cymbal",
+}  # fmt: skip
 
 
 @dataclass(frozen=True)
@@ -120,12 +127,22 @@ def render_measures(
         env.append(Q.envelope_correlation(stems[stem], rendered[stem], sr))
         d_src = Q.mfcc_distance(stems[stem], style, sr, style_sr)
         d_out = Q.mfcc_distance(rendered[stem], style, sr, style_sr)
-        moves.append(float(d_out < d_src))
+        hits: dict[str, float] = {}
+        if stem == "drums":
+            # A kit is judged hit by hit: the whole-stem mean MFCC follows the beat's mix of drums (a
+            # perfect replacement of a hat-heavy beat ends further from the kit's one-shot sequence).
+            hit_src = Q.drum_hit_mfcc_distance(stems[stem], style, truth.drum_onsets_s, sr, style_sr)
+            hit_out = Q.drum_hit_mfcc_distance(rendered[stem], style, truth.drum_onsets_s, sr, style_sr)
+            hits = {"hit_mfcc_distance_source_to_kit": hit_src, "hit_mfcc_distance_rendered_to_kit": hit_out}
+            moves.append(float(hit_out < hit_src))
+        else:
+            moves.append(float(d_out < d_src))
         silence.append(Q.silence_kept(stems[stem], rendered[stem], sr))
         details[stem] = {
             "envelope_correlation": env[-1],
             "mfcc_distance_source_to_style": d_src,
             "mfcc_distance_rendered_to_style": d_out,
+            **hits,
             "silence_kept": silence[-1],
             "stereo": bool(
                 rendered[stem].shape[1] > 1 and np.any(rendered[stem][:, 0] != rendered[stem][:, 1])
@@ -145,6 +162,40 @@ def render_measures(
     n = next(iter(stems.values())).shape[0]
     out["same_length"] = float(mix.shape[0] == n and all(r.shape[0] == n for r in rendered.values()))
     return out
+
+
+def drum_role_kept(
+    song: C.Song, rendered_drums: np.ndarray, kit: np.ndarray, kit_sr: int, details: dict[str, Any]
+) -> float:
+    """Share of the song's MIDI drum notes whose rendered hit plays a kit one-shot of the same role
+    (kick, snare, closed hat, open hat, tom, cymbal): the kit's one-shots are segmented at its onsets and
+    named by the GM note its style spec played there; the one-shots heard at each hit by
+    `quality_measures.drum_classes_heard`. Per-role counts go to `details`."""
+    import librosa
+
+    spec = next(s for s in C.SONGS if s.name == song.name)
+    notes = C.compose(spec, song.duration_s)["drums"].notes
+    kit_spec = next(s for s in C.STYLES if s.name == STYLE_FOR_STEM["drums"])
+    kit_mono = kit.mean(axis=1) if kit.ndim > 1 else kit
+    if kit_sr != song.sample_rate:
+        kit_mono = librosa.resample(kit_mono, orig_sr=kit_sr, target_sr=song.sample_rate)
+    starts = Q.one_shot_starts(kit_mono, song.sample_rate)
+    played_s = np.asarray([start for _pitch, start, _dur, _vel in kit_spec.notes])
+    shot_roles = [
+        GM_DRUM_CLASS.get(kit_spec.notes[int(np.abs(played_s - s / song.sample_rate).argmin())][0], "other")
+        for s in starts
+    ]
+    shots = [kit_mono[a:b] for a, b in zip(starts, np.append(starts[1:], kit_mono.size), strict=True)]
+    times = np.unique(np.round([n.start_s for n in notes], 6))
+    heard = Q.drum_classes_heard(rendered_drums, song.sample_rate, times, shots, shot_roles)
+    heard_at = dict(zip(times.tolist(), heard, strict=True))
+    kept: dict[str, list[bool]] = {}
+    for n in notes:
+        role = GM_DRUM_CLASS.get(n.pitch, "other")
+        kept.setdefault(role, []).append(role in heard_at[float(np.round(n.start_s, 6))])
+    details["drum_role_kept"] = {role: [int(sum(v)), len(v)] for role, v in sorted(kept.items())}
+    every = [k for v in kept.values() for k in v]
+    return float(np.mean(every)) if every else float("nan")
 
 
 def measure_song(song: C.Song, corpus: C.Corpus, seed: int) -> SongResult:
@@ -203,6 +254,7 @@ def measure_song(song: C.Song, corpus: C.Corpus, seed: int) -> SongResult:
             res.details["traceback"] = traceback.format_exc(limit=-3)
             return res
     res.engine.update(render_measures(stems, rendered, mix, styles, truth, sr, res.details))
+    res.engine["drum_role_kept"] = drum_role_kept(song, rendered["drums"], *styles["drums"], res.details)
     return res
 
 
@@ -210,7 +262,8 @@ def measure_song(song: C.Song, corpus: C.Corpus, seed: int) -> SongResult:
 
 # key, header, format. Beside the bars, judged by none: the bass's voicing recall, the lead's raw pitch
 # accuracy (the other tonal stem with a truth), the mix's true peak, full-scale samples in the styled stems
-# as written, the share of styled stems that come out stereo, the analysis' real-time factor per stem.
+# as written, the share of styled stems that come out stereo, the analysis' real-time factor per stem, and
+# the share of MIDI drum notes whose rendered hit is a kit one-shot of the same role (kick, snare, hat...).
 COLUMNS: tuple[tuple[str, str, str], ...] = (
     ("drum_onset_f1", "onsF1", "{:.3f}"),
     ("bass_rpa", "bRPA", "{:.3f}"),
@@ -226,6 +279,7 @@ COLUMNS: tuple[tuple[str, str, str], ...] = (
     ("same_length", "length", "{:.2f}"),
     ("clipped_samples", "clipped", "{:.0f}"),
     ("stereo_kept", "stereo", "{:.2f}"),
+    ("drum_role_kept", "drumRole", "{:.3f}"),
     ("analysis_rtf", "anaRTF", "{:.1f}x"),
 )
 

@@ -19,11 +19,14 @@ __all__ = [
     "PYIN_SR",
     "SILENT_DB",
     "STAYS_SILENT_DB",
+    "drum_classes_heard",
+    "drum_hit_mfcc_distance",
     "envelope_correlation",
     "frame_rms_db",
     "librosa_onsets",
     "mfcc_distance",
     "mfcc_mean",
+    "one_shot_starts",
     "onset_f1",
     "pitch_scores",
     "pyin_track",
@@ -38,6 +41,11 @@ LEAD_FMIN_HZ, LEAD_FMAX_HZ = 65.0, 1500.0  # a lead or a voice
 SILENT_DB = -60.0  # a source frame this quiet is silence...
 STAYS_SILENT_DB = -50.0  # ...and the rendered frame must stay below this
 CENTS_TOLERANCE = 50.0
+HIT_MFCC_S = 0.09  # the span of a drum hit whose timbre is compared with the kit's one-shots
+HIT_MATCH_S = 0.04  # the span of a one-shot sought in a rendered hit...
+HIT_SEARCH_S = (-0.01, 0.02)  # ...this far (s) before / after the truth onset
+LAYER_MIN_SHARE = 0.15  # a second one-shot is heard in a hit when it explains this share of its energy
+LAYER_MIN_CORRELATION = 0.6
 
 
 def _mono(x: np.ndarray) -> np.ndarray:
@@ -181,3 +189,126 @@ def true_peak_dbtp(x: np.ndarray, factors: tuple[int, ...] = (4, 8), block: int 
                 keep = up[(start - lo) * f : (start - lo + min(block, ch.size - start)) * f]
                 peak = max(peak, float(np.max(np.abs(keep), initial=0.0)))
     return float(20.0 * np.log10(max(peak, 1e-10)))
+
+
+def one_shot_starts(style: np.ndarray, sample_rate: int) -> np.ndarray:
+    """Sample positions of the one-shots of a kit recording: librosa's default onset detector,
+    backtracked to the preceding energy minimum, then moved on to the first sample above 5 % of the
+    one-shot's peak (the transient)."""
+    import librosa
+
+    y = _mono(style)
+    frames = librosa.onset.onset_detect(y=y, sr=sample_rate, backtrack=True)
+    starts = librosa.frames_to_samples(frames)
+    # A one-shot at the very start of the recording has no rise before it for the detector to see.
+    lead = np.abs(y[: max(1, round(0.02 * sample_rate))])
+    if lead.max(initial=0.0) >= 0.05 * np.abs(y).max(initial=0.0) and (
+        starts.size == 0 or starts[0] > lead.size
+    ):
+        starts = np.concatenate([[0], starts])
+    ends = np.append(starts[1:], y.size)
+    out = []
+    for a, b in zip(starts, ends, strict=True):
+        seg = np.abs(y[a:b])
+        if seg.size and seg.max() > 0:
+            out.append(a + int(np.argmax(seg >= 0.05 * seg.max())))
+    return np.asarray(out, np.int64)
+
+
+def _hit_mfcc(y: np.ndarray, sample_rate: int, starts: np.ndarray) -> np.ndarray:
+    """(hits, 13) mean MFCC 1-13 over the frames (1024 samples, hop 256) that lie within the HIT_MFCC_S
+    after each start and before the next start: a hit's own sound, not the next hit's attack (at least
+    the frame at its start)."""
+    import librosa
+
+    n_fft, hop = 1024, 256
+    padded = np.pad(y.astype(np.float32), (0, n_fft))
+    mf = librosa.feature.mfcc(y=padded, sr=sample_rate, n_mfcc=14, n_fft=n_fft, hop_length=hop, center=False)
+    mf = mf[1:]
+    starts = np.asarray(starts, np.int64)
+    ends = np.minimum(starts + round(HIT_MFCC_S * sample_rate), np.append(starts[1:], y.size))
+    first = np.minimum(-(-starts // hop), mf.shape[1] - 1)
+    last = np.maximum((ends - n_fft) // hop + 1, first + 1)
+    csum = np.concatenate([np.zeros((mf.shape[0], 1)), np.cumsum(mf, axis=1, dtype=np.float64)], axis=1)
+    last = np.minimum(last, mf.shape[1])
+    return np.asarray(((csum[:, last] - csum[:, first]) / (last - first)).T, np.float64)
+
+
+def drum_hit_mfcc_distance(
+    stem: np.ndarray,
+    kit: np.ndarray,
+    onset_times_s: np.ndarray,
+    sample_rate: int,
+    kit_sample_rate: int | None = None,
+) -> float:
+    """Timbre distance of a drum stem to a kit, hit by hit: for each onset, the Euclidean distance
+    between the mean MFCC (1-13) of the stem's first HIT_MFCC_S after it (up to the next onset) and that
+    of its nearest one-shot of the kit (segmented at the kit's onsets), averaged over the onsets. Unlike
+    the whole-stem `mfcc_distance`, the beat's mix of drums (how many hats per kick) does not weigh in:
+    a beat played on the kit itself is at distance ~0 whatever its pattern."""
+    kit_sr = kit_sample_rate or sample_rate
+    y_kit = _mono(kit)
+    kit_mfcc = _hit_mfcc(y_kit, kit_sr, one_shot_starts(y_kit, kit_sr))
+    starts = np.round(np.asarray(onset_times_s, np.float64) * sample_rate).astype(np.int64)
+    if starts.size == 0 or kit_mfcc.shape[0] == 0:
+        return float("nan")
+    hit_mfcc = _hit_mfcc(_mono(stem), sample_rate, starts)
+    d = np.linalg.norm(hit_mfcc[:, None, :] - kit_mfcc[None, :, :], axis=2)
+    return float(d.min(axis=1).mean())
+
+
+def _best_match(window: np.ndarray, templates: list[np.ndarray]) -> tuple[int, int, float]:
+    """(template, lag, normalised correlation) of the template that best matches somewhere in window."""
+    from scipy.signal import correlate
+
+    best = (-1, 0, -1.0)
+    csum = np.concatenate([[0.0], np.cumsum(window.astype(np.float64) ** 2)])
+    for k, t in enumerate(templates):
+        m = t.size
+        if window.size < m:
+            continue
+        c = correlate(window, t, mode="valid", method="fft")
+        energy = np.sqrt(np.maximum(csum[m:] - csum[:-m], 1e-20)) * np.linalg.norm(t)
+        ncc = c / np.maximum(energy, 1e-20)
+        lag = int(np.argmax(ncc))
+        if ncc[lag] > best[2]:
+            best = (k, lag, float(ncc[lag]))
+    return best
+
+
+def drum_classes_heard(
+    rendered: np.ndarray,
+    sample_rate: int,
+    onset_times_s: np.ndarray,
+    one_shots: list[np.ndarray],
+    one_shot_classes: list[str],
+) -> list[set[str]]:
+    """For each truth onset, the classes of the kit one-shots a rendered drum stem plays there: the
+    one-shot (its first HIT_MATCH_S) that best matches the rendered audio near the onset (normalised
+    cross-correlation over lags HIT_SEARCH_S), and a second one when, the first subtracted (least-squares
+    gain), another one explains at least LAYER_MIN_SHARE of the hit's energy (a layered hat)."""
+    y = _mono(rendered).astype(np.float64)
+    m = max(8, round(HIT_MATCH_S * sample_rate))
+    templates = [np.asarray(_mono(s)[:m], np.float64) for s in one_shots]
+    lo, hi = (round(v * sample_rate) for v in HIT_SEARCH_S)
+    heard: list[set[str]] = []
+    for t in np.asarray(onset_times_s, np.float64):
+        a = round(t * sample_rate) + lo
+        b = round(t * sample_rate) + hi + m
+        window = y[max(0, a) : max(0, b)]
+        k, lag, ncc = _best_match(window, templates)
+        if k < 0 or ncc <= 0.0:
+            heard.append(set())
+            continue
+        classes = {one_shot_classes[k]}
+        tpl = templates[k]
+        seg = window[lag : lag + tpl.size]
+        gain = float(seg @ tpl) / max(float(tpl @ tpl), 1e-20)
+        residual = window.copy()
+        residual[lag : lag + tpl.size] -= gain * tpl
+        k2, _lag2, ncc2 = _best_match(residual, templates)
+        explained = ncc2**2 * float(residual[lag : lag + m] @ residual[lag : lag + m])
+        if k2 >= 0 and ncc2 >= LAYER_MIN_CORRELATION and explained >= LAYER_MIN_SHARE * float(seg @ seg):
+            classes.add(one_shot_classes[k2])
+        heard.append(classes)
+    return heard
