@@ -109,7 +109,7 @@ def test_drum_beat_with_a_bass_line_bleeding_under_it_is_percussive() -> None:
     assert a.kind == "percussive", a.extra
 
 
-def test_noise_floor_is_the_level_of_the_steady_rests() -> None:
+def test_noise_floor_is_the_level_of_the_noise_in_the_rests() -> None:
     line, _ = plucked_e1_a1()
     # Made at the analysis rate, so that resampling does not filter the noise.
     y = np.interp(np.arange(0, line.size, SR / ANALYSIS_SR), np.arange(line.size), line)
