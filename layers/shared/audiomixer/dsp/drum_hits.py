@@ -8,7 +8,9 @@ of that energy in five bands (kick, body, snare/tom crack, presence, cymbal), th
 flatness (noise vs tone) and, where the next hit leaves room, how much of it still rings from ATTACK_S to
 DECAY_S (a closed hat stops, an open hat or a crash rings on). Shares are in decades with a floor at
 SHARE_FLOOR: a band holding under 1 % of a hit's energy does not say which drum it is (the beater click
-of a kick, a boomy kit's low snare), while the bands that do carry it decide.
+of a kick, a boomy kit's low snare), while the bands that do carry it decide. Kicks are told first, as
+a role of their own (see kick_roles): the lowest, most low-heavy drums of their kit or stem take only
+the kit's kicks, and no other drum does.
 """
 
 from __future__ import annotations
