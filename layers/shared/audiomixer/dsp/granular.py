@@ -262,7 +262,8 @@ def _render_percussive(
     next_onsets = np.append(onsets[1:], n + length)
     # Which drum, as a drum replacer: the hit and the one-shots described alike by what names the drum
     # (band shares of the attack, noise, ring), not ranked against each other (ranks of brightness sent
-    # a rock beat's closed hats to the kit's toms and crash). Then the velocity layer by level rank.
+    # a rock beat's closed hats to the kit's toms and crash), a kick to a kick first (a boomy snare took
+    # them). Then the velocity layer by level rank.
     shot_starts = starts[candidates]
     shot_next = np.append(shot_starts[1:], style.shape[0])  # grain starts are in time order
     shots = describe_hits(to_mono(style), sr, shot_starts, shot_next)
