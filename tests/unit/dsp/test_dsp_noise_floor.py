@@ -137,3 +137,27 @@ def test_a_steady_quiet_pad_without_rests_is_not_a_noise_floor() -> None:
     a = analyse_stem(pad.astype(np.float32), SR)
     assert a.silence_db == SILENCE_DB
     assert np.array_equal(a.silence, db(a.rms) < SILENCE_DB)
+
+
+@pytest.mark.parametrize("level_dbfs", [-50.0, -45.0])
+def test_a_line_with_long_rests_on_a_noise_floor_is_not_taken_for_chords(level_dbfs: float) -> None:
+    """The render asks `chord_voices` whether a tonal stem plays chords; noise reads as many notes, so in
+    a line's long rests (2 s) the noise floor alone would make it "chords" (three grain voices rendering
+    noise) unless frames under the analysis' noise-adaptive threshold hold no note."""
+    from audiomixer.dsp.polyphony import chord_voices
+
+    rng = np.random.default_rng(0)
+    line = np.zeros(16 * SR)
+    t = 0.1
+    while t < 15.0:
+        f0 = float(S.midi_to_hz(int(rng.choice([33, 36, 38, 40]))))
+        n = round(0.2 * SR)
+        note = S.harmonic_tone(np.full(n, f0), SR, n_harmonics=8) * np.exp(-7.0 * np.arange(n) / SR)
+        line[round(t * SR) : round(t * SR) + n] += 0.5 * note
+        t += 2.2
+    stem = line + noise(line.size, level_dbfs, "pink")
+    analysis = analyse_stem(stem, SR)
+    assert analysis.kind == "tonal"
+    assert analysis.silence_db > SILENCE_DB
+    assert chord_voices(stem, SR, silence_db=analysis.silence_db) is None
+    assert chord_voices(line, SR) is None

@@ -824,7 +824,11 @@ def render_stem(
         # A chord stem is rendered as one grain voice per note (a single-f0 track of a chord is a
         # virtual pitch an octave or more below it); a single line as one voice, from its analysis. Drums
         # forced to tonal stay one voice: their noise reads as many "notes" (80-100 % of frames).
-        voices = chord_voices(mono, sample_rate) if analysis.kind == "tonal" else None
+        voices = (
+            chord_voices(mono, sample_rate, silence_db=analysis.silence_db)
+            if analysis.kind == "tonal"
+            else None
+        )
         parts = (voice_analyses(analysis, voices) if voices is not None else []) or [analysis]
 
         # What depends only on the style and the settings is prepared once for all voices.

@@ -276,13 +276,22 @@ def _frame_notes(
     return f0, sal, level
 
 
-def _voices(f0: np.ndarray, sal: np.ndarray, level: np.ndarray, *, max_voices: int, hop_s: float) -> Voices:
-    """The voices of a stem from its frames' notes (`_frame_notes`, on frames `hop_s` apart)."""
+def _voices(
+    f0: np.ndarray,
+    sal: np.ndarray,
+    level: np.ndarray,
+    *,
+    max_voices: int,
+    hop_s: float,
+    silence_db: float = SILENCE_DB,
+) -> Voices:
+    """The voices of a stem from its frames' notes (`_frame_notes`, on frames `hop_s` apart); frames whose
+    level is under `silence_db` (dBFS) hold none."""
     n_frames = f0.shape[0]
     # A note counts when it is salient beside the frame's strongest, in a frame above silence; a note an
     # octave below a note already taken kept only its odd partials, and is judged on a lower bar.
     strongest = sal[:, :1]
-    audible = level[:, None] > 10 ** (SILENCE_DB / 20.0)
+    audible = level[:, None] > 10 ** (silence_db / 20.0)
     bar = np.where(
         _octave_above(f0).any(axis=0), VOICE_MIN_RELATIVE_SALIENCE_BELOW_OCTAVE, VOICE_MIN_RELATIVE_SALIENCE
     )
@@ -312,7 +321,7 @@ def _estimate(y: np.ndarray, *, max_notes: int, max_voices: int, frame_step: int
     return _voices(f0, sal, level, max_voices=max_voices, hop_s=HOP_S * max(1, frame_step))
 
 
-def chord_voices(samples: np.ndarray, sample_rate: int) -> Voices | None:
+def chord_voices(samples: np.ndarray, sample_rate: int, *, silence_db: float = SILENCE_DB) -> Voices | None:
     """The notes of a stem that plays chords, or None for a single line (a bass, a lead, a voice).
 
     Parameters
@@ -321,6 +330,9 @@ def chord_voices(samples: np.ndarray, sample_rate: int) -> Voices | None:
         The stem, (n,) or (n, channels) float at `sample_rate`.
     sample_rate : int
         Its sample rate in Hz.
+    silence_db : float
+        Frames under this level (dBFS) hold no note: the stem analysis' threshold (`StemAnalysis.silence_db`,
+        above a separated stem's noise floor, whose noise would read as many notes in the rests).
 
     Notes
     -----
@@ -332,7 +344,8 @@ def chord_voices(samples: np.ndarray, sample_rate: int) -> Voices | None:
     frames = np.arange(0, 1 + y.size // hop if y.size else 0)
     decision = frames[::DECISION_FRAME_STEP]
     notes = _frame_notes(y, decision, hop, max_notes=MAX_NOTES)
-    if not _voices(*notes, max_voices=MAX_VOICES, hop_s=HOP_S * DECISION_FRAME_STEP).is_polyphonic:
+    decided = _voices(*notes, max_voices=MAX_VOICES, hop_s=HOP_S * DECISION_FRAME_STEP, silence_db=silence_db)
+    if not decided.is_polyphonic:
         return None
     # A chord stem: every frame, the decision's frames not estimated twice (a frame's notes depend on
     # that frame alone).
@@ -343,7 +356,7 @@ def chord_voices(samples: np.ndarray, sample_rate: int) -> Voices | None:
     level = np.zeros(frames.size)
     f0[decision], sal[decision], level[decision] = notes
     f0[rest], sal[rest], level[rest] = _frame_notes(y, frames[rest], hop, max_notes=MAX_NOTES)
-    return _voices(f0, sal, level, max_voices=MAX_VOICES, hop_s=HOP_S)
+    return _voices(f0, sal, level, max_voices=MAX_VOICES, hop_s=HOP_S, silence_db=silence_db)
 
 
 def voice_analyses(analysis: StemAnalysis, voices: Voices) -> list[StemAnalysis]:
