@@ -301,6 +301,32 @@ def style_tone(
     return (amplitude * x / (np.max(np.abs(x)) + 1e-12)).astype(np.float32)
 
 
+def bright_lead(
+    sample_rate: int = 44100,
+    *,
+    notes_midi: tuple[int, ...] = (60, 64, 67, 72),
+    note_s: float = 0.6,
+    n_harmonics: int = 40,
+) -> np.ndarray:
+    """Notes of a bright lead in a row: sawtooths through a 2-4 kHz resonance (a timbre unlike
+    `harmonic_tone`'s 1/h harmonics), each note normalised, at half scale."""
+    notes = []
+    for midi in notes_midi:
+        f0 = float(midi_to_hz(midi))
+        t = np.arange(round(note_s * sample_rate)) / sample_rate
+        tone = sum(
+            np.sin(2 * np.pi * h * f0 * t) / h * (1.0 + 4.0 * np.exp(-(((h * f0 - 3000.0) / 900.0) ** 2)))
+            for h in range(1, n_harmonics)
+            if h * f0 < 0.45 * sample_rate
+        )
+        tone = np.asarray(tone, dtype=np.float64)
+        ramp = int(0.01 * sample_rate)
+        tone[:ramp] *= np.linspace(0.0, 1.0, ramp)
+        tone[-ramp:] *= np.linspace(1.0, 0.0, ramp)
+        notes.append(tone / np.max(np.abs(tone)))
+    return (0.5 * np.concatenate(notes)).astype(np.float32)
+
+
 def style_scale(
     sample_rate: int = 44100,
     *,

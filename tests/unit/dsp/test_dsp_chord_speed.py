@@ -18,20 +18,7 @@ SR = 44100
 def _bright_style() -> np.ndarray:
     """Two bright notes (A2, E3): sawtooths through a 2-4 kHz resonance, rich enough that reads far
     from their pitch come from envelope-kept versions of the style, one per transposition step."""
-    notes = []
-    for midi in (45, 52):
-        f0 = float(S.midi_to_hz(midi))
-        t = np.arange(round(0.8 * SR)) / SR
-        tone = sum(
-            np.sin(2 * np.pi * h * f0 * t) / h * (1.0 + 4.0 * np.exp(-(((h * f0 - 3000.0) / 900.0) ** 2)))
-            for h in range(1, 80)
-            if h * f0 < 0.45 * SR
-        )
-        ramp = int(0.01 * SR)
-        tone[:ramp] *= np.linspace(0.0, 1.0, ramp)
-        tone[-ramp:] *= np.linspace(1.0, 0.0, ramp)
-        notes.append(tone / np.max(np.abs(tone)))
-    return (0.5 * np.concatenate(notes)).astype(np.float32)
+    return S.bright_lead(SR, notes_midi=(45, 52), note_s=0.8, n_harmonics=80)
 
 
 def _line(midis: tuple[int, ...], note_s: float = 0.7) -> np.ndarray:

@@ -40,21 +40,7 @@ def _chord_stem() -> np.ndarray:
 def _bright_lead() -> np.ndarray:
     """A bright lead in the chords' register (C4..C5): a sawtooth through a 2-4 kHz resonance, a timbre
     unlike the stem's 1/h harmonics."""
-    notes = []
-    for midi in (60, 64, 67, 72):
-        f0 = float(S.midi_to_hz(midi))
-        n = round(0.6 * SR)
-        t = np.arange(n) / SR
-        tone = sum(
-            np.sin(2 * np.pi * h * f0 * t) / h * (1.0 + 4.0 * np.exp(-(((h * f0 - 3000.0) / 900.0) ** 2)))
-            for h in range(1, 40)
-            if h * f0 < 0.45 * SR
-        )
-        ramp = int(0.01 * SR)
-        tone[:ramp] *= np.linspace(0.0, 1.0, ramp)
-        tone[-ramp:] *= np.linspace(1.0, 0.0, ramp)
-        notes.append(tone / np.max(np.abs(tone)))
-    return (0.5 * np.concatenate(notes)).astype(np.float32)
+    return S.bright_lead(SR)
 
 
 def _frames_inside_chords(times_s: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
