@@ -155,6 +155,14 @@ def drum_pattern(
     return out.astype(np.float32), DrumTruth(onsets, hits)
 
 
+def fade_edges(x: np.ndarray, ramp_samples: int) -> np.ndarray:
+    """`x` with a linear fade-in and fade-out of `ramp_samples` each, in place (and returned): a note
+    that starts and stops without a click."""
+    x[:ramp_samples] *= np.linspace(0.0, 1.0, ramp_samples)
+    x[-ramp_samples:] *= np.linspace(1.0, 0.0, ramp_samples)
+    return x
+
+
 def harmonic_tone(
     f0_hz: np.ndarray, sample_rate: int, *, n_harmonics: int = 6, rolloff: float = 1.0, phase0: float = 0.0
 ) -> np.ndarray:
@@ -295,9 +303,7 @@ def style_tone(
     else:
         x = sum(np.sin(2 * np.pi * k * f0_hz * t) * a for k, a in ((1, 1.0), (2, 0.8), (4, 0.6), (8, 0.5)))
     x = np.asarray(x, dtype=np.float64)
-    ramp = int(0.01 * sample_rate)
-    x[:ramp] *= np.linspace(0, 1, ramp)
-    x[-ramp:] *= np.linspace(1, 0, ramp)
+    fade_edges(x, int(0.01 * sample_rate))
     return (amplitude * x / (np.max(np.abs(x)) + 1e-12)).astype(np.float32)
 
 
@@ -320,9 +326,7 @@ def bright_lead(
             if h * f0 < 0.45 * sample_rate
         )
         tone = np.asarray(tone, dtype=np.float64)
-        ramp = int(0.01 * sample_rate)
-        tone[:ramp] *= np.linspace(0.0, 1.0, ramp)
-        tone[-ramp:] *= np.linspace(1.0, 0.0, ramp)
+        fade_edges(tone, int(0.01 * sample_rate))
         notes.append(tone / np.max(np.abs(tone)))
     return (0.5 * np.concatenate(notes)).astype(np.float32)
 

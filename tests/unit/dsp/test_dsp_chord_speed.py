@@ -27,9 +27,7 @@ def _line(midis: tuple[int, ...], note_s: float = 0.7) -> np.ndarray:
     for midi in midis:
         n = round(note_s * SR)
         tone = S.harmonic_tone(np.full(n, float(S.midi_to_hz(midi))), SR, n_harmonics=6)
-        ramp = int(0.02 * SR)
-        tone[:ramp] *= np.linspace(0.0, 1.0, ramp)
-        tone[-ramp:] *= np.linspace(1.0, 0.0, ramp)
+        S.fade_edges(tone, int(0.02 * SR))
         parts.append(tone)
     x = np.concatenate(parts)
     return (0.3 * x / np.max(np.abs(x))).astype(np.float32)
@@ -41,9 +39,7 @@ def _chords() -> np.ndarray:
     out = []
     for chord in ((60, 64, 67), (60, 65, 69), (57, 60, 64)):
         seg = sum(S.harmonic_tone(np.full(n, float(S.midi_to_hz(m))), SR, n_harmonics=8) for m in chord)
-        ramp = int(0.03 * SR)
-        seg[:ramp] *= np.linspace(0.0, 1.0, ramp)
-        seg[-ramp:] *= np.linspace(1.0, 0.0, ramp)
+        S.fade_edges(seg, int(0.03 * SR))
         out.append(seg)
     x = np.concatenate(out)
     return (0.3 * x / np.max(np.abs(x))).astype(np.float32)

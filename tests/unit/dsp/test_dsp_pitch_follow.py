@@ -11,6 +11,7 @@ from scipy.signal import butter, lfilter
 from audiomixer.dsp.analysis import analyse_stem
 from audiomixer.dsp.grains import analyse_style_sound, fundamental
 from audiomixer.dsp.granular import note_spans, render_stem
+from audiomixer_tools import signals as S
 from audiomixer_tools.metrics import raw_pitch_accuracy
 
 SR = 44100
@@ -25,9 +26,7 @@ def bright_note(f0_hz: float, duration_s: float, *, phase: float = 0.0, decay_s:
     b, a = butter(2, [1200 / (SR / 2), 2400 / (SR / 2)], btype="band")
     b2, a2 = butter(4, 3000 / (SR / 2))
     y = lfilter(b2, a2, 0.3 * saw + 2.0 * lfilter(b, a, saw)) * np.exp(-t / decay_s)
-    ramp = int(0.005 * SR)
-    y[:ramp] *= np.linspace(0, 1, ramp)
-    y[-ramp:] *= np.linspace(1, 0, ramp)
+    S.fade_edges(y, int(0.005 * SR))
     return np.asarray(y / np.abs(y).max())
 
 

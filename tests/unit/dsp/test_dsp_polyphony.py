@@ -29,9 +29,7 @@ def _chord_stem() -> np.ndarray:
         for level, note in zip((1.0, 0.8, 0.9), chord, strict=True):
             f0 = np.full(n_chord, float(S.midi_to_hz(note)))
             seg += level * S.harmonic_tone(f0, SR, n_harmonics=8)
-        ramp = int(0.03 * SR)
-        seg[:ramp] *= np.linspace(0.0, 1.0, ramp)
-        seg[-ramp:] *= np.linspace(1.0, 0.0, ramp)
+        S.fade_edges(seg, int(0.03 * SR))
         out.append(seg)
     x = np.concatenate(out)
     return (0.3 * x / np.max(np.abs(x))).astype(np.float32)

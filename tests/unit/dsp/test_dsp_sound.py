@@ -34,9 +34,7 @@ def bright_bass(f0_hz: float, duration_s: float, sample_rate: int = SR) -> np.nd
     b, a = butter(2, [1200 / (sample_rate / 2), 2400 / (sample_rate / 2)], btype="band")
     b2, a2 = butter(4, 3000 / (sample_rate / 2))
     y = lfilter(b2, a2, 0.3 * saw + 2.0 * lfilter(b, a, saw))
-    ramp = int(0.01 * sample_rate)
-    y[:ramp] *= np.linspace(0, 1, ramp)
-    y[-ramp:] *= np.linspace(1, 0, ramp)
+    S.fade_edges(y, int(0.01 * sample_rate))
     return (0.5 * y / np.abs(y).max()).astype(np.float32)
 
 
