@@ -13,6 +13,7 @@ import logging
 from collections.abc import Callable
 from typing import Any
 
+from audiomixer.api.body import read_body, replaying
 from audiomixer_local import iam
 from audiomixer_local.gateway import Receive, Scope, Send, WebSocketGateway
 
@@ -126,31 +127,12 @@ class LocalRouter:
             await app(scope, receive, send)
             return
         # A body without Content-Length (chunked): API Gateway buffers it, so measure, then replay.
-        chunks: list[bytes] = []
-        total = 0
-        while True:
-            message = await receive()
-            if message["type"] != "http.request":
-                break
-            chunks.append(message.get("body", b""))
-            total += len(chunks[-1])
-            if total > HTTP_API_MAX_BODY or not message.get("more_body", False):
-                break
-        refusal = gateway_refusal(total, headers, path, query)
+        body, _over_limit = await read_body(receive, HTTP_API_MAX_BODY)
+        refusal = gateway_refusal(len(body), headers, path, query)
         if refusal is not None:
             await _refuse(send, *refusal)
             return
-        body = b"".join(chunks)
-        replayed = False
-
-        async def replay() -> Any:
-            nonlocal replayed
-            if not replayed:
-                replayed = True
-                return {"type": "http.request", "body": body, "more_body": False}
-            return await receive()
-
-        await app(scope, replay, send)
+        await app(scope, replaying(body, receive), send)
 
 
 async def _refuse(send: Send, status: int, content_type: bytes, body: bytes, error_type: str | None) -> None:

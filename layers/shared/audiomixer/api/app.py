@@ -10,9 +10,10 @@ from fastapi import FastAPI
 from fastapi.middleware.cors import CORSMiddleware
 from fastapi.responses import FileResponse
 from fastapi.staticfiles import StaticFiles
-from starlette.types import ASGIApp, Message, Receive, Scope, Send
+from starlette.types import ASGIApp, Receive, Scope, Send
 
 from audiomixer.api import docs, errors
+from audiomixer.api.body import read_body, replaying
 from audiomixer.api.deps import RateLimiter
 from audiomixer.api.routes import library, mixes, projects, tickets, uploads
 from audiomixer.api.schemas import Health
@@ -63,30 +64,11 @@ class BodyLimitMiddleware:
             await self.app(scope, receive, send)
             return
         # Chunked body: buffer up to the limit, then replay it.
-        chunks: list[bytes] = []
-        total = 0
-        while True:
-            message = await receive()
-            if message["type"] != "http.request":
-                break
-            chunks.append(message.get("body", b""))
-            total += len(chunks[-1])
-            if total > limit:
-                await self._too_large(scope, receive, send, limit, multipart)
-                return
-            if not message.get("more_body", False):
-                break
-        body = b"".join(chunks)
-        replayed = False
-
-        async def replay() -> Message:
-            nonlocal replayed
-            if not replayed:
-                replayed = True
-                return {"type": "http.request", "body": body, "more_body": False}
-            return await receive()
-
-        await self.app(scope, replay, send)
+        body, over_limit = await read_body(receive, limit)
+        if over_limit:
+            await self._too_large(scope, receive, send, limit, multipart)
+            return
+        await self.app(scope, replaying(body, receive), send)
 
     async def _too_large(
         self, scope: Scope, receive: Receive, send: Send, limit: int, multipart: bool
