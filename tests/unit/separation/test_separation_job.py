@@ -5,21 +5,16 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
-import boto3
 import numpy as np
 import pytest
 import soundfile as sf
-from moto import mock_aws
+from separation_source import BUCKET, SOURCE, SR, s3_with_source, song
 
 from audiomixer.separation import chunked, job
-from audiomixer.separation.chunked import FULL_SCALE, quantise
 from audiomixer.separation.job import run_separation_job, separate_file
 from audiomixer.separation.model import ModelUnavailableError
 from audiomixer.settings import STEMS
 
-SR = 44_100
-BUCKET = "audiomixer-test"
-SOURCE = "t1/projects/p1/source.flac"
 STEMS_PREFIX = "t1/projects/p1/stems"
 CKPT = "t1/projects/p1/checkpoints"
 
@@ -28,23 +23,9 @@ class Killed(Exception):
     pass
 
 
-def song(seconds: float = 2.9) -> np.ndarray:
-    n = int(seconds * SR)
-    t = np.arange(n) / SR
-    x = np.stack([np.sin(2 * np.pi * 82 * t), np.sign(np.sin(2 * np.pi * 330 * t))], axis=1)
-    x *= 0.25 * (1 + np.sin(2 * np.pi * 1.5 * t))[:, None] / 2
-    return quantise(x)[0] / FULL_SCALE
-
-
 @pytest.fixture
 def s3(tmp_path: Path) -> Any:
-    with mock_aws():
-        client = boto3.client("s3", region_name="us-east-1")
-        client.create_bucket(Bucket=BUCKET)
-        src = tmp_path / "source.flac"
-        sf.write(str(src), song(), SR, subtype="PCM_24")
-        client.upload_file(str(src), BUCKET, SOURCE)
-        yield client
+    yield from s3_with_source(tmp_path)
 
 
 def _run(s3: Any, tmp_path: Path, **kw: Any) -> dict[str, str]:

@@ -7,15 +7,14 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
-import boto3
 import numpy as np
 import pytest
 import soundfile as sf
-from moto import mock_aws
+from separation_source import BUCKET, SOURCE, SR, s3_with_source, song
 from tiny_demucs import SIX_SOURCES, save_tiny_model
 
 from audiomixer.separation import job
-from audiomixer.separation.chunked import FULL_SCALE, quantise, separate_to_files
+from audiomixer.separation.chunked import FULL_SCALE, separate_to_files
 from audiomixer.separation.job import run_separation_job, separate_file
 from audiomixer.separation.model import load_model
 from audiomixer.stem_sets import (
@@ -28,19 +27,9 @@ from audiomixer.stem_sets import (
     stem_set,
 )
 
-SR = 44_100
-BUCKET = "audiomixer-test"
-SOURCE = "t1/projects/p1/source.flac"
 PREFIX = "t1/projects/p1/stems"
 FOUR = ["drums", "bass", "vocals", "other"]
 SIX = ["drums", "bass", "vocals", "other", "guitar", "piano"]
-
-
-def song(seconds: float = 2.9) -> np.ndarray:
-    t = np.arange(int(seconds * SR)) / SR
-    x = np.stack([np.sin(2 * np.pi * 82 * t), np.sign(np.sin(2 * np.pi * 330 * t))], axis=1)
-    x *= 0.25 * (1 + np.sin(2 * np.pi * 1.5 * t))[:, None] / 2
-    return quantise(x)[0] / FULL_SCALE
 
 
 def _ints(path: Path) -> np.ndarray:
@@ -99,13 +88,7 @@ def test_options_are_checked_with_the_choices_in_the_message(tmp_path: Path) -> 
 
 @pytest.fixture
 def s3(tmp_path: Path) -> Any:
-    with mock_aws():
-        client = boto3.client("s3", region_name="us-east-1")
-        client.create_bucket(Bucket=BUCKET)
-        src = tmp_path / "source.flac"
-        sf.write(str(src), song(), SR, subtype="PCM_24")
-        client.upload_file(str(src), BUCKET, SOURCE)
-        yield client
+    yield from s3_with_source(tmp_path)
 
 
 def _run(s3: Any, tmp_path: Path, prefix: str = PREFIX, **kw: Any) -> dict[str, str]:
