@@ -194,6 +194,9 @@ COMMON_RESPONSES: dict[int | str, dict[str, Any]] = {
     429: _doc("Too many requests or too many concurrent jobs (see Retry-After)"),
 }
 
+# What every /api/v1 route may answer on failure; `responses=` of each API router.
+API_RESPONSES: dict[int | str, dict[str, Any]] = {**SERVER_ERROR, **COMMON_RESPONSES}
+
 
 def responses(*codes: int) -> dict[int | str, dict[str, Any]]:
     """OpenAPI `responses=` for the extra error codes of one route."""

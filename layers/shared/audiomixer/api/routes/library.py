@@ -14,7 +14,7 @@ from audiomixer.settings import get_settings
 from audiomixer.store import blobs, keys
 from audiomixer.store.models import Sound, SoundStatus
 
-router = APIRouter(prefix="/api/v1/library", tags=["library"])
+router = APIRouter(prefix="/api/v1/library", tags=["library"], responses=errors.API_RESPONSES)
 
 
 def load_sound(tenant_id: str, sound_id: str) -> Sound:

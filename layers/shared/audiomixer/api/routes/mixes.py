@@ -19,7 +19,7 @@ from audiomixer.stem_sets import project_stems
 from audiomixer.store import blobs, keys
 from audiomixer.store.models import Mix, MixStatus, ProjectStatus, SoundStatus
 
-router = APIRouter(prefix="/api/v1", tags=["mixes"])
+router = APIRouter(prefix="/api/v1", tags=["mixes"], responses=errors.API_RESPONSES)
 
 
 def load_mix(tenant_id: str, mix_id: str) -> Mix:

@@ -22,7 +22,7 @@ from audiomixer.store import blobs, keys
 from audiomixer.store.models import Mix, Project, ProjectStatus
 
 logger = Logger(service="audiomixer", child=True)
-router = APIRouter(prefix="/api/v1/projects", tags=["projects"])
+router = APIRouter(prefix="/api/v1/projects", tags=["projects"], responses=errors.API_RESPONSES)
 
 _MESSAGES: dict[str, str] = {
     ProjectStatus.QUEUED: "Waiting to be processed",

@@ -8,11 +8,11 @@ from fastapi import APIRouter, Depends, Request
 from fastapi.responses import JSONResponse
 
 from audiomixer import auth
-from audiomixer.api import deps, idempotency
+from audiomixer.api import deps, errors, idempotency
 from audiomixer.api.schemas import WsTicket
 from audiomixer.auth import Principal
 
-router = APIRouter(prefix="/api/v1", tags=["websocket"])
+router = APIRouter(prefix="/api/v1", tags=["websocket"], responses=errors.API_RESPONSES)
 
 
 @router.post(

@@ -29,7 +29,7 @@ from audiomixer.stem_sets import SeparationOptionError, check_options
 from audiomixer.store import blobs, keys, usage
 from audiomixer.store.models import Project, Sound, SoundStatus
 
-router = APIRouter(prefix="/api/v1", tags=["uploads"])
+router = APIRouter(prefix="/api/v1", tags=["uploads"], responses=errors.API_RESPONSES)
 
 MAX_STYLE_SOUNDS_PER_REQUEST = 20
 ABANDONED_UPLOAD_GRACE_S = 24 * 60 * 60
