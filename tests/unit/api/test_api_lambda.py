@@ -192,3 +192,39 @@ def test_the_lambda_entry_builds_no_aws_client_at_import() -> None:
         [sys.executable, "-c", code], capture_output=True, text=True, timeout=60, check=True
     )
     assert result.stdout.strip() == "[] 0 []"
+
+
+def test_the_first_request_builds_no_route_again() -> None:
+    """Each route is built once, at import: a router joined with `include_router` was built again (its
+    dependencies and pydantic adapters) by the first request that reached it, on top of the cold start."""
+    from audiomixer_tools.bench.cold_start import first_request_event
+
+    code = (
+        "import importlib.util, json, sys\n"
+        "import fastapi.utils\n"
+        "built = []\n"
+        "create = fastapi.utils.create_model_field\n"
+        "def recorded(name, *args, **kwargs):\n"
+        "    built.append(name)\n"
+        "    return create(name, *args, **kwargs)\n"
+        "fastapi.utils.create_model_field = recorded\n"
+        "import fastapi.routing, fastapi.dependencies.utils\n"
+        "fastapi.routing.create_model_field = fastapi.dependencies.utils.create_model_field = recorded\n"
+        f"spec = importlib.util.spec_from_file_location('entry', {str(ENTRY)!r})\n"
+        "module = importlib.util.module_from_spec(spec); spec.loader.exec_module(module)\n"
+        "at_import = len(built)\n"
+        "class Context:\n"
+        "    function_name, memory_limit_in_mb, aws_request_id = 'api', 512, 'first'\n"
+        "    invoked_function_arn = 'arn:aws:lambda:us-east-1:123456789012:function:api'\n"
+        "for path in ('/api/v1/projects', '/api/v1/mixes', '/api/v1/library'):\n"
+        "    event = json.loads(sys.argv[1].replace('/api/v1/projects', path))\n"
+        "    assert module.handler(event, Context())['statusCode'] == 401\n"
+        "print(at_import, built[at_import:])\n"
+    )
+    event = json.dumps(first_request_event("GET", "/api/v1/projects"))
+    result = subprocess.run(
+        [sys.executable, "-c", code, event], capture_output=True, text=True, timeout=60, check=True
+    )
+    at_import, rebuilt = result.stdout.split(maxsplit=1)
+    assert int(at_import) > 20, "the routes' fields are built at import"
+    assert rebuilt.strip() == "[]"
