@@ -12,7 +12,9 @@ from audiomixer_tools.bench.cold_start import (
     _FIRST_REQUEST,
     _LOAD_HANDLER,
     FIRST_REQUEST,
+    build_deps_layer,
     build_shared_layer,
+    console_folder,
     first_request_event,
     time_child,
     time_import,
@@ -56,3 +58,64 @@ def test_the_api_function_answers_its_first_request_from_the_layer_as_built(tmp_
     wrong = _FIRST_REQUEST.format(event=json.dumps(first_request_event(method, path)), status=200)
     with pytest.raises(RuntimeError, match="AssertionError"):
         time_child(load, env, ROOT, then=wrong)
+
+
+def test_the_api_finds_its_console_where_the_console_layer_puts_it() -> None:
+    assert (console_folder(ROOT / "template.yaml") / "index.html").is_file()
+
+
+def test_an_isolated_child_imports_only_from_its_path_and_the_standard_library(tmp_path: Path) -> None:
+    """Lambda has no development site-packages: with site=False the child sees PYTHONPATH and the
+    standard library only, so a dev-only package (awscrt from aws-sam-cli) cannot slip into a figure."""
+    (tmp_path / "only_here.py").write_text("VALUE = 1\n")
+    env = {**os.environ, "PYTHONPATH": str(tmp_path)}
+    probe = "import only_here, json\nassert not [p for p in sys.path if 'site-packages' in p], sys.path"
+    assert time_import(probe, env, ROOT, site=False) >= 0
+    with pytest.raises(RuntimeError, match="AssertionError"):
+        time_import(probe, env, ROOT, site=True)
+    with pytest.raises(RuntimeError, match="ModuleNotFoundError"):
+        time_import("import pytest", env, ROOT, site=False)
+
+
+def _deps_template(tmp_path: Path, makefile: str) -> Path:
+    content = tmp_path / "deps"
+    content.mkdir(exist_ok=True)
+    (content / "Makefile").write_text(makefile)
+    (content / "requirements.txt").write_text("somepackage==1.0\n")
+    template = tmp_path / "template.yaml"
+    template.write_text(
+        "Resources:\n  CoreDepsLayer:\n    Type: AWS::Serverless::LayerVersion\n"
+        "    Properties:\n      ContentUri: deps/\n"
+    )
+    return template
+
+
+def test_the_dependency_layer_is_built_once_per_content_of_its_folder(tmp_path: Path) -> None:
+    builds = tmp_path / "builds.log"
+    template = _deps_template(
+        tmp_path,
+        "build-CoreDepsLayer:\n"
+        f"\techo built >> {builds}\n"
+        "\tmkdir -p $(ARTIFACTS_DIR)/python && cp requirements.txt $(ARTIFACTS_DIR)/python/\n",
+    )
+    cache = tmp_path / "cache"
+    first, why_not = build_deps_layer(template, cache)
+    assert first is not None and why_not == ""
+    assert (first / "requirements.txt").read_text() == "somepackage==1.0\n"
+    assert build_deps_layer(template, cache) == (first, "")
+    assert builds.read_text().count("built") == 1
+    (tmp_path / "deps" / "requirements.txt").write_text("somepackage==2.0\n")
+    second, _ = build_deps_layer(template, cache)
+    assert second is not None and second != first and builds.read_text().count("built") == 2
+    assert (second / "requirements.txt").read_text() == "somepackage==2.0\n"
+    assert not first.exists(), "the layer of the old requirements is not kept"
+
+
+def test_a_dependency_layer_that_cannot_be_built_says_why_and_leaves_nothing(tmp_path: Path) -> None:
+    template = _deps_template(
+        tmp_path, "build-CoreDepsLayer:\n\t@echo 'ERROR: No matching distribution found' >&2; exit 1\n"
+    )
+    cache = tmp_path / "cache"
+    layer, why_not = build_deps_layer(template, cache)
+    assert layer is None and "No matching distribution" in why_not
+    assert list(cache.iterdir()) == []

@@ -908,3 +908,20 @@ _ENV_OF_QUEUE = {
     "AnalyseQueue": "AUDIOMIXER_ANALYSE_QUEUE_URL",
     "RenderQueue": "AUDIOMIXER_RENDER_QUEUE_URL",
 }
+
+
+def test_the_dependency_layer_leaves_pydantic_v1_out_before_compiling() -> None:
+    """The recipe as make runs it: pydantic/v1 goes once the wheels have landed (before, pip would put it
+    back), and no bytecode is made for it."""
+    recipe = subprocess.run(
+        ["make", "-n", "-s", "-C", str(ROOT / "layers" / "core_deps"), "build-CoreDepsLayer"],
+        env={**os.environ, "ARTIFACTS_DIR": "/artifacts", "PYTHON": "python3.11"},
+        capture_output=True,
+        text=True,
+        check=True,
+    ).stdout
+    steps = [line.strip() for line in recipe.splitlines() if not line.startswith("\t")]
+    install = next(i for i, step in enumerate(steps) if " -m pip install " in step)
+    removal = steps.index('rm -rf "/artifacts/python/pydantic/v1"')
+    compile_ = next(i for i, step in enumerate(steps) if " -m compileall " in step)
+    assert install < removal < compile_

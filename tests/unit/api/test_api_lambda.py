@@ -4,6 +4,7 @@ weight (no numpy/librosa/torch on the cold-start path)."""
 from __future__ import annotations
 
 import base64
+import hashlib
 import importlib.util
 import json
 import subprocess
@@ -228,3 +229,39 @@ def test_the_first_request_builds_no_route_again() -> None:
     at_import, rebuilt = result.stdout.split(maxsplit=1)
     assert int(at_import) > 20, "the routes' fields are built at import"
     assert rebuilt.strip() == "[]"
+
+
+def test_every_zip_handler_and_the_api_run_without_pydantic_v1() -> None:
+    """The dependency layer leaves pydantic.v1 out (layers/core_deps/Makefile): each zip handler imports,
+    the API builds the same OpenAPI document and answers, with `import pydantic.v1` failing as it does there."""
+    from audiomixer_tools.bench.cold_start import first_request_event, zip_functions
+
+    handlers = {lid: str(path) for lid, (path, _) in zip_functions(ROOT / "template.yaml").items()}
+    code = (
+        "import hashlib, importlib.util, json, sys\n"
+        "sys.modules['pydantic.v1'] = None\n"
+        "handlers = json.loads(sys.argv[1])\n"
+        "modules = {}\n"
+        "for lid, path in handlers.items():\n"
+        "    spec = importlib.util.spec_from_file_location(lid, path)\n"
+        "    modules[lid] = importlib.util.module_from_spec(spec); spec.loader.exec_module(modules[lid])\n"
+        "api = modules['ApiFunction']\n"
+        "document = json.dumps(api.app.openapi(), sort_keys=True).encode()\n"
+        "class Context:\n"
+        "    function_name, memory_limit_in_mb, aws_request_id = 'api', 512, 'no-v1'\n"
+        "    invoked_function_arn = 'arn:aws:lambda:us-east-1:123456789012:function:api'\n"
+        "status = api.handler(json.loads(sys.argv[2]), Context())['statusCode']\n"
+        "print(sys.modules['pydantic.v1'], status, hashlib.sha256(document).hexdigest())\n"
+    )
+    event = json.dumps(first_request_event("GET", "/api/v1/projects"))
+    result = subprocess.run(
+        [sys.executable, "-c", code, json.dumps(handlers), event],
+        capture_output=True,
+        text=True,
+        timeout=120,
+        check=True,
+    )
+    from audiomixer.api.app import app
+
+    expected = hashlib.sha256(json.dumps(app.openapi(), sort_keys=True).encode()).hexdigest()
+    assert result.stdout.split() == ["None", "401", expected]
