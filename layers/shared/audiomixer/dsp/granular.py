@@ -245,7 +245,10 @@ def _render_percussive(
     """One one-shot of the same drum per onset; `style` is (n, channels), the output channel-major
     (channels, n). A hit holding two drums (a kick with a hat) takes the one that dominates its attack:
     layering a hat where the attack's cymbal band outgrew the chosen drum's was tried and, on real kits,
-    mostly took a snare or kick brighter than the style kit's for one struck with a hat."""
+    mostly took a snare or kick brighter than the style kit's for one struck with a hat. A cymbal is
+    the exception, told by its sustain rather than its brightness (drum_hits.cymbal_rings): where one
+    rings under a hit whose chosen one-shot does not ring, the kit's most ringing one-shot (its crash)
+    is layered, its top band at the hit's (a crash on a kick keeps both drums)."""
     n = mono.size
     n_channels = style.shape[1]
     out = np.zeros((n_channels, n), np.float32)
@@ -276,6 +279,15 @@ def _render_percussive(
         rows = slice(first, first + PICK_BLOCK)
         level_gap = hit_level[rows, None] - shot_level[None, :]
         chosen[rows] = _pick_shots(drum_distances(hits.rows(rows), shots) + LEVEL_WEIGHT * level_gap**2, rng)
+    # A cymbal ringing under a drum: the kit's most ringing cymbal, layered (none if the kit has none).
+    ringing = np.nonzero(shots.cymbal_rings)[0]
+    layered = np.full(onsets.size, -1, np.int64)
+    if ringing.size:
+        cymbal = int(ringing[np.argmax(shots.top_ring_db[ringing])])
+        layered[hits.cymbal_rings & ~shots.cymbal_rings[chosen]] = cymbal
+    # Its level: the one-shot's top band at the hit's (as a trigger's velocity from the cymbal band).
+    layer_top = shots.top_attack_power[np.maximum(layered, 0)]
+    top_gain = np.sqrt(hits.top_attack_power / np.maximum(layer_top, 1e-20))
     fade_out = max(2, min(length // 4, int(0.03 * sr)))
     fade_in = max(1, min(length // 8, int(0.0005 * sr)))
     env = np.ones(length, np.float32)
@@ -283,7 +295,9 @@ def _render_percussive(
     env[-fade_out:] = 0.5 + 0.5 * np.cos(np.linspace(0.0, np.pi, fade_out))
     channel_major = np.ascontiguousarray(style.T)
     choke = max(2, int(CHOKE_S * sr))
-    for onset, next_onset, shot, hit_peak in zip(onsets, next_onsets, chosen, peaks, strict=True):
+    for onset, next_onset, shot, hit_peak, layer, layer_gain in zip(
+        onsets, next_onsets, chosen, peaks, layered, top_gain, strict=True
+    ):
         # As a drum replacer: the grain starts at the sample's own transient (onset-aligned grains start
         # at the refined transient of the style sound) and sits on the stem's refined transient; it is
         # choked just before the next hit, so each hit keeps a clean attack and tails never pile up.
@@ -296,6 +310,12 @@ def _render_percussive(
             continue
         # Scaled to the hit's peak level (the stem's peak within 50 ms of its transient).
         out[:, int(onset) : int(onset) + grain.shape[1]] += grain * np.float32(hit_peak / g_peak)
+        if layer >= 0:
+            ring = _percussive_grain(channel_major, int(shot_starts[layer]), end, length, env, choke)
+            r_peak = float(np.abs(ring).max()) if ring.size else 0.0
+            # Never above the hit's own peak: the layer adds the cymbal, it does not outgrow the drum.
+            gain = min(float(layer_gain), hit_peak / r_peak) if r_peak > 0.0 else 0.0
+            out[:, int(onset) : int(onset) + ring.shape[1]] += ring * np.float32(gain)
     return out
 
 
