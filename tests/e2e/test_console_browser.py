@@ -210,6 +210,22 @@ def test_console_song_to_mix_in_a_browser(stack: Stack, console: Console, tmp_pa
     assert console.errors == []
 
 
+def _drop_file(page: Any, selector: str, name: str, data: bytes, over: bool = False) -> None:
+    """Drop one file on the element, as a user dragging it from the desktop (a DragEvent carrying it);
+    with `over`, drag it over first and check the element is highlighted."""
+    from playwright.sync_api import expect
+
+    transfer = page.evaluate_handle(
+        "([name, bytes]) => { const t = new DataTransfer();"
+        " t.items.add(new File([new Uint8Array(bytes)], name, {type: 'audio/wav'})); return t; }",
+        [name, list(data)],
+    )
+    if over:
+        page.dispatch_event(selector, "dragover", {"dataTransfer": transfer})
+        expect(page.locator(selector)).to_have_class(re.compile(r"\bover\b"))
+    page.dispatch_event(selector, "drop", {"dataTransfer": transfer})
+
+
 def test_console_shows_api_errors_in_place(stack: Stack, console: Console, tmp_path: Path) -> None:
     from playwright.sync_api import expect
 
@@ -224,6 +240,15 @@ def test_console_shows_api_errors_in_place(stack: Stack, console: Console, tmp_p
     page.goto(f"{stack.api}/#/")
     page.set_input_files("#song-file", str(empty))
     expect(page.locator("#upload-error")).to_have_text("file: the file is empty")
+    # Dropped on the drop zone instead, the same file takes the same way (the zone lights up while dragged over).
+    page.reload()
+    _drop_file(page, "#dropzone", "dropped.wav", b"", over=True)
+    expect(page.locator("#upload-error")).to_have_text("file: the file is empty")
+    expect(page.locator("#dropzone")).not_to_have_class(re.compile(r"\bover\b"))
+    page.click("text=Style sounds")
+    _drop_file(page, "#sound-dropzone", "dropped.wav", b"")
+    expect(page.locator("#sound-upload-error")).to_contain_text("empty")
+    page.click("text=Projects")
     # Keyboard: Tab reaches the navigation, the name field and the file picker, in order.
     page.evaluate("document.activeElement && document.activeElement.blur()")
     reached = []

@@ -192,7 +192,7 @@ def main(argv: list[str] | None = None) -> int:
         "--dev-packages",
         action="store_true",
         help="import the third-party packages from the development environment instead of the layer "
-        "(how the notes before 2026-11-30's third stop measured)",
+        "(how earlier notes measured: their extras slow the bare imports)",
     )
     args = p.parse_args(argv)
 

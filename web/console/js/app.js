@@ -107,6 +107,30 @@ function progressBar(value, label) {
   return h("progress", { max: 100, value: value ?? 0, "aria-label": label });
 }
 
+// A drop zone around a file picker: the files dropped on it or chosen with the picker go to onFiles (an
+// array); it is highlighted while files are dragged over it.
+function dropZone(id, picker, onFiles, ...labels) {
+  picker.addEventListener("change", () => picker.files.length && onFiles([...picker.files]));
+  const zone = h("div", { class: "dropzone", id }, ...labels, h("br"), picker);
+  zone.addEventListener("dragover", (e) => {
+    e.preventDefault();
+    zone.classList.add("over");
+  });
+  zone.addEventListener("dragleave", () => zone.classList.remove("over"));
+  zone.addEventListener("drop", (e) => {
+    e.preventDefault();
+    zone.classList.remove("over");
+    if (e.dataTransfer.files.length) onFiles([...e.dataTransfer.files]);
+  });
+  return zone;
+}
+
+// A new item at the top of its list, in place of the list's "none yet" line.
+function prependItem(list, item) {
+  list.prepend(item);
+  list.closest("section").querySelector(".empty")?.remove();
+}
+
 function projectItem(project) {
   const badge = statusBadge(project.status);
   const bar = progressBar(project.progress, `progress of ${project.name}`);
@@ -160,8 +184,7 @@ function uploadPanel(list) {
       bar.value = 100;
       note.textContent = `Uploaded ${file.name}.`;
       const project = await api.call("GET", `/projects/${id}`);
-      list.prepend(projectItem(project));
-      list.closest("section").querySelector(".empty")?.remove();
+      prependItem(list, projectItem(project));
       name.value = "";
       picker.value = "";
     } catch (err) {
@@ -172,26 +195,13 @@ function uploadPanel(list) {
     }
   }
 
-  picker.addEventListener("change", () => picker.files[0] && send(picker.files[0]));
-  const zone = h(
-    "div",
-    { class: "dropzone", id: "dropzone" },
+  const zone = dropZone(
+    "dropzone",
+    picker,
+    (files) => send(files[0]),
     h("p", {}, "Drop a song here, or choose a file:"),
     h("label", { for: "song-file", class: "muted" }, "Song file (wav, flac, mp3, ogg, aiff, m4a)"),
-    h("br"),
-    picker,
   );
-  zone.addEventListener("dragover", (e) => {
-    e.preventDefault();
-    zone.classList.add("over");
-  });
-  zone.addEventListener("dragleave", () => zone.classList.remove("over"));
-  zone.addEventListener("drop", (e) => {
-    e.preventDefault();
-    zone.classList.remove("over");
-    const file = e.dataTransfer.files[0];
-    if (file) send(file);
-  });
 
   // Bring your own stems.
   const stemError = errorBox("stems-error");
@@ -218,8 +228,7 @@ function uploadPanel(list) {
         bar.hidden = false;
         try {
           const id = await api.uploadStems(chosen, name.value.trim(), (f) => (bar.value = Math.round(f * 100)));
-          list.prepend(projectItem(await api.call("GET", `/projects/${id}`)));
-          list.closest("section").querySelector(".empty")?.remove();
+          prependItem(list, projectItem(await api.call("GET", `/projects/${id}`)));
           stemsForm.reset();
         } catch (err) {
           showError(stemError, err);
@@ -506,8 +515,7 @@ function mixEditor(project, sounds, mixesList) {
     try {
       const accepted = await api.call("POST", "/mix", { project_id: project.project_id, config, settings });
       const mix = await api.call("GET", `/mix/${accepted.mix_id}`);
-      mixesList.prepend(mixItem(mix));
-      mixesList.closest("section").querySelector(".empty")?.remove();
+      prependItem(mixesList, mixItem(mix));
       state.textContent = "Queued: follow it below.";
     } catch (err) {
       showError(error, err);
@@ -771,8 +779,7 @@ async function libraryView(view) {
     bar.hidden = false;
     try {
       const ids = await api.uploadStyleSounds(files, (f) => (bar.value = Math.round(f * 100)));
-      for (const id of ids) list.prepend(soundItem(await api.call("GET", `/library/${id}`), preview));
-      list.closest("section").querySelector(".empty")?.remove();
+      for (const id of ids) prependItem(list, soundItem(await api.call("GET", `/library/${id}`), preview));
       picker.value = "";
     } catch (err) {
       showError(uploadError, err);
@@ -780,24 +787,12 @@ async function libraryView(view) {
       bar.hidden = true;
     }
   }
-  picker.addEventListener("change", () => picker.files.length && send([...picker.files]));
-  const zone = h(
-    "div",
-    { class: "dropzone", id: "sound-dropzone" },
-    h("label", { for: "sound-files" }, "Drop style sounds here, or choose files (short hits, notes, textures):"),
-    h("br"),
+  const zone = dropZone(
+    "sound-dropzone",
     picker,
+    send,
+    h("label", { for: "sound-files" }, "Drop style sounds here, or choose files (short hits, notes, textures):"),
   );
-  zone.addEventListener("dragover", (e) => {
-    e.preventDefault();
-    zone.classList.add("over");
-  });
-  zone.addEventListener("dragleave", () => zone.classList.remove("over"));
-  zone.addEventListener("drop", (e) => {
-    e.preventDefault();
-    zone.classList.remove("over");
-    if (e.dataTransfer.files.length) send([...e.dataTransfer.files]);
-  });
   const section = h(
     "section",
     { class: "card", "aria-labelledby": "library-title" },

@@ -8,8 +8,9 @@ import binascii
 import json
 import re
 import unicodedata
-from typing import TypeVar
+from typing import Annotated, TypeVar
 
+from fastapi import Query
 from pynamodb.models import Model
 
 from audiomixer.api import errors
@@ -51,6 +52,12 @@ def decode_cursor(cursor: str | None) -> str | None:
     if not isinstance(last_id, str) or not is_id(last_id):
         raise errors.bad_request("invalid cursor")
     return last_id
+
+
+# The query parameters of every list route: one page of `limit` rows after the `cursor` a page gave.
+PageLimit = Annotated[int, Query(ge=1, le=100)]
+PageCursor = Annotated[str | None, Query(max_length=512, description="next_cursor of the previous page")]
+PAGE_LIMIT_DEFAULT = 20
 
 
 def page(

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from fastapi import APIRouter, Depends, Query, Response
+from fastapi import APIRouter, Depends, Response
 from fastapi.responses import RedirectResponse
 from pynamodb.exceptions import DoesNotExist
 
@@ -43,8 +43,8 @@ def summary(sound: Sound) -> SoundSummary:
 
 @router.get("", response_model=SoundList, summary="List your style sounds, newest first")
 def list_sounds(
-    limit: int = Query(default=20, ge=1, le=100),
-    cursor: str | None = Query(default=None, max_length=512, description="next_cursor of the previous page"),
+    limit: storage.PageLimit = storage.PAGE_LIMIT_DEFAULT,
+    cursor: storage.PageCursor = None,
     principal: Principal = Depends(deps.principal),
 ) -> SoundList:
     rows, next_cursor = storage.page(Sound, principal.tenant_id, "sound_id", limit, cursor)

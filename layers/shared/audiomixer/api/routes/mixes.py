@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from fastapi import APIRouter, Depends, Query, Request
+from fastapi import APIRouter, Depends, Request
 from fastapi.responses import JSONResponse, RedirectResponse
 from pynamodb.exceptions import DoesNotExist
 
@@ -164,8 +164,8 @@ def download_mix(mix_id: str, principal: Principal = Depends(deps.principal)) ->
 
 @router.get("/mixes", response_model=MixList, summary="List your mixes, newest first")
 def list_mixes(
-    limit: int = Query(default=20, ge=1, le=100),
-    cursor: str | None = Query(default=None, max_length=512, description="next_cursor of the previous page"),
+    limit: storage.PageLimit = storage.PAGE_LIMIT_DEFAULT,
+    cursor: storage.PageCursor = None,
     principal: Principal = Depends(deps.principal),
 ) -> MixList:
     rows, next_cursor = storage.page(Mix, principal.tenant_id, "mix_id", limit, cursor)

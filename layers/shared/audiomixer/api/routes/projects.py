@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from aws_lambda_powertools import Logger
-from fastapi import APIRouter, Depends, Path, Query, Response
+from fastapi import APIRouter, Depends, Path, Response
 from fastapi.responses import RedirectResponse
 from pynamodb.exceptions import DoesNotExist
 
@@ -77,8 +77,8 @@ def stem_url(project_id: str, stem: str) -> str:
 
 @router.get("", response_model=ProjectList, summary="List your projects, newest first")
 def list_projects(
-    limit: int = Query(default=20, ge=1, le=100),
-    cursor: str | None = Query(default=None, max_length=512, description="next_cursor of the previous page"),
+    limit: storage.PageLimit = storage.PAGE_LIMIT_DEFAULT,
+    cursor: storage.PageCursor = None,
     principal: Principal = Depends(deps.principal),
 ) -> ProjectList:
     rows, next_cursor = storage.page(Project, principal.tenant_id, "project_id", limit, cursor)
