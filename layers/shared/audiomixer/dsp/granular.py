@@ -248,7 +248,10 @@ def _render_percussive(
     mostly took a snare or kick brighter than the style kit's for one struck with a hat. A cymbal is
     the exception, told by its sustain rather than its brightness (drum_hits.cymbal_rings): where one
     rings under a hit whose chosen one-shot does not ring, the kit's most ringing one-shot (its crash)
-    is layered, its top band at the hit's (a crash on a kick keeps both drums)."""
+    is layered, its top band at the hit's (a crash on a kick keeps both drums). So is a kick, told by the
+    stem's own kick whole in the attack (drum_hits.kick_sounds): where one sounds under a hit whose
+    chosen one-shot is no kick (a kick struck with a snare takes the snare), the kit's kick that the
+    stem's kicks play is layered, its kick band at the hit's."""
     n = mono.size
     n_channels = style.shape[1]
     out = np.zeros((n_channels, n), np.float32)
@@ -288,6 +291,22 @@ def _render_percussive(
     # Its level: the one-shot's top band at the hit's (as a trigger's velocity from the cymbal band).
     layer_top = shots.top_attack_power[np.maximum(layered, 0)]
     top_gain = np.sqrt(hits.top_attack_power / np.maximum(layer_top, 1e-20))
+    # A kick sounding under another drum: the kit's kick the stem's own kicks play most (none if the kit
+    # or the stem has no kick), layered at the peak the stem's kicks are played at, scaled by the hit's
+    # kick band against theirs (a kick trigger's velocity). Matching the hit's kick band alone, as the
+    # crash's top band is, played them 5 dB under the song's other kicks (disco: peaks 0.12 against 0.21).
+    kick_layer = np.full(onsets.size, -1, np.int64)
+    kick_gain = np.zeros(onsets.size)
+    in_role = hits.is_kick & shots.is_kick[chosen]
+    if in_role.any():
+        kick = int(np.bincount(chosen[in_role]).argmax())
+        kick_layer[hits.kick_sounds & ~shots.is_kick[chosen]] = kick
+        s0 = int(shot_starts[kick])
+        kick_shot_peak = float(np.abs(style[s0 : s0 + length]).max(initial=0.0))
+        kick_level = np.sqrt(
+            hits.band_energy[:, 0] / max(float(np.median(hits.band_energy[in_role, 0])), 1e-20)
+        )
+        kick_gain = float(np.median(peaks[in_role])) * kick_level / max(kick_shot_peak, 1e-20)
     fade_out = max(2, min(length // 4, int(0.03 * sr)))
     fade_in = max(1, min(length // 8, int(0.0005 * sr)))
     env = np.ones(length, np.float32)
@@ -295,8 +314,9 @@ def _render_percussive(
     env[-fade_out:] = 0.5 + 0.5 * np.cos(np.linspace(0.0, np.pi, fade_out))
     channel_major = np.ascontiguousarray(style.T)
     choke = max(2, int(CHOKE_S * sr))
-    for onset, next_onset, shot, hit_peak, layer, layer_gain in zip(
-        onsets, next_onsets, chosen, peaks, layered, top_gain, strict=True
+    layers = ((layered.tolist(), top_gain.tolist()), (kick_layer.tolist(), kick_gain.tolist()))
+    for i, (onset, next_onset, shot, hit_peak) in enumerate(
+        zip(onsets, next_onsets, chosen, peaks, strict=True)
     ):
         # As a drum replacer: the grain starts at the sample's own transient (onset-aligned grains start
         # at the refined transient of the style sound) and sits on the stem's refined transient; it is
@@ -309,13 +329,22 @@ def _render_percussive(
         if g_peak <= 0.0:
             continue
         # Scaled to the hit's peak level (the stem's peak within 50 ms of its transient).
-        out[:, int(onset) : int(onset) + grain.shape[1]] += grain * np.float32(hit_peak / g_peak)
-        if layer >= 0:
-            ring = _percussive_grain(channel_major, int(shot_starts[layer]), end, length, env, choke)
-            r_peak = float(np.abs(ring).max()) if ring.size else 0.0
-            # Never above the hit's own peak: the layer adds the cymbal, it does not outgrow the drum.
-            gain = min(float(layer_gain), hit_peak / r_peak) if r_peak > 0.0 else 0.0
-            out[:, int(onset) : int(onset) + ring.shape[1]] += ring * np.float32(gain)
+        grain *= np.float32(hit_peak / g_peak)
+        for layer_of, gain_of in layers:
+            if layer_of[i] < 0:
+                continue
+            extra = _percussive_grain(channel_major, int(shot_starts[layer_of[i]]), end, length, env, choke)
+            e_peak = float(np.abs(extra).max()) if extra.size else 0.0
+            # Never above the hit's own peak: the layer adds its drum, it does not outgrow the hit.
+            gain = min(gain_of[i], hit_peak / e_peak) if e_peak > 0.0 else 0.0
+            grain[:, : extra.shape[1]] += extra * np.float32(gain)
+        if kick_layer[i] >= 0:
+            # The other drum's one-shot already takes the hit's whole peak, the kick's part of it too: the
+            # two together are held there (on the corpus' 114 such hits, summed they peaked 1.6-6 dB
+            # over, median 3.4 dB, and the louder backbeats hid the metal song's next sixteenth from an
+            # onset detector).
+            grain *= np.float32(min(1.0, hit_peak / max(float(np.abs(grain).max()), 1e-20)))
+        out[:, int(onset) : int(onset) + grain.shape[1]] += grain
     return out
 
 
