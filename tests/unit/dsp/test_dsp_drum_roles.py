@@ -1,6 +1,7 @@
 """The percussive engine keeps each drum's role: a stem's kick, snare and hi-hat each take the style
 kit's one-shot of the same kind (as a drum replacer does), whatever the two kits' recordings, and a kick
-struck with a hi-hat takes the kick, the drum that dominates its attack."""
+struck with a hi-hat takes the kick, the drum that dominates its attack; a crash ringing under a drum, and a
+kick struck with a snare, are layered on the one-shot chosen (the kit's crash, the kit's kick)."""
 
 from __future__ import annotations
 
