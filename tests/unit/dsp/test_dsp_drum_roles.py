@@ -494,3 +494,14 @@ def test_a_kick_struck_with_a_snare_keeps_both(monkeypatch: pytest.MonkeyPatch) 
     assert max(hit_peaks) < 1.001, hit_peaks
     snare_match = [heard(out, t, shots)["snare"] for t, n in zip(times, bar * 2, strict=True) if "snare" in n]
     assert min(snare_match) > 0.5, snare_match
+
+
+def test_a_grain_cut_short_by_the_recording_is_silent_to_the_hits_end() -> None:
+    # A one-shot near the end of its recording (all of a short kit's are, when none is whole) gives as
+    # many samples as the hit asks for, silent after the recording: a kick layered on it adds in whole.
+    recording = np.ones((2, 100), np.float32)
+    env = np.ones(64, np.float32)
+    grain = granular._percussive_grain(recording, 80, 50, 64, env, choke=8)
+    assert grain.shape == (2, 50)
+    assert np.all(grain[:, :12] == 1.0) and np.all(grain[:, 20:] == 0.0)
+    assert np.all(np.diff(grain[0, 12:21]) <= 0)  # choked where the recording ends

@@ -223,12 +223,15 @@ def _pick_shots(distances: np.ndarray, rng: np.random.Generator) -> np.ndarray:
 def _percussive_grain(
     channel_major: np.ndarray, s0: int, end: int, length: int, env: np.ndarray, choke: int
 ) -> np.ndarray:
-    """A one-shot's grain of `end` samples from `s0`, faded by `env` and choked when cut short."""
+    """A one-shot's grain of `end` samples from `s0`, faded by `env` and choked when cut short; silent
+    past the recording's end, so a hit's layered one-shots always line up with its own."""
     grain = channel_major[:, s0 : s0 + end]
     grain = grain * env[: grain.shape[1]]
     if 0 < grain.shape[1] < length:
         k = min(choke, grain.shape[1])
         grain[:, -k:] *= np.linspace(1.0, 0.0, k, dtype=np.float32)
+    if grain.shape[1] < end:
+        grain = np.pad(grain, ((0, 0), (0, end - grain.shape[1])))
     return np.asarray(grain, np.float32)
 
 
