@@ -116,18 +116,27 @@ def test_descriptors_name_the_drum_across_kits() -> None:
         assert drum_distances(hit_desc, shot_desc).argmin(axis=1).tolist() == [0, 1, 2]
 
 
+def shell_snare(
+    thump: tuple[float, float, float], body: tuple[float, float], wires: float, seed: int
+) -> np.ndarray:
+    """0.3 s of a synthetic snare: a shell thump (Hz, amplitude, decay per s), a body tone (Hz, amplitude;
+    decay 20 per s) and wire noise at 2-9 kHz of amplitude `wires` (decay 20 per s)."""
+    t = np.arange(round(0.3 * SR)) / SR
+    band = butter(2, [2000.0, 9000.0], btype="band", fs=SR, output="sos")
+    noise = sosfilt(band, np.random.default_rng(seed).standard_normal(t.size))
+    return np.asarray(
+        thump[1] * np.sin(2 * np.pi * thump[0] * t) * np.exp(-t * thump[2])
+        + body[1] * np.sin(2 * np.pi * body[0] * t) * np.exp(-t * 20.0)
+        + wires * noise / np.abs(noise).max() * np.exp(-t * 20.0)
+    )
+
+
 def boomy_kit_one_shots() -> dict[str, np.ndarray]:
     """A style kit whose snare is boomy, as the quality corpus' kit's: about 55 % of its attack's energy
     below 150 Hz (a 70 Hz shell thump), 45 % at 150-400 Hz (a 210 Hz body) and a little wire noise at
     2-9 kHz; the kit's kick is a pure low thump (a 90 -> 50 Hz sweep, no click); kit 1's hat."""
     t = np.arange(round(0.3 * SR)) / SR
-    sos = butter(2, [2000.0, 9000.0], btype="band", fs=SR, output="sos")
-    wires = sosfilt(sos, np.random.default_rng(5).standard_normal(t.size))
-    snare = (
-        0.8 * np.sin(2 * np.pi * 70.0 * t) * np.exp(-t * 12.0)
-        + 0.8 * np.sin(2 * np.pi * 210.0 * t) * np.exp(-t * 20.0)
-        + 0.5 * wires / np.abs(wires).max() * np.exp(-t * 20.0)
-    )
+    snare = shell_snare((70.0, 0.8, 12.0), (210.0, 0.8), wires=0.5, seed=5)
     freq_hz = 50.0 + 40.0 * np.exp(-20.0 * t)
     kick = np.sin(2 * np.pi * np.cumsum(freq_hz) / SR) * np.exp(-t * 8.0)
     shots = {}
@@ -356,15 +365,7 @@ def boomy_snare_hit(velocity: float) -> np.ndarray:
     """A synthetic electronic snare as loud below 150 Hz as a deep kick struck with a snare, but above
     its pitch: a 125 Hz thump, a 220 Hz body and wire noise (as the quality corpus' drum'n'bass snare,
     12-48 dB short of its kick at 65-86 Hz)."""
-    t = np.arange(round(0.3 * SR)) / SR
-    band = butter(2, [2000.0, 9000.0], btype="band", fs=SR, output="sos")
-    wires = sosfilt(band, np.random.default_rng(3).standard_normal(t.size))
-    x = (
-        2.0 * np.sin(2 * np.pi * 125.0 * t) * np.exp(-t * 10.0)
-        + 0.6 * np.sin(2 * np.pi * 220.0 * t) * np.exp(-t * 20.0)
-        + 0.4 * wires / np.abs(wires).max() * np.exp(-t * 20.0)
-    )
-    return _shaped(x, velocity)
+    return _shaped(shell_snare((125.0, 2.0, 10.0), (220.0, 0.6), wires=0.4, seed=3), velocity)
 
 
 def struck(names: tuple[str, ...], seed: int) -> np.ndarray:
