@@ -73,6 +73,7 @@ CYMBAL_FROM_HZ = DRUM_BAND_EDGES_HZ[-1]
 CYMBAL_RING_MIN_DB = -2.0
 CYMBAL_JUMP_MIN_DB = 3.0  # the hit at least doubles the top band's power of the ATTACK_S before it
 RING_MIN_S = 0.01
+TINY = 1e-20  # power floor of the dB ratios (linear mean square)
 # A kick sounds in a hit holding the stem's kick whole: at each bin of KICK_BAND_FROM_HZ..150 Hz where
 # the stem's kick template (the median added power of its kick-role hits) is within KICK_MAIN_DB of its
 # peak, the hit adds at least KICK_PRESENT_MIN_DB of the template's power, and its kick band keeps over
@@ -247,6 +248,25 @@ def kick_sounds(kick_band_power: np.ndarray, low_ring_db: np.ndarray, is_kick: n
     return np.asarray(out | holds, bool)
 
 
+def _band_power_sum(x: np.ndarray, sample_rate: int, edge_hz: float, btype: str) -> np.ndarray:
+    """Running sum (leading 0) of the squares of `x` high- or low-passed at `edge_hz`: any span's band
+    power from two lookups, with no per-hit filtering. All zeros where the sample rate leaves no such
+    band (no top band at 8 kHz: no cymbal)."""
+    out = np.zeros(x.size + 1)
+    if x.size and edge_hz < 0.45 * sample_rate:
+        sos = butter(4, edge_hz, btype=btype, fs=sample_rate, output="sos")
+        out[1:] = np.cumsum(sosfilt(sos, x) ** 2)
+    return out
+
+
+def _ring_db(attack: np.ndarray, ring: np.ndarray, known: np.ndarray, unknown: float) -> np.ndarray:
+    """A band's power over the ring against its attack's, in dB; `unknown` where the ring is too short
+    to measure or the attack holds no power."""
+    return np.where(
+        known & (attack > TINY), 10.0 * np.log10((ring + TINY) / (attack + TINY)), unknown
+    ).astype(np.float64)
+
+
 def _mean_power(csum: np.ndarray, a: np.ndarray, b: np.ndarray) -> np.ndarray:
     """Mean square over samples [a, b) of the signal whose squares' running sum (leading 0) is csum."""
     a = np.clip(a, 0, csum.size - 1)
@@ -300,34 +320,19 @@ def describe_hits(
     ring_ms = (ring**2).mean(axis=1) + 1e-12
     decay = np.where(decay_known, np.log10(ring_ms / attack_ms), 0.0)
     descriptors = np.column_stack([log_shares, FLATNESS_WEIGHT * np.log10(flatness), DECAY_WEIGHT * decay])
-    # The top band's sustain, from one filtering of the whole signal (running sums: no per-hit work).
-    csum = np.zeros(x.size + 1)
-    if x.size and 0.45 * sample_rate > CYMBAL_FROM_HZ:  # no top band at a low sample rate: no cymbal
-        sos = butter(4, CYMBAL_FROM_HZ, btype="high", fs=sample_rate, output="sos")
-        csum[1:] = np.cumsum(sosfilt(sos, x) ** 2)
+    # The top band's and the kick band's sustain, each from one filtering of the whole signal.
     attack_end = np.minimum(nxt, pos + n_attack)
-    top_attack = _mean_power(csum, pos, attack_end)
-    top_before = _mean_power(csum, pos - n_attack, pos)
     ring_end = np.minimum(nxt, pos + n_decay)
-    top_ring = _mean_power(csum, pos + n_attack, ring_end)
     ring_known = ring_end - (pos + n_attack) >= max(1, round(RING_MIN_S * sample_rate))
-    tiny = 1e-20
-    # The kick band's ring, likewise (one low-pass filtering of the whole signal).
-    low_sum = np.zeros(x.size + 1)
-    if x.size:
-        sos = butter(4, DRUM_BAND_EDGES_HZ[0], btype="low", fs=sample_rate, output="sos")
-        low_sum[1:] = np.cumsum(sosfilt(sos, x) ** 2)
-    low_attack = _mean_power(low_sum, pos, attack_end)
-    low_ring = _mean_power(low_sum, pos + n_attack, ring_end)
-    low_ring_db = np.where(
-        ring_known & (low_attack > tiny), 10.0 * np.log10((low_ring + tiny) / (low_attack + tiny)), np.nan
-    )
+    top = _band_power_sum(x, sample_rate, CYMBAL_FROM_HZ, "high")
+    top_attack = _mean_power(top, pos, attack_end)
+    top_ring_db = _ring_db(top_attack, _mean_power(top, pos + n_attack, ring_end), ring_known, -np.inf)
+    top_jump_db = 10.0 * np.log10((top_attack + TINY) / (_mean_power(top, pos - n_attack, pos) + TINY))
+    low = _band_power_sum(x, sample_rate, DRUM_BAND_EDGES_HZ[0], "low")
+    low_attack = _mean_power(low, pos, attack_end)
+    low_ring_db = _ring_db(low_attack, _mean_power(low, pos + n_attack, ring_end), ring_known, np.nan)
     kick_bins = (freqs >= KICK_BAND_FROM_HZ) & (freqs < DRUM_BAND_EDGES_HZ[0])
     is_kick = kick_roles(shares[:, 0], low_centroid_hz)
-    top_ring_db = np.where(
-        ring_known & (top_attack > tiny), 10.0 * np.log10((top_ring + tiny) / (top_attack + tiny)), -np.inf
-    )
-    top_jump_db = 10.0 * np.log10((top_attack + tiny) / (top_before + tiny))
     return DrumHits(
         band_energy=band_energy,
         is_kick=is_kick,
