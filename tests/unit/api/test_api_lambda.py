@@ -146,29 +146,35 @@ def test_idempotency_uses_the_lambda_context(entry: ModuleType, tenant_a: Any, m
     assert json.loads(first["body"]) == json.loads(second["body"])
 
 
+# The entry loaded in a child interpreter as Lambda loads it, as `module` (this interpreter's modules
+# would hide what an import loads).
+_LOAD_ENTRY = (
+    f"spec = importlib.util.spec_from_file_location('entry', {str(ENTRY)!r})\n"
+    "module = importlib.util.module_from_spec(spec); spec.loader.exec_module(module)\n"
+)
+
+
+def _in_child(code: str, *args: str, timeout: int = 60) -> str:
+    """What `code` prints in a fresh interpreter, given `args` as sys.argv[1:]."""
+    result = subprocess.run(
+        [sys.executable, "-c", code, *args], capture_output=True, text=True, timeout=timeout, check=True
+    )
+    return result.stdout.strip()
+
+
 def test_importing_the_api_does_not_load_audio_libraries() -> None:
     code = (
         "import sys, audiomixer.api.app\n"
         "heavy = sorted(m for m in ('numpy', 'scipy', 'librosa', 'torch', 'soundfile') if m in sys.modules)\n"
         "print(','.join(heavy))\n"
     )
-    result = subprocess.run(
-        [sys.executable, "-c", code], capture_output=True, text=True, timeout=60, check=True
-    )
-    assert result.stdout.strip() == "", f"the API imported {result.stdout.strip()}"
+    heavy = _in_child(code)
+    assert heavy == "", f"the API imported {heavy}"
 
 
 def test_the_lambda_entry_does_not_load_audio_libraries() -> None:
-    code = (
-        "import importlib.util, sys\n"
-        f"spec = importlib.util.spec_from_file_location('entry', {str(ENTRY)!r})\n"
-        "module = importlib.util.module_from_spec(spec); spec.loader.exec_module(module)\n"
-        "print('numpy' in sys.modules)\n"
-    )
-    result = subprocess.run(
-        [sys.executable, "-c", code], capture_output=True, text=True, timeout=60, check=True
-    )
-    assert result.stdout.strip() == "False"
+    code = "import importlib.util, sys\n" + _LOAD_ENTRY + "print('numpy' in sys.modules)\n"
+    assert _in_child(code) == "False"
 
 
 def test_the_lambda_entry_builds_no_aws_client_at_import() -> None:
@@ -183,22 +189,18 @@ def test_the_lambda_entry_builds_no_aws_client_at_import() -> None:
         "    loaded.append(name)\n"
         "    return load(self, name, *args, **kwargs)\n"
         "botocore.loaders.Loader.load_service_model = recorded\n"
-        f"spec = importlib.util.spec_from_file_location('entry', {str(ENTRY)!r})\n"
-        "module = importlib.util.module_from_spec(spec); spec.loader.exec_module(module)\n"
-        "clients = [o for o in gc.get_objects() if isinstance(o, botocore.client.BaseClient)]\n"
+        + _LOAD_ENTRY
+        + "clients = [o for o in gc.get_objects() if isinstance(o, botocore.client.BaseClient)]\n"
         "unneeded = ('numpy', 'soundfile', 'av', 'librosa', 'pydantic_settings', 'joserfc')\n"
         "print(loaded, len(clients), sorted(m for m in unneeded if m in sys.modules))\n"
     )
-    result = subprocess.run(
-        [sys.executable, "-c", code], capture_output=True, text=True, timeout=60, check=True
-    )
-    assert result.stdout.strip() == "[] 0 []"
+    assert _in_child(code) == "[] 0 []"
 
 
 def test_the_first_request_builds_no_route_again() -> None:
     """Each route is built once, at import: a router joined with `include_router` was built again (its
     dependencies and pydantic adapters) by the first request that reached it, on top of the cold start."""
-    from audiomixer_tools.bench.cold_start import first_request_event
+    from audiomixer_tools.bench.cold_start import CHILD_CONTEXT, first_request_event
 
     code = (
         "import importlib.util, json, sys\n"
@@ -211,22 +213,16 @@ def test_the_first_request_builds_no_route_again() -> None:
         "fastapi.utils.create_model_field = recorded\n"
         "import fastapi.routing, fastapi.dependencies.utils\n"
         "fastapi.routing.create_model_field = fastapi.dependencies.utils.create_model_field = recorded\n"
-        f"spec = importlib.util.spec_from_file_location('entry', {str(ENTRY)!r})\n"
-        "module = importlib.util.module_from_spec(spec); spec.loader.exec_module(module)\n"
-        "at_import = len(built)\n"
-        "class Context:\n"
-        "    function_name, memory_limit_in_mb, aws_request_id = 'api', 512, 'first'\n"
-        "    invoked_function_arn = 'arn:aws:lambda:us-east-1:123456789012:function:api'\n"
-        "for path in ('/api/v1/projects', '/api/v1/mixes', '/api/v1/library'):\n"
+        + _LOAD_ENTRY
+        + "at_import = len(built)\n"
+        + CHILD_CONTEXT
+        + "for path in ('/api/v1/projects', '/api/v1/mixes', '/api/v1/library'):\n"
         "    event = json.loads(sys.argv[1].replace('/api/v1/projects', path))\n"
-        "    assert module.handler(event, Context())['statusCode'] == 401\n"
+        "    assert module.handler(event, _Context())['statusCode'] == 401\n"
         "print(at_import, built[at_import:])\n"
     )
     event = json.dumps(first_request_event("GET", "/api/v1/projects"))
-    result = subprocess.run(
-        [sys.executable, "-c", code, event], capture_output=True, text=True, timeout=60, check=True
-    )
-    at_import, rebuilt = result.stdout.split(maxsplit=1)
+    at_import, rebuilt = _in_child(code, event).split(maxsplit=1)
     assert int(at_import) > 20, "the routes' fields are built at import"
     assert rebuilt.strip() == "[]"
 
@@ -234,7 +230,7 @@ def test_the_first_request_builds_no_route_again() -> None:
 def test_every_zip_handler_and_the_api_run_without_pydantic_v1() -> None:
     """The dependency layer leaves pydantic.v1 out (layers/core_deps/Makefile): each zip handler imports,
     the API builds the same OpenAPI document and answers, with `import pydantic.v1` failing as it does there."""
-    from audiomixer_tools.bench.cold_start import first_request_event, zip_functions
+    from audiomixer_tools.bench.cold_start import CHILD_CONTEXT, first_request_event, zip_functions
 
     handlers = {lid: str(path) for lid, (path, _) in zip_functions(ROOT / "template.yaml").items()}
     code = (
@@ -247,21 +243,13 @@ def test_every_zip_handler_and_the_api_run_without_pydantic_v1() -> None:
         "    modules[lid] = importlib.util.module_from_spec(spec); spec.loader.exec_module(modules[lid])\n"
         "api = modules['ApiFunction']\n"
         "document = json.dumps(api.app.openapi(), sort_keys=True).encode()\n"
-        "class Context:\n"
-        "    function_name, memory_limit_in_mb, aws_request_id = 'api', 512, 'no-v1'\n"
-        "    invoked_function_arn = 'arn:aws:lambda:us-east-1:123456789012:function:api'\n"
-        "status = api.handler(json.loads(sys.argv[2]), Context())['statusCode']\n"
+        + CHILD_CONTEXT
+        + "status = api.handler(json.loads(sys.argv[2]), _Context())['statusCode']\n"
         "print(sys.modules['pydantic.v1'], status, hashlib.sha256(document).hexdigest())\n"
     )
     event = json.dumps(first_request_event("GET", "/api/v1/projects"))
-    result = subprocess.run(
-        [sys.executable, "-c", code, json.dumps(handlers), event],
-        capture_output=True,
-        text=True,
-        timeout=120,
-        check=True,
-    )
+    printed = _in_child(code, json.dumps(handlers), event, timeout=120)
     from audiomixer.api.app import app
 
     expected = hashlib.sha256(json.dumps(app.openapi(), sort_keys=True).encode()).hexdigest()
-    assert result.stdout.split() == ["None", "401", expected]
+    assert printed.split() == ["None", "401", expected]

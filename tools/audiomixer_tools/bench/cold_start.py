@@ -45,12 +45,14 @@ _LOAD_HANDLER = (
 # The API function's first request, timed after its import: routing, the auth dependency and the error
 # envelope, without credentials so that no AWS call is made.
 FIRST_REQUEST = ("GET", "/api/v1/projects", 401)
-_FIRST_REQUEST = (
-    "import json\n"
+# A LambdaContext look-alike for a child interpreter's handler calls (`_Context()`).
+CHILD_CONTEXT = (
     "class _Context:\n"
     "    function_name, memory_limit_in_mb, aws_request_id = 'api', 512, 'cold-start-bench'\n"
     "    invoked_function_arn = 'arn:aws:lambda:us-east-1:123456789012:function:api'\n"
-    "event = json.loads({event!r})\n"
+)
+_FIRST_REQUEST = (
+    "import json\n" + CHILD_CONTEXT.replace("{", "{{").replace("}", "}}") + "event = json.loads({event!r})\n"
     "started = time.perf_counter()\n"
     "response = module.handler(event, _Context())\n"
     "print(time.perf_counter() - started)\n"
