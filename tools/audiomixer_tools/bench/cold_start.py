@@ -110,28 +110,37 @@ def console_folder(template: Path) -> Path:
     return content / Path(str(web_dir)).relative_to("/opt")
 
 
-def build_shared_layer(template: Path, artifacts: Path) -> Path:
-    """The shared layer as `sam build` makes it (its Makefile, BuildMethod makefile) into `artifacts`;
-    returns the folder Lambda puts on the path (/opt/python)."""
+def _layer_content(template: Path, layer: str) -> Path:
+    """The folder a layer of the template is built from (its ContentUri)."""
     from audiomixer_local.template import load
 
-    content = template.parent / str(load(template)["Resources"]["SharedLayer"]["Properties"]["ContentUri"])
+    return template.parent / str(load(template)["Resources"][layer]["Properties"]["ContentUri"])
+
+
+def _make_layer(content: Path, layer: str, artifacts: Path, timeout_s: int) -> None:
+    """Run the layer's Makefile as `sam build` does for BuildMethod makefile (build-LAYER, ARTIFACTS_DIR),
+    with this interpreter as its PYTHON; raises CalledProcessError with make's output on failure."""
     subprocess.run(
-        ["make", "-s", "-C", str(content), "build-SharedLayer", f"ARTIFACTS_DIR={artifacts}"],
+        ["make", "-s", "-C", str(content), f"build-{layer}", f"ARTIFACTS_DIR={artifacts}"],
         env={**os.environ, "PYTHON": sys.executable},
         check=True,
         capture_output=True,
-        timeout=300,
+        text=True,
+        timeout=timeout_s,
     )
+
+
+def build_shared_layer(template: Path, artifacts: Path) -> Path:
+    """The shared layer as `sam build` makes it (its Makefile, BuildMethod makefile) into `artifacts`;
+    returns the folder Lambda puts on the path (/opt/python)."""
+    _make_layer(_layer_content(template, "SharedLayer"), "SharedLayer", artifacts, timeout_s=300)
     return artifacts / "python"
 
 
 def build_deps_layer(template: Path, cache: Path) -> tuple[Path | None, str]:
     """The dependency layer (CoreDepsLayer) as `sam build` makes it, built once per content of its folder
     into `cache`: (the folder Lambda puts on the path, ""), or (None, why it could not be built)."""
-    from audiomixer_local.template import load
-
-    content = template.parent / str(load(template)["Resources"]["CoreDepsLayer"]["Properties"]["ContentUri"])
+    content = _layer_content(template, "CoreDepsLayer")
     digest = hashlib.sha256()
     for source in sorted(p for p in content.iterdir() if p.is_file()):
         digest.update(source.name.encode() + b"\0" + source.read_bytes())
@@ -142,14 +151,7 @@ def build_deps_layer(template: Path, cache: Path) -> tuple[Path | None, str]:
     shutil.rmtree(partial, ignore_errors=True)
     partial.mkdir(parents=True)
     try:
-        subprocess.run(
-            ["make", "-s", "-C", str(content), "build-CoreDepsLayer", f"ARTIFACTS_DIR={partial}"],
-            env={**os.environ, "PYTHON": sys.executable},
-            check=True,
-            capture_output=True,
-            text=True,
-            timeout=900,
-        )
+        _make_layer(content, "CoreDepsLayer", partial, timeout_s=900)
     except (OSError, subprocess.SubprocessError) as exc:
         shutil.rmtree(partial, ignore_errors=True)
         # The tool's own last words (pip's "No matching distribution ..."), not make's "*** Error 1".
